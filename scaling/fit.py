@@ -160,7 +160,7 @@ def _check_inputs(N, D, loss, n_params: int):
 
 
 def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
-                   reduction: str = "sum", max_iter: int = 1000) -> ParametricFit:
+                   reduction: str = "sum", max_iter: int = 1000, progress=None) -> ParametricFit:
     """Approach 3 from every start of the grid; returns the best (lowest Huber sum) fit.
 
     `reduction="mean"` is accepted for compatibility with code that averages the Huber loss, and is
@@ -175,7 +175,8 @@ def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA,
     if tie:
         grid = np.unique(grid[:, :4], axis=0)
     objective = ChinchillaObjective(N, D, loss, delta=delta, tie=tie)
-    result = minimize_batched(objective, torch.as_tensor(grid, dtype=torch.float64), max_iter=max_iter)
+    result = minimize_batched(objective, torch.as_tensor(grid, dtype=torch.float64), max_iter=max_iter,
+                              progress=progress)
     return _best_of(result, objective, grid.shape[0], N.size, tie)
 
 
@@ -193,7 +194,7 @@ def _best_of(result: BatchedResult, objective: ChinchillaObjective, n_starts: in
 
 
 def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, seed: int = 42,
-                         delta: float = HUBER_DELTA, max_iter: int = 1000) -> ParametricFit:
+                         delta: float = HUBER_DELTA, max_iter: int = 1000, progress=None) -> ParametricFit:
     """Resample runs with replacement `n_boot` times and refit each replicate (Epoch 2024 §3).
 
     Every replicate starts from the full-data optimum (Epoch starts from Hoffmann's constants);
@@ -205,7 +206,8 @@ def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, 
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
     objective = ChinchillaObjective(N, D, loss, delta=delta, weights=counts, tie=fit.tie)
     x0 = np.repeat(fit.x[None, : objective.n_free], n_boot, axis=0)
-    result = minimize_batched(objective, torch.as_tensor(x0, dtype=torch.float64), max_iter=max_iter)
+    result = minimize_batched(objective, torch.as_tensor(x0, dtype=torch.float64), max_iter=max_iter,
+                              progress=progress)
     p = objective.expand(result.x).numpy()
     draws = np.column_stack([np.exp(p[:, 2]), np.exp(p[:, 0]), np.exp(p[:, 1]), p[:, 3], p[:, 4]])
     draws = draws[np.isfinite(result.f.numpy()) & np.all(np.isfinite(draws), 1)]

@@ -114,18 +114,73 @@ def fit_kaplan_N(N, loss, *, frontier: bool = True, delta: float = HUBER_DELTA) 
     With `frontier=True` (default) only the lowest loss per distinct N is fitted (`envelope_by`):
     Eq. 1.1 describes converged, data-unlimited models. Pass False when `loss` already is that.
     """
-    N, loss = _checked({"N": N, "loss": loss}, n_params=2)
-    if frontier:
-        N, loss = envelope_by(N, loss)
-        _check_count(N.size, 2, "distinct N values")
-    log_c, alpha = _single_power_law(N, loss, delta)
-    return log_c, alpha  # replaced below
+    return _fit_single("N", N, loss, frontier=frontier, delta=delta)
 
 
 def fit_kaplan_D(D, loss, *, frontier: bool = True, delta: float = HUBER_DELTA) -> KaplanFit:
     """Fit L(D) = (D_c/D)^alpha_D (Eq. 1.2) as log L = alpha_D·(log D_c - log D).
 
-    Eq. 1.2 describes large models early-stopped on D tokens, so `frontier=True` (default) keeps
-    the lowest loss per distinct D, as in `fit_kaplan_N`.
+    Eq. 1.2 describes large models early-stopped after D tokens, so `frontier=True` (default)
+    keeps the lowest loss per distinct D, as in `fit_kaplan_N`.
     """
-    raise NotImplementedError
+    return _fit_single("D", D, loss, frontier=frontier, delta=delta)
+
+
+def _fit_single(form: str, values, loss, *, frontier: bool, delta: float) -> KaplanFit:
+    values, loss = _checked({form: values, "loss": loss}, n_params=2)
+    if frontier:
+        values, loss = envelope_by(values, loss)
+        _check_count(values.size, 2, f"distinct {form} values")
+    log_v = torch.as_tensor(np.log(values), dtype=torch.float64)
+
+    def log_predict(x):  # x = (log X_c, alpha): log L = alpha·(log X_c - log X)
+        return x[:, 1:2] * (x[:, 0:1] - log_v)
+
+    starts = list(itertools.product(LOG_SCALE_STARTS, EXPONENT_STARTS))
+    x, f, converged = best_start(huber_log_objective(log_predict, loss, delta=delta), starts)
+    scale, exponent = float(np.exp(x[0])), float(x[1])
+    pair = {"N_c": scale, "alpha_N": exponent} if form == "N" else {"D_c": scale, "alpha_D": exponent}
+    constants = {"N_c": np.nan, "alpha_N": np.nan, "D_c": np.nan, "alpha_D": np.nan} | pair
+    return KaplanFit(form=form, **constants, objective=f, n_points=int(values.size),
+                     n_starts=len(starts), converged=converged, x=x)
+
+
+def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA) -> KaplanFit:
+    """Fit L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Eq. 1.5).
+
+    Free parameters (log N_c, log D_c, alpha_N, alpha_D); in log space the form is
+    log L = alpha_D · logaddexp((alpha_N/alpha_D)·(log N_c - log N), log D_c - log D),
+    which never overflows. Started from all 4^4 = 256 grid points at once.
+    """
+    N, D, loss = _checked({"N": N, "D": D, "loss": loss}, n_params=4)
+    log_N = torch.as_tensor(np.log(N), dtype=torch.float64)
+    log_D = torch.as_tensor(np.log(D), dtype=torch.float64)
+
+    def log_predict(x):
+        log_Nc, log_Dc, alpha_N, alpha_D = (x[:, k : k + 1] for k in range(4))
+        return alpha_D * torch.logaddexp(alpha_N / alpha_D * (log_Nc - log_N), log_Dc - log_D)
+
+    starts = list(itertools.product(LOG_SCALE_STARTS, LOG_SCALE_STARTS, EXPONENT_STARTS, EXPONENT_STARTS))
+    x, f, converged = best_start(huber_log_objective(log_predict, loss, delta=delta), starts)
+    return KaplanFit(form="ND", N_c=float(np.exp(x[0])), alpha_N=float(x[2]), D_c=float(np.exp(x[1])),
+                     alpha_D=float(x[3]), objective=f, n_points=int(N.size), n_starts=len(starts),
+                     converged=converged, x=x)
+
+
+def _checked(columns: dict, n_params: int) -> list[np.ndarray]:
+    """Columns as flat float arrays; InputError naming the column for bad shape or values."""
+    arrays = {name: np.asarray(v, dtype=float).ravel() for name, v in columns.items()}
+    sizes = {a.size for a in arrays.values()}
+    if len(sizes) != 1:
+        lengths = ", ".join(f"{name} {a.size}" for name, a in arrays.items())
+        raise InputError(f"columns must have the same length (got {lengths})")
+    for name, a in arrays.items():
+        if not np.all(np.isfinite(a)) or np.any(a <= 0):
+            raise InputError(f"column '{name}' must be finite and > 0 for a power-law fit (logs are taken)")
+    _check_count(sizes.pop(), n_params, "runs")
+    return list(arrays.values())
+
+
+def _check_count(n: int, n_params: int, what: str) -> None:
+    if n <= n_params:
+        raise InputError(f"the fit has {n_params} parameters but only {n} {what}; need more {what} than parameters")

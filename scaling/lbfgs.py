@@ -58,6 +58,7 @@ def minimize_batched(
     ftol: float = 1e-14,
     c1: float = 1e-4,
     max_backtracks: int = 40,
+    progress: Callable[[int], None] | None = None,
 ) -> BatchedResult:
     """Minimise `objective` independently from every row of `x0` (B, P).
 
@@ -130,6 +131,8 @@ def minimize_batched(
         small_step = (f_old - f_new_k) <= ftol * torch.maximum(f_old.abs(), f_new_k.abs())
         status[rk[small_step]] = STATUS_CONVERGED_F
         status[rk[small_grad]] = STATUS_CONVERGED_GRAD
+        if progress is not None:
+            progress(int((status >= 0).sum()))
 
     status[status < 0] = STATUS_MAX_ITER
     return BatchedResult(x=x, f=f, grad_norm=g.abs().amax(1), n_iter=n_iter, status=status)

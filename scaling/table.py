@@ -47,7 +47,7 @@ def load_runs(
     ffn: feed-forward kind used only when N is derived from width and depth.
     """
     conventions.check_convention(convention)
-    raw, label = _read(source, name)
+    raw, label = read_table(source, name)
     if raw.empty:
         raise InputError(f"{label}: the table has no data rows")
     runs = _apply_mapping(raw, columns or {}, label)
@@ -96,7 +96,8 @@ def group_budgets(df: pd.DataFrame, rtol: float = 0.02) -> np.ndarray:
     return ids
 
 
-def _read(source, name: str | None) -> tuple[pd.DataFrame, str]:
+def read_table(source, name: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Read a CSV or netCDF file (or copy a DataFrame) as it is; returns the table and its label."""
     if isinstance(source, pd.DataFrame):
         return source.copy(), name or "<DataFrame>"
     path = Path(source).expanduser()

@@ -89,6 +89,15 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     _atomic_write(path, write)
 
 
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (figures and other binary outputs)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    _atomic_write(path, write)
+
+
 def atomic_write_json(path: PathLike, obj: Any) -> None:
     """Write `obj` as indented, key-sorted JSON to `path` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

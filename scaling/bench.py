@@ -1,0 +1,120 @@
+"""`workbench bench scaling`: batched Approach 3 against a plain scipy L-BFGS-B loop, same process.
+
+Both sides solve the same problem: the Huber-sum objective on Epoch's 240 Chinchilla points from
+all 4500 starts of Hoffmann's grid, then 1000 bootstrap replicates refitted from the optimum.
+The reference gets the same analytic gradient, so the ratio measures batching, not derivatives.
+Both must reach the same optimum (Huber objective within 1e-6 relative).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+from scaling.fit import HUBER_DELTA, bootstrap_parametric, fit_parametric, hoffmann_grid
+
+SAME_OPTIMUM_RTOL = 1e-6
+
+
+def _reference_objective(x, logN, logD, logL, weights):
+    """Numpy Huber-sum objective and gradient of the LSE form, one parameter vector at a time."""
+    a, b, e, alpha, beta = x
+    t1, t2 = a - alpha * logN, b - beta * logD
+    m = np.maximum(np.maximum(t1, t2), e)
+    e1, e2, e3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
+    s = e1 + e2 + e3
+    r = m + np.log(s) - logL
+    psi = np.clip(r, -HUBER_DELTA, HUBER_DELTA)
+    f = np.sum(weights * psi * (r - 0.5 * psi))
+    q = weights * psi / s
+    g = np.array([np.sum(q * e1), np.sum(q * e2), np.sum(q * e3), -np.sum(q * e1 * logN), -np.sum(q * e2 * logD)])
+    return f, g
+
+
+def _reference_fit(starts, logN, logD, logL, weights):
+    from scipy.optimize import minimize
+
+    best = None
+    for x0 in starts:
+        with np.errstate(all="ignore"):
+            r = minimize(_reference_objective, x0, args=(logN, logD, logL, weights), jac=True, method="L-BFGS-B",
+                         options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000})
+        if np.isfinite(r.fun) and (best is None or r.fun < best.fun):
+            best = r
+    return best
+
+
+def _data():
+    from scaling.datasets import load_epoch_chinchilla
+    from scaling.laws import EPOCH_2024
+    from scaling.simulate import simulate_runs
+
+    try:
+        runs = load_epoch_chinchilla()
+        return runs["N"].to_numpy(), runs["D"].to_numpy(), runs["loss"].to_numpy(), "Epoch Chinchilla (240 runs)"
+    except FileNotFoundError:
+        runs = simulate_runs(EPOCH_2024, kind="grid", grid_points=15, noise=0.02, seed=0).iloc[:240]
+        return (runs["N"].to_numpy(), runs["D"].to_numpy(), runs["loss"].to_numpy(),
+                "simulated from Epoch's constants (Epoch data not present)")
+
+
+def run(quick: bool = False) -> dict:
+    import torch
+
+    N, D, loss, source = _data()
+    starts = hoffmann_grid()
+    n_boot = 1000
+    if quick:
+        starts, n_boot = starts[::30], 50
+    logN, logD, logL = np.log(N), np.log(D), np.log(loss)
+    ones = np.ones_like(logN)
+
+    t0 = time.perf_counter()
+    fit = fit_parametric(N, D, loss, starts=starts)
+    t1 = time.perf_counter()
+    boot = bootstrap_parametric(N, D, loss, fit, n_boot=n_boot, seed=42)
+    t2 = time.perf_counter()
+
+    ref = _reference_fit(starts, logN, logD, logL, ones)
+    t3 = time.perf_counter()
+    rng = np.random.default_rng(42)  # same resamples as bootstrap_parametric(seed=42)
+    ref_boot = []
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, N.size, N.size), minlength=N.size).astype(float)
+        r = _reference_fit([ref.x], logN, logD, logL, w)
+        ref_boot.append(r.x[4] / (r.x[3] + r.x[4]))
+    t4 = time.perf_counter()
+
+    rel = abs(fit.objective - ref.fun) / abs(ref.fun)
+    boot_a = boot.bootstrap_table()["a"]
+    result = {
+        "data": source, "n_starts": int(len(starts)), "n_bootstrap": n_boot,
+        "batched_fit_s": t1 - t0, "batched_bootstrap_s": t2 - t1, "batched_total_s": t2 - t0,
+        "scipy_fit_s": t3 - t2, "scipy_bootstrap_s": t4 - t3, "scipy_total_s": t4 - t2,
+        "speedup_fit": (t3 - t2) / (t1 - t0), "speedup_bootstrap": (t4 - t3) / (t2 - t1),
+        "speedup_total": (t4 - t2) / (t2 - t0),
+        "batched_objective": fit.objective, "scipy_objective": float(ref.fun), "objective_rel_diff": rel,
+        "same_optimum": bool(rel <= SAME_OPTIMUM_RTOL),
+        "bootstrap_a_median": {"batched": float(np.median(boot_a)), "scipy": float(np.median(ref_boot))},
+        "machine": {"cpus": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine()},
+    }
+    return result
+
+
+def format_result(r: dict) -> str:
+    rows = [("grid of starts", r["batched_fit_s"], r["scipy_fit_s"], r["speedup_fit"]),
+            (f"bootstrap x{r['n_bootstrap']}", r["batched_bootstrap_s"], r["scipy_bootstrap_s"], r["speedup_bootstrap"]),
+            ("total", r["batched_total_s"], r["scipy_total_s"], r["speedup_total"])]
+    lines = [f"Approach 3 on {r['data']}: {r['n_starts']} starts + {r['n_bootstrap']} bootstrap refits "
+             f"({r['machine']['cpus']} threads, torch {r['machine']['torch']})",
+             f"{'stage':<18}{'batched (s)':>12}{'scipy loop (s)':>16}{'speed-up':>10}"]
+    lines += [f"{name:<18}{b:>12.2f}{s:>16.2f}{ratio:>9.1f}x" for name, b, s, ratio in rows]
+    verdict = "same optimum" if r["same_optimum"] else "DIFFERENT OPTIMA"
+    lines.append(f"Huber objective: batched {r['batched_objective']:.12g}, scipy {r['scipy_objective']:.12g} "
+                 f"(relative difference {r['objective_rel_diff']:.1e}: {verdict}, tolerance {SAME_OPTIMUM_RTOL:g})")
+    lines.append(f"bootstrap median a: batched {r['bootstrap_a_median']['batched']:.4f}, "
+                 f"scipy {r['bootstrap_a_median']['scipy']:.4f}")
+    return "\n".join(lines)

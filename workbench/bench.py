@@ -1,0 +1,35 @@
+"""`workbench bench <area>`: speed against a reference implementation, side by side in one process.
+
+Each area's benchmark checks that both implementations reach the same answer, then prints the time
+ratio and writes the numbers as JSON. Speed is never asserted by a timed test (shared machines are
+noisy); it is measured here and recorded in the README.
+"""
+
+from __future__ import annotations
+
+from workbench.cli import add_json_flag, emit
+
+BENCHMARKS = {"scaling": "scaling.bench"}
+
+
+def register(areas, name: str, help_text: str) -> None:
+    p = areas.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
+                         epilog="examples:\n  workbench bench scaling\n  workbench bench scaling --quick --out bench.json")
+    p.add_argument("area", choices=tuple(BENCHMARKS), help="which area to benchmark")
+    p.add_argument("--quick", action="store_true", help="a reduced problem (a slice of the starts) for smoke tests")
+    p.add_argument("--out", help="write the results as JSON to this file")
+    add_json_flag(p)
+    p.set_defaults(handler=run_bench)
+
+
+def run_bench(args) -> int:
+    import importlib
+
+    from workbench.store import atomic_write_json
+
+    module = importlib.import_module(BENCHMARKS[args.area])
+    result = module.run(quick=args.quick)
+    if args.out:
+        atomic_write_json(args.out, result)
+    emit(args, module.format_result(result), result)
+    return 0 if result.get("same_optimum", True) else 1
