@@ -62,23 +62,20 @@ def _load_table(args) -> "pd.DataFrame":  # noqa: F821
     elif args.dataset:
         source, name = load_dataset(args.dataset), args.dataset
     else:
-        path = Path(args.file)
-        if not path.exists():
-            raise InputError(f"{path}: no such file")
-        source, name = path, str(path)
+        from scaling.table import read_table
+
+        source, name = read_table(Path(args.file))
     if args.where:
         source = _filter_rows(source, name, args.where)
-    runs = load_runs(source, convention=args.convention, columns=columns, name=name)
-    _check_single_setup(runs, name, args.convention)
-    return runs
+    # Before validation: a table mixing experiments would otherwise be reported as duplicate rows.
+    _check_single_setup(source, name, args.convention)
+    return load_runs(source, convention=args.convention, columns=columns, name=name)
 
 
 def _filter_rows(source, name: str, where: list[str]):
     import pandas as pd
 
-    from scaling.table import read_table  # the same reader load_runs uses, so errors read the same
-
-    table = source if isinstance(source, pd.DataFrame) else read_table(source, None)[0]
+    table = source
     for clause in where:
         column, sep, value = clause.partition("=")
         if not sep or not column:

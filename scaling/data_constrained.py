@@ -167,8 +167,10 @@ def _checked(N, D, U, loss):
     for name, a in arrays.items():
         if not np.all(np.isfinite(a)) or np.any(a <= 0):
             raise InputError(f"column '{name}' must be finite and > 0 for the data-constrained fit")
-    if np.any(arrays["D"] < arrays["U"] * (1 - 1e-9)):
-        raise InputError("column 'D' must be >= 'U' in every run: tokens seen cannot be fewer than unique tokens")
+    fewer = np.flatnonzero(arrays["D"] < arrays["U"] * (1 - 1e-9))
+    if fewer.size:
+        raise InputError(f"column 'D' must be >= 'U' (tokens seen cannot be fewer than unique tokens); "
+                         f"row {fewer[0]} has D = {arrays['D'][fewer[0]]:g} < U = {arrays['U'][fewer[0]]:g}")
     if arrays["N"].size <= 2:
         raise InputError(f"R*_D and R*_N are 2 parameters but only {arrays['N'].size} runs; need more runs")
     return list(arrays.values())

@@ -22,7 +22,7 @@ import torch
 
 from scaling.fit import HUBER_DELTA, huber
 from scaling.laws import KaplanLaws
-from scaling.lbfgs import BatchedResult, Objective, minimize_batched
+from scaling.lbfgs import Objective, minimize_batched
 from workbench.errors import InputError
 
 # Starts: log N_c, log D_c in {20, 25, 30, 35} (Kaplan's constants are e^31-e^32); exponents in
@@ -58,7 +58,7 @@ def huber_log_objective(log_predict: Callable[[torch.Tensor], torch.Tensor], los
 def best_start(objective: Objective, starts, *, max_iter: int = 1000) -> tuple[np.ndarray, float, bool]:
     """Run L-BFGS from every start as one batch; return (x, objective, converged) of the best."""
     x0 = torch.as_tensor(np.asarray(starts, float), dtype=torch.float64)
-    result: BatchedResult = minimize_batched(objective, x0, max_iter=max_iter)
+    result = minimize_batched(objective, x0, max_iter=max_iter)
     f = result.f.numpy()
     finite = np.isfinite(f) & np.all(np.isfinite(result.x.numpy()), 1)
     if not finite.any():
@@ -87,6 +87,7 @@ class KaplanFit:
         return KaplanLaws(N_c=self.N_c, alpha_N=self.alpha_N, D_c=self.D_c, alpha_D=self.alpha_D)
 
     def summary(self) -> dict:
+        """Constants (NaN where not fitted) and fit diagnostics."""
         return {"form": self.form, "N_c": self.N_c, "alpha_N": self.alpha_N, "D_c": self.D_c,
                 "alpha_D": self.alpha_D, "objective": self.objective, "n_points": self.n_points,
                 "n_starts": self.n_starts, "converged": self.converged}

@@ -1,0 +1,31 @@
+"""Shared fixtures: the Epoch Chinchilla points (not bundled: no licence) and the CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def epoch_runs():
+    from scaling.datasets import load_epoch_chinchilla
+
+    try:
+        return load_epoch_chinchilla()
+    except FileNotFoundError as reason:
+        pytest.skip(f"Epoch Chinchilla data is not bundled (no licence) and the shared reference folder is absent: {reason}")
+
+
+@pytest.fixture(scope="session")
+def epoch_fit(epoch_runs):
+    from scaling.fit import fit_parametric
+
+    return fit_parametric(epoch_runs["N"], epoch_runs["D"], epoch_runs["loss"])
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run `workbench ...` in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)

@@ -1,0 +1,188 @@
+"""The `workbench` command as a user meets it: help, JSON, outputs, and bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from tests.conftest import run_cli
+
+
+def _assert_clean_error(result, *fragments):
+    """Exit 2, one line on stderr naming the problem, no traceback, nothing on stdout."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert result.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def grid_csv(tmp_path_factory):
+    """A noise-free N×D grid from Hoffmann's printed constants, as a CSV with custom column names."""
+    from scaling.laws import HOFFMANN_PRINTED
+    from scaling.simulate import simulate_runs
+
+    runs = simulate_runs(HOFFMANN_PRINTED, kind="grid", grid_points=6)
+    path = tmp_path_factory.mktemp("data") / "runs.csv"
+    runs.rename(columns={"N": "params", "D": "tokens", "loss": "val_loss"}).drop(columns="C").to_csv(path, index=False)
+    return path
+
+
+def test_help_has_examples():
+    for args in (["--help"], ["scaling", "fit", "--help"], ["scaling", "reconcile", "--help"], ["bench", "--help"]):
+        result = run_cli(*args)
+        assert result.returncode == 0
+        assert "example" in result.stdout
+
+
+def test_parametric_json_keys_and_outputs(grid_csv, tmp_path):
+    out, plot = tmp_path / "fit.nc", tmp_path / "fit.png"
+    result = run_cli("scaling", "fit", str(grid_csv), "--method", "parametric", "--convention", "standard",
+                     "--col-N", "params", "--col-D", "tokens", "--col-loss", "val_loss", "--bootstrap", "20",
+                     "--out", str(out), "--plot", str(plot), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    for key in ("E", "A", "B", "alpha", "beta", "a", "b", "ci"):
+        assert key in payload
+    assert payload["alpha"] == pytest.approx(0.34, rel=1e-5) and payload["beta"] == pytest.approx(0.28, rel=1e-5)
+    ds = xr.open_dataset(out, engine="h5netcdf")
+    assert float(ds["alpha"]) == pytest.approx(payload["alpha"]) and ds.sizes["draw"] == 20
+    assert ds.attrs["convention"] == "standard"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_isoflop_json_keys_on_bundled_dataset(tmp_path):
+    result = run_cli("scaling", "fit", "--dataset", "porian-rw", "--where", "experiment=cosine_decay",
+                     "--method", "isoflop", "--convention", "standard", "--replicates", "200", "--json",
+                     "--plot", str(tmp_path / "iso.png"))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    for key in ("a", "a_ci", "b", "b_ci"):
+        assert key in payload
+    assert payload["a"] == pytest.approx(0.5715, abs=0.01)
+    assert (tmp_path / "iso.png").exists()
+
+
+def test_reconcile_json_is_the_ladder(tmp_path):
+    result = run_cli("scaling", "reconcile", "--dataset", "porian-rw", "--replicates", "200", "--json",
+                     "--out", str(tmp_path / "ladder.nc"), "--plot", str(tmp_path / "ladder.png"))
+    assert result.returncode == 0, result.stderr
+    steps = json.loads(result.stdout)
+    assert [s["step"] for s in steps] == ["kaplan count", "+ head FLOPs", "+ warmup", "+ decay", "+ tuning"]
+    a = [s["a"] for s in steps]
+    assert np.allclose(a, [0.835, 0.706, 0.602, 0.571, 0.497], atol=0.01)
+    assert all(len(s["a_ci"]) == 2 and s["a_ci"][0] < s["a"] < s["a_ci"][1] for s in steps)
+    assert xr.open_dataset(tmp_path / "ladder.nc", engine="h5netcdf").sizes["step"] == 5
+
+
+def test_simulate_then_fit_recovers_truth(tmp_path):
+    sim = tmp_path / "sim.csv"
+    assert run_cli("scaling", "simulate", "--kind", "isoflop", "--out", str(sim)).returncode == 0
+    result = run_cli("scaling", "fit", str(sim), "--method", "isoflop", "--convention", "standard",
+                     "--replicates", "100", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["a"] == pytest.approx(0.4516, abs=0.002)
+
+
+def test_envelope_and_kaplan_methods(grid_csv):
+    common = ["--convention", "kaplan", "--col-N", "params", "--col-D", "tokens", "--col-loss", "val_loss", "--json"]
+    env = run_cli("scaling", "fit", str(grid_csv), "--method", "envelope", *common)
+    assert env.returncode == 0, env.stderr
+    assert "a" in json.loads(env.stdout)
+    kap = run_cli("scaling", "fit", str(grid_csv), "--method", "kaplan", *common)
+    assert kap.returncode == 0, kap.stderr
+    assert {"N_c", "alpha_N", "D_c", "alpha_D"} <= set(json.loads(kap.stdout))
+
+
+def test_allocate_reproduces_hoffmann():
+    result = run_cli("scaling", "allocate", "--preset", "hoffmann", "--json")
+    row = json.loads(result.stdout)[0]
+    assert row["N_star"] == pytest.approx(32.5e9, rel=2e-3)
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def _write(tmp_path, text, name="runs.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+FIT = ["scaling", "fit", "--method", "parametric", "--convention", "standard"]
+GOOD_ROWS = "".join(f"{n},{d},{3 + 1e9 / n + 1e10 / d}\n" for n in (1e8, 3e8, 1e9) for d in (1e9, 3e9, 1e10))
+
+
+def test_missing_column(tmp_path):
+    path = _write(tmp_path, "N,loss\n1e8,3.0\n2e8,2.9\n")
+    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "missing", "D")
+
+
+def test_non_numeric_cell(tmp_path):
+    path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + "2e9,1e10,abc\n")
+    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "row 10", "loss", "abc")
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf"])
+def test_nan_and_inf(tmp_path, cell):
+    path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + f"2e9,1e10,{cell}\n")
+    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "loss")
+
+
+@pytest.mark.parametrize("row,column", [("-1e8,1e9,3.0", "N"), ("1e8,1e9,0", "loss")])
+def test_non_positive(tmp_path, row, column):
+    path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + row + "\n")
+    _assert_clean_error(run_cli(*FIT, path), "runs.csv", column)
+
+
+def test_duplicate_rows(tmp_path):
+    path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + "1e8,1e9,3.5\n")
+    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "duplicate")
+
+
+def test_fewer_points_than_parameters(tmp_path):
+    path = _write(tmp_path, "N,D,loss\n1e8,1e9,3.0\n2e8,1e9,2.9\n4e8,1e9,2.8\n")
+    _assert_clean_error(run_cli(*FIT, path), "parameters")
+
+
+def test_single_budget_for_isoflop(tmp_path):
+    rows = "".join(f"{n},{1e18 / (6 * n)},{3 + (np.log(n) - 19) ** 2 / 10}\n" for n in (1e7, 1e8, 1e9, 1e10))
+    path = _write(tmp_path, "N,D,loss\n" + rows)
+    _assert_clean_error(run_cli("scaling", "fit", path, "--method", "isoflop", "--convention", "standard"),
+                        "budget")
+
+
+def test_unknown_convention_and_dataset(tmp_path):
+    path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS)
+    bad_conv = run_cli("scaling", "fit", path, "--method", "parametric", "--convention", "palm")
+    assert bad_conv.returncode == 2 and "Traceback" not in bad_conv.stderr
+    assert "kaplan" in bad_conv.stderr and "chinchilla" in bad_conv.stderr  # lists the valid choices
+    _assert_clean_error(run_cli(*FIT, "--dataset", "pile"), "unknown dataset", "porian-rw")
+
+
+def test_missing_file_and_bad_extension(tmp_path):
+    _assert_clean_error(run_cli(*FIT, str(tmp_path / "nope.csv")), "nope.csv")
+    path = _write(tmp_path, "N,D,loss\n", name="runs.xlsx")
+    _assert_clean_error(run_cli(*FIT, path), "runs.xlsx")
+
+
+def test_mixed_experiments_refused_with_choices():
+    _assert_clean_error(run_cli("scaling", "fit", "--dataset", "porian-rw", "--method", "isoflop",
+                                "--convention", "standard"), "--where experiment=", "cosine_decay")
+
+
+def test_output_error_keeps_existing_file(tmp_path):
+    # A failing fit must not touch an output written earlier.
+    out = tmp_path / "fit.nc"
+    out.write_bytes(b"earlier result")
+    path = _write(tmp_path, "N,D,loss\n1e8,1e9,3.0\n")
+    _assert_clean_error(run_cli(*FIT, path, "--out", str(out)))
+    assert out.read_bytes() == b"earlier result"
+    _assert_clean_error(run_cli(*FIT, path, "--out", str(tmp_path / "fit.txt")), "--out", ".nc")
