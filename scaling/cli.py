@@ -11,7 +11,7 @@ from workbench.cli import add_json_flag, add_parser, emit
 from workbench.errors import InputError
 
 METHODS = ("parametric", "isoflop", "envelope", "kaplan")
-COLUMN_FLAGS = ("N", "D", "C", "loss", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff")
+COLUMN_FLAGS = ("N", "D", "C", "loss", "U", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff")
 EPOCH_DATASET = "epoch-chinchilla"  # not bundled (no licence): read from the shared reference folder
 PRESETS = {"hoffmann": laws.HOFFMANN_PRINTED, "hoffmann-unrounded": laws.HOFFMANN_UNROUNDED,
            "epoch": laws.EPOCH_2024, "muennighoff-c4": laws.MUENNIGHOFF_C4}
@@ -156,6 +156,9 @@ def _register_fit(verbs) -> None:
                    help="parametric: refit N resamples of the runs for 95%% CIs")
     p.add_argument("--seed", type=int, default=0, help="random seed for bootstrap resampling and noise")
     p.add_argument("--tie", action="store_true", help="parametric: tie alpha = beta (Muennighoff et al.)")
+    p.add_argument("--data-constrained", action="store_true",
+                   help="parametric: Muennighoff et al.'s L(N, D, U) with repeated data (needs a U column of "
+                        "unique tokens): base law on single-epoch runs (alpha = beta), then R*_D and R*_N")
     p.add_argument("--target-compute", type=float, default=5.88e23, metavar="C",
                    help="report the compute-optimal N*, D* at this budget (FLOPs)")
     p.add_argument("--interp", choices=("akima", "parabola"), default="akima",
@@ -201,6 +204,8 @@ def _fit_parametric(args, runs):
     from scaling.report import format_table, parametric_dataset, plot_parametric
 
     N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
+    if args.data_constrained:
+        return _fit_data_constrained(args, runs)
     with _progress_bar(4500, "starts") as bar:
         fit = fit_parametric(N, D, loss, tie=args.tie, progress=bar)
     if args.bootstrap:
@@ -222,6 +227,28 @@ def _fit_parametric(args, runs):
     ])
     draw = lambda path: plot_parametric(fit, N, D, loss, path, title=runs.attrs["source"])  # noqa: E731
     return text, payload, parametric_dataset(fit, {}), draw
+
+
+def _fit_data_constrained(args, runs):
+    import xarray as xr
+
+    from scaling.data_constrained import fit_data_constrained
+
+    if "U" not in runs.columns:
+        raise InputError(f"{runs.attrs['source']}: --data-constrained needs a column of unique tokens U "
+                         "(map it with --col-U NAME)")
+    fit = fit_data_constrained(*(runs[c].to_numpy(float) for c in ("N", "D", "U", "loss")))
+    payload = fit.summary() | {"convention": args.convention}
+    base = fit.base
+    text = "\n".join([
+        f"Data-constrained L(N, D, U) (Muennighoff et al. 2023, Eq. 5); {fit.n_points} runs, "
+        f"{fit.n_single_epoch} single-epoch; convention {args.convention}",
+        f"base: E = {base.E:.4g}, A = {base.A:.4g}, B = {base.B:.4g}, alpha = beta = {base.alpha:.4f}",
+        f"R*_D = {fit.r_d_star:.4g} (repeated tokens' worth decays over this many epochs), R*_N = {fit.r_n_star:.4g}",
+    ])
+    dataset = xr.Dataset({k: ((), float(v)) for k, v in base.as_dict().items()}
+                         | {"r_d_star": ((), fit.r_d_star), "r_n_star": ((), fit.r_n_star)})
+    return text, payload, dataset, None
 
 
 def _estimate_noise(runs) -> tuple[float, str]:

@@ -21,11 +21,11 @@ from scaling import conventions
 from workbench.errors import InputError
 
 CANONICAL_COLUMNS = (
-    "N", "D", "C", "loss", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff",
+    "N", "D", "C", "loss", "U", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff",
 )
 # Sizes and measurements: numeric, finite and > 0. seed, run and budget are labels.
 _SIZE_COLUMNS = ("width", "depth", "vocab", "seq_len", "d_ff")
-_MEASURED_COLUMNS = ("N", "D", "C", "loss")
+_MEASURED_COLUMNS = ("N", "D", "C", "loss", "U")  # U: unique tokens (data-constrained fits)
 _LABEL_COLUMNS = ("seed", "run", "budget")
 _CSV_SUFFIXES = (".csv",)
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")

@@ -60,9 +60,26 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 def emit(args: argparse.Namespace, text: str, payload: Any) -> None:
     """Print the human text, or the JSON payload when --json was given."""
     if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, default=_json_default))
+        print(json.dumps(_finite_or_null(payload), indent=2, default=_json_default, allow_nan=False))
     else:
         print(text)
+
+
+def _finite_or_null(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON readers reject NaN."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite_or_null(value.tolist())
+    return value
 
 
 def _json_default(value: Any):
