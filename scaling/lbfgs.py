@@ -75,10 +75,9 @@ def minimize_batched(
     status[~(torch.isfinite(f) & torch.isfinite(g).all(1))] = STATUS_NONFINITE
     n_iter = torch.zeros(B, dtype=torch.long, device=device)
 
-    # Per-row curvature history, newest pair in slot (count-1) % memory.
+    # Per-row curvature history, newest pair in slot (count-1) % memory; count = 0 means empty.
     S = torch.zeros(B, memory, P, dtype=dtype, device=device)
     Y = torch.zeros(B, memory, P, dtype=dtype, device=device)
-    rho = torch.zeros(B, memory, dtype=dtype, device=device)  # 0 marks an empty slot
     count = torch.zeros(B, dtype=torch.long, device=device)
 
     status[(status < 0) & (g.abs().amax(1) <= gtol)] = STATUS_CONVERGED_GRAD
@@ -87,14 +86,13 @@ def minimize_batched(
         if rows.numel() == 0:
             break
         xa, fa, ga = x[rows], f[rows], g[rows]
-        d = _two_loop_direction(ga, S[rows], Y[rows], rho[rows], count[rows])
+        d = _lbfgs_direction(ga, S[rows], Y[rows], count[rows])
 
         # Not a descent direction (numerical trouble in the history): restart from steepest descent.
         slope = (d * ga).sum(1)
         bad = ~(slope < 0)
         if bad.any():
             d[bad] = -ga[bad]
-            rho[rows[bad]] = 0
             count[rows[bad]] = 0
             slope = (d * ga).sum(1)
         # With no curvature pairs yet the direction is -g, whose length says nothing about the
@@ -123,7 +121,6 @@ def minimize_batched(
         rg, sg = rk[good], slot[good]
         S[rg, sg] = s[good]
         Y[rg, sg] = y[good]
-        rho[rg, sg] = 1.0 / sy[good]
         count[rg] += 1
 
         f_new_k = f[rk]
@@ -138,29 +135,37 @@ def minimize_batched(
     return BatchedResult(x=x, f=f, grad_norm=g.abs().amax(1), n_iter=n_iter, status=status)
 
 
-def _two_loop_direction(g, S, Y, rho, count):
-    """L-BFGS search direction -H·g for every row (Nocedal & Wright Alg. 7.4), vectorised."""
+def _lbfgs_direction(g, S, Y, count):
+    """L-BFGS search direction -H·g for every row, from the compact form of H.
+
+    Byrd, Nocedal & Schnabel (1994) Eq. 2.6 / Nocedal & Wright Eq. 7.24:
+        H = γI + [S γY] M [S γY]ᵀ,   M = [[R⁻ᵀ(D + γYᵀY)R⁻¹, -R⁻ᵀ], [-R⁻¹, 0]],
+    with S, Y the stored pairs oldest first, R the upper triangle of SᵀY and D its diagonal. It
+    equals the two-loop recursion (Alg. 7.4) but is a handful of batched matrix products instead
+    of 4m small vector operations, which matters when only a few rows are still active.
+    Empty history slots are zero columns with a unit diagonal in R, so they contribute nothing.
+    """
     B, m, P = S.shape
-    # Reorder each row's circular buffer newest-first with one gather; empty slots have rho = 0
-    # and so contribute nothing.
-    order = (count[:, None] - 1 - torch.arange(m, device=g.device)) % m
-    S, Y = S.gather(1, order[:, :, None].expand(B, m, P)), Y.gather(1, order[:, :, None].expand(B, m, P))
-    rho = rho.gather(1, order)
-    q = g.clone()
-    alpha = []
-    for k in range(m):
-        a = rho[:, k] * (S[:, k] * q).sum(1)
-        alpha.append(a)
-        q -= a[:, None] * Y[:, k]
-    # Initial Hessian scaling gamma = s'y / y'y from the newest pair (Eq. 7.20); 1 with no history.
-    yy = (Y[:, 0] * Y[:, 0]).sum(1)
+    ar = torch.arange(m, device=g.device)
+    # Chronological order: slot (count - m + k) % m is the k-th oldest; k < m - count are empty.
+    order = (count[:, None] - m + ar) % m
+    filled = (count[:, None] - m + ar) >= 0
+    S = S.gather(1, order[:, :, None].expand(B, m, P)) * filled[:, :, None]
+    Y = Y.gather(1, order[:, :, None].expand(B, m, P)) * filled[:, :, None]
+    SY = S @ Y.transpose(1, 2)  # (B, m, m): s_i·y_j
+    R = torch.triu(SY) + torch.diag_embed((~filled).to(g.dtype))
+    d = torch.diagonal(SY, dim1=1, dim2=2)
+    # Initial scaling γ = s'y / y'y of the newest pair (Eq. 7.20); 1 with no history.
+    yy = (Y[:, -1] * Y[:, -1]).sum(1)
     has = (count > 0) & (yy > 0)
-    gamma = torch.where(has, (S[:, 0] * Y[:, 0]).sum(1) / torch.where(has, yy, 1.0), 1.0)
-    r = gamma[:, None] * q
-    for k in reversed(range(m)):
-        beta = rho[:, k] * (Y[:, k] * r).sum(1)
-        r += S[:, k] * (alpha[k] - beta)[:, None]
-    return -r
+    gamma = torch.where(has, d[:, -1] / torch.where(has, yy, 1.0), 1.0)
+    p1 = (S @ g[:, :, None])  # (B, m, 1)
+    p2 = gamma[:, None, None] * (Y @ g[:, :, None])
+    v = torch.linalg.solve_triangular(R, p1, upper=True)
+    inner = d[:, :, None] * v + gamma[:, None, None] * (Y @ (Y.transpose(1, 2) @ v)) - p2
+    top = torch.linalg.solve_triangular(R.transpose(1, 2), inner, upper=False)
+    Hg = gamma[:, None] * g + (S.transpose(1, 2) @ top)[:, :, 0] - gamma[:, None] * (Y.transpose(1, 2) @ v)[:, :, 0]
+    return -Hg
 
 
 def _backtracking(objective, rows, x, f, d, t, slope, c1, max_backtracks, c2=0.9, max_expansions=20):
