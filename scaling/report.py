@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import xarray as xr
 
-from scaling.fit import ParametricFit
-from scaling.isoflop import EnvelopeFit, IsoflopFit
-from workbench.store import atomic_write_bytes
+if TYPE_CHECKING:  # the fits pull in torch/scipy; a text table should not
+    import xarray as xr
+
+    from scaling.fit import ParametricFit
+    from scaling.isoflop import EnvelopeFit, IsoflopFit
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
@@ -30,6 +31,8 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
 
 def parametric_dataset(fit: ParametricFit, attrs: dict) -> xr.Dataset:
     """Fitted constants as scalars; bootstrap draws (if any) along dimension `draw`."""
+    import xarray as xr
+
     s = fit.law.as_dict()
     data = {k: ((), float(v)) for k, v in s.items()}
     data["objective"] = ((), fit.objective)
@@ -43,6 +46,8 @@ def parametric_dataset(fit: ParametricFit, attrs: dict) -> xr.Dataset:
 
 def isoflop_dataset(fit: IsoflopFit, attrs: dict) -> xr.Dataset:
     """Per-budget optima along dimension `C` (status says why a budget was refused), exponents as scalars."""
+    import xarray as xr
+
     C = np.array([o.C for o in fit.budgets])
     per_budget = {
         "N_star": [o.N_star for o in fit.budgets], "D_star": [o.D_star for o in fit.budgets],
@@ -61,6 +66,8 @@ def isoflop_dataset(fit: IsoflopFit, attrs: dict) -> xr.Dataset:
 
 
 def envelope_dataset(fit: EnvelopeFit, attrs: dict) -> xr.Dataset:
+    import xarray as xr
+
     pts = fit.points
     return xr.Dataset({"N": (("C",), pts["N"].to_numpy()), "D": (("C",), pts["D"].to_numpy()),
                        "loss": (("C",), pts["loss"].to_numpy()), "a": ((), fit.a), "b": ((), fit.b),
@@ -82,6 +89,8 @@ def _save(fig, path) -> None:
     import io
 
     import matplotlib.pyplot as plt
+
+    from workbench.store import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.tight_layout()

@@ -42,6 +42,7 @@ def test_help_has_examples():
         assert "example" in result.stdout
 
 
+@pytest.mark.slow
 def test_parametric_json_keys_and_outputs(grid_csv, tmp_path):
     out, plot = tmp_path / "fit.nc", tmp_path / "fit.png"
     result = run_cli("scaling", "fit", str(grid_csv), "--method", "parametric", "--convention", "standard",
@@ -58,6 +59,7 @@ def test_parametric_json_keys_and_outputs(grid_csv, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_isoflop_json_keys_on_bundled_dataset(tmp_path):
     result = run_cli("scaling", "fit", "--dataset", "porian-rw", "--where", "experiment=cosine_decay",
                      "--method", "isoflop", "--convention", "standard", "--replicates", "200", "--json",
@@ -70,6 +72,7 @@ def test_isoflop_json_keys_on_bundled_dataset(tmp_path):
     assert (tmp_path / "iso.png").exists()
 
 
+@pytest.mark.slow
 def test_reconcile_json_is_the_ladder(tmp_path):
     result = run_cli("scaling", "reconcile", "--dataset", "porian-rw", "--replicates", "200", "--json",
                      "--out", str(tmp_path / "ladder.nc"), "--plot", str(tmp_path / "ladder.png"))
@@ -82,6 +85,7 @@ def test_reconcile_json_is_the_ladder(tmp_path):
     assert xr.open_dataset(tmp_path / "ladder.nc", engine="h5netcdf").sizes["step"] == 5
 
 
+@pytest.mark.slow
 def test_simulate_then_fit_recovers_truth(tmp_path):
     sim = tmp_path / "sim.csv"
     assert run_cli("scaling", "simulate", "--kind", "isoflop", "--out", str(sim)).returncode == 0
@@ -91,6 +95,7 @@ def test_simulate_then_fit_recovers_truth(tmp_path):
     assert json.loads(result.stdout)["a"] == pytest.approx(0.4516, abs=0.002)
 
 
+@pytest.mark.slow
 def test_envelope_and_kaplan_methods(grid_csv):
     common = ["--convention", "kaplan", "--col-N", "params", "--col-D", "tokens", "--col-loss", "val_loss", "--json"]
     env = run_cli("scaling", "fit", str(grid_csv), "--method", "envelope", *common)
