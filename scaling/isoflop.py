@@ -82,18 +82,11 @@ class PowerLaw:
 
 
 @dataclass(frozen=True)
-class IsoflopFit:
-    """Compute-optimal exponents a (N* ∝ C^a) and b (D* ∝ C^b) with bootstrap CIs."""
+class ComputeOptimalLaws:
+    """N*(C) = coef·C^a and D*(C) = coef·C^b, as fitted by Approaches 1 and 2."""
 
     N_law: PowerLaw
     D_law: PowerLaw
-    a_draws: np.ndarray = field(repr=False)
-    b_draws: np.ndarray = field(repr=False)
-    coef_draws: np.ndarray = field(repr=False)  # N-law coefficients, paired with a_draws
-    budgets: tuple[BudgetOptimum, ...] = field(repr=False)
-    method: str = "akima"
-    noise: float = DEFAULT_NOISE
-    weighted: bool = True
 
     @property
     def a(self) -> float:
@@ -102,6 +95,19 @@ class IsoflopFit:
     @property
     def b(self) -> float:
         return self.D_law.exponent
+
+
+@dataclass(frozen=True)
+class IsoflopFit(ComputeOptimalLaws):
+    """Compute-optimal exponents a (N* ∝ C^a) and b (D* ∝ C^b) with bootstrap CIs."""
+
+    a_draws: np.ndarray = field(repr=False)
+    b_draws: np.ndarray = field(repr=False)
+    coef_draws: np.ndarray = field(repr=False)  # N-law coefficients, paired with a_draws
+    budgets: tuple[BudgetOptimum, ...] = field(repr=False)
+    method: str = "akima"
+    noise: float = DEFAULT_NOISE
+    weighted: bool = True
 
     @property
     def used(self) -> tuple[BudgetOptimum, ...]:
@@ -299,20 +305,10 @@ def fit_isoflop(optima: list[BudgetOptimum], *, weighted: bool = True, method: s
 
 
 @dataclass(frozen=True)
-class EnvelopeFit:
-    """Approach 1: the lowest observed loss at each budget, and N*(C) ∝ C^a through it."""
+class EnvelopeFit(ComputeOptimalLaws):
+    """Approach 1: the runs on the loss-compute frontier, and N*(C) ∝ C^a through them."""
 
-    N_law: PowerLaw
-    D_law: PowerLaw
-    points: pd.DataFrame = field(repr=False)  # per budget: C, N, D, loss of the best run
-
-    @property
-    def a(self) -> float:
-        return self.N_law.exponent
-
-    @property
-    def b(self) -> float:
-        return self.D_law.exponent
+    points: pd.DataFrame = field(repr=False)  # C, N, D, loss of each frontier run
 
     def summary(self) -> dict:
         return {"a": self.a, "b": self.b, "r2": self.N_law.r2, "n_budgets": int(len(self.points))}
