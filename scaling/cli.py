@@ -343,6 +343,10 @@ def _register_reconcile(verbs) -> None:
     p.add_argument("--attention", action="store_true", help="porian-rw: add the attention-FLOP ladder and "
                                                             "Kaplan-count-with-tuning rows")
     p.add_argument("--noise", type=float, default=None, help="seed-noise sigma for a FILE (default 0.002)")
+    from scaling.conventions import CONVENTIONS
+
+    p.add_argument("--convention", choices=CONVENTIONS, default="standard",
+                   help="for a FILE without a flop_count column: what its N counts")
     p.add_argument("--replicates", type=int, default=1000, help="noise-bootstrap replicates per budget")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--plot", help="write the ladder figure to this PNG file")
@@ -360,9 +364,7 @@ def _reconcile(args) -> int:
         raise InputError("--replicates must be >= 1 (the ladder reports bootstrap CIs)")
     if bool(args.file) == bool(args.dataset):
         raise InputError("give either a FILE or --dataset porian-rw|porian-owt2 (exactly one)")
-    with _progress_bar(10 if args.attention else 5, "ladder steps") as bar:
-        done = iter(range(1, 100))
-        tick = lambda step: bar(next(done))  # noqa: E731
+    with _progress_bar(10 if args.attention else 5, "ladder steps") as tick:
         if args.dataset:
             results = reconcile_porian(args.dataset, attention=args.attention, replicates=args.replicates,
                                        seed=args.seed, progress=tick)
@@ -377,8 +379,10 @@ def _reconcile(args) -> int:
             table = read_table(Path(args.file), None)[0]
             if "experiment" not in table.columns:
                 raise InputError(f"{args.file}: reconcile needs an 'experiment' column (one ladder step each)")
-            # Each step is its own run set: validate them separately (the same N and C recur across steps).
-            parts = [load_runs(t.reset_index(drop=True), convention="standard", name=f"{args.file} [{e}]")
+            # Each step is its own run set: validate them separately (the same N and C recur across
+            # steps), each under its own convention when a flop_count column says which.
+            parts = [load_runs(t.reset_index(drop=True), name=f"{args.file} [{e}]",
+                               convention=str(t["flop_count"].iloc[0]) if "flop_count" in t else args.convention)
                      .assign(experiment=e) for e, t in table.groupby("experiment", sort=False)]
             results = reconcile(pd.concat(parts, ignore_index=True), noise=args.noise or 0.002,
                                 replicates=args.replicates, seed=args.seed, progress=tick)

@@ -84,7 +84,7 @@ def reconcile(runs: pd.DataFrame, *, steps: tuple[LadderStep, ...] | None = None
                 row["published_a_ci"] = [float(match["a_ci95_lo"].iloc[0]), float(match["a_ci95_hi"].iloc[0])]
         out.append((step, fit, row))
         if progress is not None:
-            progress(step)
+            progress(len(out))
     return out
 
 

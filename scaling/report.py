@@ -134,9 +134,9 @@ def plot_parametric(fit: ParametricFit, N, D, loss, path, title: str = "") -> No
     C = 6 * N * D
     sc = left.scatter(N, loss, c=np.log10(C), s=10, cmap="viridis")
     fig.colorbar(sc, ax=left, label="log10 C")
-    for c in np.geomspace(C.min(), C.max(), 6):
+    for c in np.geomspace(C.min(), C.max(), 6):  # the fitted law along IsoFLOP slices, same colours
         n = np.geomspace(N.min(), N.max(), 100)
-        left.plot(n, fit.law.loss(n, c / (6 * n)), color="0.4", lw=0.8)
+        left.plot(n, fit.law.loss(n, c / (6 * n)), color=sc.cmap(sc.norm(np.log10(c))), lw=1)
     left.set(xscale="log", xlabel="parameters N", ylabel="loss", title=title or "L(N, D) fit",
              ylim=(loss.min() * 0.95, np.quantile(loss, 0.98) * 1.05))
     grid = np.geomspace(C.min(), 1e25, 100)
@@ -166,7 +166,7 @@ def plot_ladder(steps: Sequence[dict], path, title: str = "Porian et al. reconci
         ax.scatter(x + 0.12, pub, marker="x", color="C3", label="published")
     for ref, label in ((0.88, "Kaplan fixed-batch 0.88"), (0.73, "Kaplan 0.73"), (0.5, "Hoffmann 0.5")):
         ax.axhline(ref, ls=":", color="0.5", lw=0.8)
-        ax.text(len(steps) - 0.5, ref, label, fontsize=7, va="bottom", ha="right", color="0.4")
+        ax.text(-0.4, ref, label, fontsize=7, va="bottom", ha="left", color="0.4")
     ax.set_xticks(x, [s["step"] for s in steps], rotation=20, fontsize=8)
     ax.set(ylabel="a  (N* ∝ C^a)", title=title)
     ax.legend(fontsize=8)

@@ -191,3 +191,20 @@ def test_output_error_keeps_existing_file(tmp_path):
     _assert_clean_error(run_cli(*FIT, path, "--out", str(out)))
     assert out.read_bytes() == b"earlier result"
     _assert_clean_error(run_cli(*FIT, path, "--out", str(tmp_path / "fit.txt")), "--out", ".nc")
+
+
+@pytest.mark.slow
+def test_reconcile_a_users_file(tmp_path):
+    from scaling.datasets import load_dataset
+
+    rw = load_dataset("porian-rw")
+    path = tmp_path / "ladder.csv"
+    rw[rw.experiment.isin(["reproducing_kaplan", "optimizer_tuning_no_decay"])].to_csv(path, index=False)
+    result = run_cli("scaling", "reconcile", str(path), "--replicates", "100", "--json")
+    assert result.returncode == 0, result.stderr
+    steps = json.loads(result.stdout)
+    assert [s["step"] for s in steps] == ["kaplan count", "+ tuning"]
+    assert steps[0]["convention"] == "kaplan" and steps[1]["convention"] == "standard"
+    no_steps = tmp_path / "plain.csv"
+    rw.drop(columns="experiment").head(20).to_csv(no_steps, index=False)
+    _assert_clean_error(run_cli("scaling", "reconcile", str(no_steps)), "experiment")

@@ -1,0 +1,182 @@
+"""What a job runs: small Checkpointable classes that hold only a frozen config.
+
+    cfg = load_job_config("jobs/configs/mlp_tiny.yaml", ["model.width=64", "job.timeout_min=30"])
+    job = make_executor(cfg.job, "auto", folder).submit(TrainJob(cfg))
+
+Training state never travels in the pickle: it lives in ``checkpoints/last.ckpt``. So
+`checkpoint()` (called by submitit's USR2 handler on timeout or preemption) only resubmits the
+same object, and `__call__` resumes from last.ckpt when there is one. A requeued job, a
+resubmitted failed one and a rerun by hand all continue the same way.
+
+This module must stay light to import: submitit unpickles the entry point, and only then
+installs its signal handlers, so a USR2 that arrives while torch is being imported would kill
+the job without a requeue. torch and Lightning are imported inside `__call__`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import submitit
+
+from jobs.submit import JobSpec, check_name
+from workbench.config import apply_overrides, from_dict, load, to_dict
+from workbench.errors import ConfigError
+from workbench.store import RunDir, create_run_dir
+from workbench.train import TrainConfig, get_trainable
+
+__all__ = ["TrainJob", "TrainJobConfig", "job_config_from_dict", "load_job_config"]
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """A training job: which registered model (`kind`) with which settings, where, on what.
+
+    `model` is the trainable's own config dataclass (e.g. MLPRegressionConfig); its keys are
+    checked against the type registered for `kind`. Results go to <root>/<experiment>/<run_id>/.
+    """
+
+    kind: str
+    experiment: str
+    model: Any = None
+    train: TrainConfig = TrainConfig()
+    job: JobSpec = field(default_factory=JobSpec)
+    run_id: str | None = None
+    root: Path = Path("runs")
+
+    def __post_init__(self) -> None:
+        check_name(self.experiment, "experiment")
+        if self.run_id is not None:
+            check_name(self.run_id, "run_id")
+
+    @property
+    def resolved_run_id(self) -> str:
+        """run_id, or a short hash of what determines the result (kind, model, train)."""
+        if self.run_id:
+            return self.run_id
+        what = {"kind": self.kind, "model": to_dict(self.model), "train": to_dict(self.train)}
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def run_dir(self) -> RunDir:
+        return RunDir(Path(self.root), self.experiment, self.resolved_run_id)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.root) / self.experiment
+
+    @property
+    def job_folder(self) -> Path:
+        """submitit's folder template (%j = job id) for pickles and logs."""
+        base = self.job.folder if self.job.folder is not None else self.sweep_dir / "submitit"
+        return Path(base) / "%j"
+
+
+@dataclass(frozen=True)
+class _JobFile:
+    """A job config file before `model` is checked against the type registered for `kind`."""
+
+    kind: str
+    experiment: str
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    job: JobSpec = field(default_factory=JobSpec)
+    run_id: str | None = None
+    root: Path = Path("runs")
+
+
+def load_job_config(path: str | os.PathLike[str], overrides: Sequence[str] = (),
+                    *, base_dir: Path | None = None) -> TrainJobConfig:
+    """Read a job config file, apply ``key=value`` overrides, check everything.
+
+    A relative `root` (and job.folder) is taken relative to `base_dir` (default: the current
+    directory) and stored absolute, so the job finds its run directory wherever it starts.
+    Every problem is a ConfigError naming the file or the override and the key.
+    """
+    raw = load(_JobFile, path)
+    model_overrides = [item for item in overrides if item.strip().startswith("model.")]
+    other_overrides = [item for item in overrides if item not in model_overrides]
+    raw = apply_overrides(raw, other_overrides)
+    trainable = get_trainable(raw.kind)
+    model = from_dict(trainable.config_type, raw.model, source=f"{path} (section 'model')")
+    for item in model_overrides:
+        inner = item.strip()[len("model."):]
+        try:
+            model = apply_overrides(model, [inner])
+        except ConfigError as error:
+            # Name the override as the user wrote it, not the part routed to the model config.
+            raise ConfigError(str(error).replace(f"--set {inner}", f"--set {item}")) from None
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    job = raw.job
+    if job.folder is not None and not job.folder.is_absolute():
+        job = _replace(job, folder=base / job.folder)
+    root = raw.root if raw.root.is_absolute() else base / raw.root
+    return TrainJobConfig(kind=raw.kind, experiment=raw.experiment, model=model, train=raw.train,
+                          job=job, run_id=raw.run_id, root=root)
+
+
+def job_config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainJobConfig:
+    """Rebuild a TrainJobConfig from `to_dict` output (a manifest record or config.json)."""
+    raw = from_dict(_JobFile, data, source=source)
+    model = from_dict(get_trainable(raw.kind).config_type, raw.model, source=f"{source} (model)")
+    return TrainJobConfig(kind=raw.kind, experiment=raw.experiment, model=model, train=raw.train,
+                          job=raw.job, run_id=raw.run_id, root=raw.root)
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    """Train a registered model through workbench.train; resumes from last.ckpt if present."""
+
+    def __init__(self, config: TrainJobConfig) -> None:
+        self.config = config
+
+    def __call__(self) -> dict[str, Any]:
+        cfg = self.config
+        _export_local_distributed_env(cfg.job)
+        from workbench.train import train  # heavy imports here, after the handlers are set
+
+        run = create_run_dir(cfg.root, cfg.experiment, cfg.resolved_run_id, cfg)
+        result = train(cfg.model, cfg.train, run, kind=cfg.kind,
+                       devices=cfg.job.tasks_per_node, num_nodes=cfg.job.nodes)
+        result["job_id"] = _job_id()
+        return result
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Resubmit this same object: the state to resume is already on disk (last.ckpt).
+
+        Nothing is saved here on purpose. This runs inside a signal handler on rank 0 only,
+        and a checkpoint save in DDP is a collective, so saving here could deadlock.
+        """
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"TrainJob({self.config.kind}, {self.config.experiment}/{self.config.resolved_run_id})"
+
+
+def _export_local_distributed_env(spec: JobSpec) -> None:
+    """Under the local executor, give Lightning the torch.distributed variables.
+
+    SLURM jobs need nothing: Lightning's SLURMEnvironment reads SLURM_PROCID and friends.
+    submitit's local controller sets only SUBMITIT_LOCAL_*, which Lightning does not know.
+    """
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local" or spec.tasks_per_node * spec.nodes < 2:
+        return
+    submitit.helpers.TorchDistributedEnvironment().export(
+        set_cuda_visible_devices=spec.gpus_per_node > 0, overwrite=True)
+
+
+def _job_id() -> str | None:
+    try:
+        return submitit.JobEnvironment().job_id
+    except RuntimeError:  # not inside a submitit job (called directly)
+        return None
