@@ -50,15 +50,14 @@ class ChinchillaObjective:
     """
 
     def __init__(self, N, D, loss, *, delta: float = HUBER_DELTA, weights=None, tie: bool = False,
-                 dtype=torch.float64):
-        self.logN = torch.as_tensor(np.log(N), dtype=dtype)
-        self.logD = torch.as_tensor(np.log(D), dtype=dtype)
-        self.logL = torch.as_tensor(np.log(loss), dtype=dtype)
+                 dtype=torch.float64, device=None):
+        as_tensor = lambda v: torch.tensor(np.asarray(v, float), dtype=dtype, device=device)  # noqa: E731
+        self.logN, self.logD, self.logL = as_tensor(np.log(N)), as_tensor(np.log(D)), as_tensor(np.log(loss))
         # [1, log x] columns: one matrix product gives both gradient sums of a term (see below).
         self._onesN = torch.stack([torch.ones_like(self.logN), -self.logN], 1)
         self._onesD = torch.stack([torch.ones_like(self.logD), -self.logD], 1)
         self.delta = delta
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=dtype)
+        self.weights = None if weights is None else as_tensor(weights)
         self.tie = tie
 
     @property
@@ -174,7 +173,7 @@ POLISH_MIN = 32  # ... and at least this many of the best, whatever their spread
 
 
 def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
-                   reduction: str = "sum", max_iter: int = 1000, progress=None) -> ParametricFit:
+                   reduction: str = "sum", max_iter: int = 1000, progress=None, device=None) -> ParametricFit:
     """Approach 3 from every start of the grid; returns the best (lowest Huber sum) fit.
 
     `reduction="mean"` is accepted for compatibility with code that averages the Huber loss, and is
@@ -188,10 +187,10 @@ def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA,
     grid = hoffmann_grid() if starts is None else np.asarray(starts, float)
     if tie:
         grid = np.unique(grid[:, :4], axis=0)
-    screen = ChinchillaObjective(N, D, loss, delta=delta, tie=tie, dtype=torch.float32)
-    screened = minimize_batched(screen, torch.as_tensor(grid, dtype=torch.float32), max_iter=max_iter,
+    screen = ChinchillaObjective(N, D, loss, delta=delta, tie=tie, dtype=torch.float32, device=device)
+    screened = minimize_batched(screen, torch.as_tensor(grid, dtype=torch.float32, device=device), max_iter=max_iter,
                                 ftol=SCREEN_FTOL, progress=progress)
-    f = screened.f.double().numpy()
+    f = screened.f.double().cpu().numpy()
     finite = np.isfinite(f)
     if not finite.any():
         raise InputError("no start of the parametric fit reached a finite objective; check the data")
@@ -199,24 +198,26 @@ def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA,
     best_f = f[ranked[0]]
     chosen = ranked[: max(POLISH_MIN, int(np.sum(f[finite] <= best_f * (1 + POLISH_BAND))))]
     chosen = chosen[finite[chosen]]
-    objective = ChinchillaObjective(N, D, loss, delta=delta, tie=tie)
-    refined = minimize_batched(objective, screened.x[torch.as_tensor(chosen)].double(), max_iter=max_iter)
+    objective = ChinchillaObjective(N, D, loss, delta=delta, tie=tie, device=device)
+    refined = minimize_batched(objective, screened.x[torch.as_tensor(chosen, device=screened.x.device)].double(),
+                               max_iter=max_iter)
     return _best_of(refined, objective, grid.shape[0], N.size, tie)
 
 
 def _best_of(result: BatchedResult, objective: ChinchillaObjective, n_starts: int, n_points: int,
              tie: bool) -> ParametricFit:
-    f = result.f.numpy()
+    f = result.f.cpu().numpy()
     finite = np.isfinite(f)
     best = int(np.nanargmin(np.where(finite, f, np.inf)))
-    x = objective.expand(result.x[best : best + 1]).numpy()[0]
+    x = objective.expand(result.x[best : best + 1]).cpu().numpy()[0]
     n_at = int(np.sum(finite & (f <= f[best] * (1 + 1e-6))))
     return ParametricFit(law=_law_from_x(x), objective=float(f[best]), n_points=n_points, n_starts=n_starts,
                          n_at_optimum=n_at, converged=bool(result.success[best]), tie=tie, x=x)
 
 
 def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, seed: int = 42,
-                         delta: float = HUBER_DELTA, max_iter: int = 1000, progress=None) -> ParametricFit:
+                         delta: float = HUBER_DELTA, max_iter: int = 1000, progress=None,
+                         device=None) -> ParametricFit:
     """Resample runs with replacement `n_boot` times and refit each replicate (Epoch 2024 §3).
 
     Every replicate starts from the full-data optimum (Epoch starts from Hoffmann's constants);
@@ -226,15 +227,15 @@ def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, 
     rng = np.random.default_rng(seed)
     n = N.size
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
-    objective = ChinchillaObjective(N, D, loss, delta=delta, weights=counts, tie=fit.tie)
+    objective = ChinchillaObjective(N, D, loss, delta=delta, weights=counts, tie=fit.tie, device=device)
     x0 = np.repeat(fit.x[None, : objective.n_free], n_boot, axis=0)
     # ftol 1e-12 relative is what scipy's L-BFGS-B ftol=1e-15 means at f ≈ 1e-3 (scipy scales by
     # max(|f|, 1)): each replicate's CI contribution does not need more digits than that.
-    result = minimize_batched(objective, torch.as_tensor(x0, dtype=torch.float64), max_iter=max_iter,
+    result = minimize_batched(objective, torch.as_tensor(x0, dtype=torch.float64, device=device), max_iter=max_iter,
                               ftol=1e-12, progress=progress)
-    p = objective.expand(result.x).numpy()
+    p = objective.expand(result.x).cpu().numpy()
     draws = np.column_stack([np.exp(p[:, 2]), np.exp(p[:, 0]), np.exp(p[:, 1]), p[:, 3], p[:, 4]])
-    draws = draws[np.isfinite(result.f.numpy()) & np.all(np.isfinite(draws), 1)]
+    draws = draws[np.isfinite(result.f.cpu().numpy()) & np.all(np.isfinite(draws), 1)]
     return ParametricFit(law=fit.law, objective=fit.objective, n_points=fit.n_points, n_starts=fit.n_starts,
                          n_at_optimum=fit.n_at_optimum, converged=fit.converged, tie=fit.tie, x=fit.x,
                          bootstrap=draws, bootstrap_seed=seed)

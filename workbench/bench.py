@@ -17,6 +17,7 @@ def register(areas, name: str, help_text: str) -> None:
                          epilog="examples:\n  workbench bench scaling\n  workbench bench scaling --quick --out bench.json")
     p.add_argument("area", choices=tuple(BENCHMARKS), help="which area to benchmark")
     p.add_argument("--quick", action="store_true", help="a reduced problem (a slice of the starts) for smoke tests")
+    p.add_argument("--device", default="cpu", help="where the batched side runs (cpu, cuda)")
     p.add_argument("--out", help="write the results as JSON to this file")
     add_json_flag(p)
     p.set_defaults(handler=run_bench)
@@ -28,7 +29,14 @@ def run_bench(args) -> int:
     from workbench.store import atomic_write_json
 
     module = importlib.import_module(BENCHMARKS[args.area])
-    result = module.run(quick=args.quick)
+    if args.device != "cpu":
+        import torch
+
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            from workbench.errors import InputError
+
+            raise InputError(f"--device {args.device}: no CUDA device is available here")
+    result = module.run(quick=args.quick, device=args.device) if args.device != "cpu" else module.run(quick=args.quick)
     if args.out:
         atomic_write_json(args.out, result)
     emit(args, module.format_result(result), result)
