@@ -168,6 +168,10 @@ def _lbfgs_direction(g, S, Y, count):
     return -Hg
 
 
+# Step fractions tried together once the first (quadratic-model) backtrack has failed.
+BACKTRACK_LADDER = torch.tensor([0.3, 0.1, 0.03, 0.01, 1e-3, 1e-4])
+
+
 def _backtracking(objective, rows, x, f, d, t, slope, c1, max_backtracks, c2=0.9, max_expansions=20):
     """Line search for all rows at once; only rows still searching are re-evaluated.
 
@@ -179,20 +183,30 @@ def _backtracking(objective, rows, x, f, d, t, slope, c1, max_backtracks, c2=0.9
     x_new = x + t[:, None] * d
     f_new, g_new = objective(x_new, rows)
     ok = _armijo(f_new, g_new, f, t, slope, c1)
-    for _ in range(max_backtracks):
+    for round_ in range(max_backtracks):
         fail = (~ok).nonzero().squeeze(1)
         if fail.numel() == 0:
             break
-        # Minimiser of the quadratic through f(0), f'(0) and f(t), kept within [0.1t, 0.5t].
         tf, sf, f0, ft = t[fail], slope[fail], f[fail], f_new[fail]
-        quad = -sf * tf * tf / (2 * (ft - f0 - sf * tf))
-        quad = torch.where(torch.isfinite(quad), quad, 0.5 * tf)
-        t_try = torch.minimum(torch.maximum(quad, 0.1 * tf), 0.5 * tf)
-        xt = x[fail] + t_try[:, None] * d[fail]
-        ft_new, gt_new = objective(xt, rows[fail])
-        t[fail] = t_try
-        x_new[fail], f_new[fail], g_new[fail] = xt, ft_new, gt_new
-        ok[fail] = _armijo(ft_new, gt_new, f0, t_try, sf, c1)
+        if round_ == 0:
+            # Minimiser of the quadratic through f(0), f'(0) and f(t), kept within [0.1t, 0.5t].
+            quad = -sf * tf * tf / (2 * (ft - f0 - sf * tf))
+            quad = torch.where(torch.isfinite(quad), quad, 0.5 * tf)
+            t_try = torch.minimum(torch.maximum(quad, 0.1 * tf), 0.5 * tf)[:, None]
+        else:
+            # The model failed once: try a ladder of shorter steps in one call, keep the longest
+            # that passes. One call instead of several halvings per stubborn row.
+            t_try = tf[:, None] * BACKTRACK_LADDER.to(tf)
+        k, c = t_try.shape
+        xt = x[fail, None, :] + t_try[:, :, None] * d[fail, None, :]
+        ft_c, gt_c = objective(xt.reshape(k * c, -1), rows[fail].repeat_interleave(c))
+        ft_c, gt_c = ft_c.reshape(k, c), gt_c.reshape(k, c, -1)
+        passed = _armijo(ft_c, gt_c, f0[:, None], t_try, sf[:, None], c1)
+        pick = torch.where(passed.any(1), passed.to(torch.int8).argmax(1), c - 1)  # longest passing, else shortest
+        ar = torch.arange(k, device=fail.device)
+        t[fail] = t_try[ar, pick]
+        x_new[fail], f_new[fail], g_new[fail] = xt[ar, pick], ft_c[ar, pick], gt_c[ar, pick]
+        ok[fail] = passed[ar, pick]
 
     # Expansion for rows that passed on the first try but are still descending steeply.
     grow = ok & ((g_new * d).sum(1) < c2 * slope)
@@ -216,4 +230,4 @@ def _backtracking(objective, rows, x, f, d, t, slope, c1, max_backtracks, c2=0.9
 
 def _armijo(f_new, g_new, f0, t, slope, c1):
     """Sufficient decrease f(t) <= f(0) + c1·t·g(0)·d, with finite value and gradient."""
-    return torch.isfinite(f_new) & (f_new <= f0 + c1 * t * slope) & torch.isfinite(g_new).all(1)
+    return torch.isfinite(f_new) & (f_new <= f0 + c1 * t * slope) & torch.isfinite(g_new).all(-1)
