@@ -15,9 +15,12 @@ the job without a requeue. torch and Lightning are imported inside `__call__`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,9 +53,9 @@ class TrainJobConfig:
     root: Path = Path("runs")
 
     def __post_init__(self) -> None:
-        check_name(self.experiment, "experiment")
+        check_name(self.experiment, "experiment", path=True)
         if self.run_id is not None:
-            check_name(self.run_id, "run_id")
+            check_name(self.run_id, "run_id", path=True)
 
     @property
     def resolved_run_id(self) -> str:
@@ -98,40 +101,53 @@ def load_job_config(path: str | os.PathLike[str], overrides: Sequence[str] = (),
     directory) and stored absolute, so the job finds its run directory wherever it starts.
     Every problem is a ConfigError naming the file or the override and the key.
     """
-    raw = load(_JobFile, path)
-    model_overrides = [item for item in overrides if item.strip().startswith("model.")]
-    other_overrides = [item for item in overrides if item not in model_overrides]
-    raw = apply_overrides(raw, other_overrides)
-    trainable = get_trainable(raw.kind)
-    model = from_dict(trainable.config_type, raw.model, source=f"{path} (section 'model')")
-    for item in model_overrides:
-        inner = item.strip()[len("model."):]
-        try:
-            model = apply_overrides(model, [inner])
-        except ConfigError as error:
-            # Name the override as the user wrote it, not the part routed to the model config.
-            raise ConfigError(str(error).replace(f"--set {inner}", f"--set {item}")) from None
-    base = Path.cwd() if base_dir is None else Path(base_dir)
-    job = raw.job
-    if job.folder is not None and not job.folder.is_absolute():
-        job = _replace(job, folder=base / job.folder)
-    root = raw.root if raw.root.is_absolute() else base / raw.root
-    return TrainJobConfig(kind=raw.kind, experiment=raw.experiment, model=model, train=raw.train,
-                          job=job, run_id=raw.run_id, root=root)
+    kind = load(_JobFile, path).kind
+    # Read again with `model` typed as the trainable's config, so that file keys and --set
+    # overrides are checked, and named in errors (model.lr), like every other key.
+    typed = load(_typed_job_file(get_trainable(kind).config_type), path)
+    typed = apply_overrides(typed, overrides)
+    if typed.kind != kind:
+        raise ConfigError(f"--set kind={typed.kind}: the model section of {path} is for kind "
+                          f"{kind!r}; use a config file written for {typed.kind!r}")
+    return _absolute(_to_job_config(typed), base_dir)
 
 
 def job_config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainJobConfig:
     """Rebuild a TrainJobConfig from `to_dict` output (a manifest record or config.json)."""
-    raw = from_dict(_JobFile, data, source=source)
-    model = from_dict(get_trainable(raw.kind).config_type, raw.model, source=f"{source} (model)")
-    return TrainJobConfig(kind=raw.kind, experiment=raw.experiment, model=model, train=raw.train,
-                          job=raw.job, run_id=raw.run_id, root=raw.root)
+    kind = from_dict(_JobFile, data, source=source).kind
+    typed = from_dict(_typed_job_file(get_trainable(kind).config_type), data, source=source)
+    return _to_job_config(typed)
 
 
-def _replace(obj: Any, **changes: Any) -> Any:
-    import dataclasses
+@functools.lru_cache(maxsize=None)
+def _typed_job_file(config_type: type) -> type:
+    """_JobFile with `model` typed as `config_type` (used to validate only; never pickled)."""
+    hints = typing.get_type_hints(_JobFile)
+    fields = []
+    for f in dataclasses.fields(_JobFile):
+        if f.name == "model":
+            fields.append(("model", config_type, dataclasses.field(default_factory=config_type)))
+        elif f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, hints[f.name], dataclasses.field(default_factory=f.default_factory)))
+        elif f.default is not dataclasses.MISSING:
+            fields.append((f.name, hints[f.name], dataclasses.field(default=f.default)))
+        else:
+            fields.append((f.name, hints[f.name]))
+    return dataclasses.make_dataclass(f"JobFile_{config_type.__name__}", fields, frozen=True)
 
-    return dataclasses.replace(obj, **changes)
+
+def _to_job_config(typed: Any) -> TrainJobConfig:
+    return TrainJobConfig(kind=typed.kind, experiment=typed.experiment, model=typed.model,
+                          train=typed.train, job=typed.job, run_id=typed.run_id, root=typed.root)
+
+
+def _absolute(config: TrainJobConfig, base_dir: Path | None) -> TrainJobConfig:
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    job = config.job
+    if job.folder is not None and not job.folder.is_absolute():
+        job = dataclasses.replace(job, folder=base / job.folder)
+    root = config.root if config.root.is_absolute() else base / config.root
+    return dataclasses.replace(config, job=job, root=root)
 
 
 class TrainJob(submitit.helpers.Checkpointable):
@@ -143,7 +159,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         cfg = self.config
         _export_local_distributed_env(cfg.job)
-        from workbench.train import train  # heavy imports here, after the handlers are set
+        from workbench.train import train  # train() imports torch + Lightning, after submitit set its handlers
 
         run = create_run_dir(cfg.root, cfg.experiment, cfg.resolved_run_id, cfg)
         result = train(cfg.model, cfg.train, run, kind=cfg.kind,

@@ -26,7 +26,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from workbench.config import bounds
 from workbench.errors import ConfigError, InputError
@@ -41,10 +41,11 @@ __all__ = [
 ]
 
 EXECUTORS = ("auto", "slurm", "local", "debug")
-ExecutorName = Literal["auto", "slurm", "local", "debug"]
 
-# Names that reach a shell script, a path or squeue: letters, digits and . _ - + only.
+# Names that reach a shell script or squeue: letters, digits and . _ - + only. Experiment and
+# run names are only paths, which may also hold = and , (``003_lr=0.01,seed=1``).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_SAFE_PATH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*")
 # Extra sbatch values are shell-quoted by submitit, but a newline would still start a new line
 # of the script, and quotes/backslashes/$ make the quoting hard to read back; SLURM's own
 # syntax (a100&ib, gpu:2, 1-3,5) needs none of them.
@@ -121,10 +122,13 @@ class JobSpec:
             _check_sbatch_item(key, value)
 
 
-def check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
-        raise ConfigError(f"{what} = {value!r} is not a safe name: use letters, digits and . _ - + "
-                          f"only (no spaces or shell metacharacters)")
+def check_name(value: Any, what: str, *, path: bool = False) -> str:
+    """`value` if it is a safe name (path=True: a path component, which may also hold = ,)."""
+    pattern, allowed = (_SAFE_PATH_NAME, ". _ - + = ,") if path else (_SAFE_NAME, ". _ - +")
+    if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what} = {value!r} is not a safe name: use letters, digits and {allowed} "
+                          f"only, starting with a letter, digit or _ (no spaces, path separators "
+                          f"or shell metacharacters)")
     return value
 
 

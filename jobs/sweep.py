@@ -18,13 +18,14 @@ needed), the controller process for the local executor. A job that ended without
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
-import json
 import os
 import pickle
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "expand_grid",
     "parse_grid",
     "resubmit",
+    "run_array",
     "status",
     "submit",
     "wait",
@@ -152,12 +154,11 @@ def _get_dotted(config: Any, key: str) -> Any:
 
 
 def _member_run_id(index: int, params: Mapping[str, Any]) -> str:
-    from jobs.submit import _SAFE_NAME
+    from jobs.submit import _SAFE_PATH_NAME
 
-    label = ",".join(f"{k}={v}" for k, v in params.items())
-    run_id = f"{index:03d}_{label}"
+    run_id = f"{index:03d}_" + ",".join(f"{k}={v}" for k, v in params.items())
     # Fall back to the index alone when a value would make an unsafe or unwieldy name.
-    if len(run_id) > 80 or not _SAFE_NAME.fullmatch(run_id.replace("=", "-").replace(",", "-")):
+    if len(run_id) > 80 or not _SAFE_PATH_NAME.fullmatch(run_id) or ".." in run_id:
         run_id = f"{index:03d}"
     return run_id
 
@@ -187,7 +188,9 @@ def submit(members: Sequence[Member], executor: str = "auto", *,
     folder = first.job_folder
     ex = make_executor(first.job, name, folder)
     entries = [TrainJob(member.config) for member in members]
-    with ex.batch():
+    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" \
+        else contextlib.nullcontext()
+    with quiet, ex.batch():
         jobs = [ex.submit(entry) for entry in entries]
 
     records = []
@@ -210,6 +213,31 @@ def submit(members: Sequence[Member], executor: str = "auto", *,
         append_manifest(first.sweep_dir / MANIFEST, record)
         records.append(record)
     return records
+
+
+@contextlib.contextmanager
+def _controller_output(path: Path):
+    """Point this process's stdout/stderr at `path` while local controllers are started.
+
+    submitit starts each local job's controller with our stdout and stderr. Left so, a caller
+    that reads our output through a pipe (a script, a test) would wait for the jobs to end,
+    since the pipe stays open while they run.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _run_debug(job) -> dict[str, Any]:
@@ -449,3 +477,43 @@ def resubmit(sweep: str | os.PathLike[str], executor: str | None = None) -> list
         members.append(Member(config, dict(record.get("params", {})), tuple(record.get("overrides", ()))))
     return submit(members, executor or rerun[0].executor,
                   attempts={m.run_id: m.attempt for m in rerun})
+
+
+# --------------------------------------------------------------------------------------------
+# Plain function arrays
+# --------------------------------------------------------------------------------------------
+
+
+def run_array(fn, items: Sequence[tuple], spec, executor: str, folder: str | os.PathLike[str], *,
+              timeout_s: float | None = None, poll_s: float = 0.2) -> tuple[str, list[Any]]:
+    """Run ``fn(*item)`` for every item as one job array, wait, return (executor, results).
+
+    For pipelines whose steps are plain functions (the demo's ladder steps) rather than
+    training runs: no manifest or run directories, results come back through submitit's
+    pickles. `fn` must be importable (a module-level function) and its module light to import.
+    A member that fails raises RuntimeError naming its job id and log.
+    """
+    name = resolve_executor(executor)
+    folder = Path(folder).absolute()
+    ex = make_executor(spec, name, folder)
+    if name == "debug":
+        return name, [fn(*item) for item in items]
+    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" \
+        else contextlib.nullcontext()
+    with quiet:
+        jobs = ex.map_array(fn, *zip(*items))
+    records = [{"executor": name, "job_id": str(job.job_id), "folder": str(folder)} for job in jobs]
+    start = time.monotonic()
+    while True:
+        queue = _squeue_states([r["job_id"] for r in records]) if name == "slurm" else {}
+        states = [_state(r, _paths(r), queue) for r in records]
+        if all(state in ("done", "failed") for state, _ in states):
+            break
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"jobs {', '.join(r['job_id'] for r in records)} not finished after "
+                               f"{timeout_s:.0f} s")
+        time.sleep(poll_s)
+    for record, (state, detail) in zip(records, states):
+        if state == "failed":
+            raise RuntimeError(f"job {record['job_id']} failed: {detail}; log: {_paths(record).stderr}")
+    return name, [job.result() for job in jobs]

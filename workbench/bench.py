@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from workbench.cli import add_json_flag, emit
 
-BENCHMARKS = {"scaling": "scaling.bench"}
+BENCHMARKS = {"scaling": "scaling.bench", "jobs": "jobs.bench"}
 
 
 def register(areas, name: str, help_text: str) -> None:

@@ -22,6 +22,7 @@ from workbench.errors import InputError
 # Areas in the order `workbench --help` lists them: (name, module, one-line help).
 AREAS = (
     ("scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws"),
+    ("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit"),
     ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     ("demo", "workbench.demo", "run the end-to-end demo on bundled data"),
 )

@@ -164,7 +164,7 @@ def train(model_config: Any, config: TrainConfig, run_dir: Any, *, kind: str | N
         callbacks=[guard, recorder, saver],
         plugins=plugins,
         logger=False,
-        enable_checkpointing=False,  # _PeriodicCheckpoint writes last.ckpt atomically
+        enable_checkpointing=False,  # PeriodicCheckpoint writes last.ckpt, atomically
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=str(run_dir.path),
@@ -194,9 +194,10 @@ def train(model_config: Any, config: TrainConfig, run_dir: Any, *, kind: str | N
         "wall_time_s": time.time() - start,
     }
     if status == "nonfinite":
-        raise NonFiniteLossError(
-            f"loss became non-finite at step {guard.tripped_at} in {run_dir.path}; "
-            f"last good checkpoint: step {saver.saved_step} ({last})")
+        kept = (f"last good checkpoint: step {_checkpoint_step(last)} ({last})" if last.is_file()
+                else "no checkpoint was saved before it")
+        raise NonFiniteLossError(f"loss became non-finite at step {guard.tripped_at} in "
+                                 f"{run_dir.path}; {kept}")
     return summary
 
 
@@ -205,6 +206,12 @@ def _trainable_for(model_config: Any) -> Trainable:
         if type(model_config) is trainable.config_type:
             return trainable
     raise ConfigError(f"no trainable is registered for {type(model_config).__name__}")
+
+
+def _checkpoint_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, weights_only=True, map_location="cpu")["global_step"])
 
 
 def _auto_precision(on_gpu: bool) -> str:
@@ -230,7 +237,6 @@ def load_weights(run_dir: Any) -> dict[str, Any]:
     import torch
 
     return torch.load(Path(run_dir.path) / FINAL_WEIGHTS, weights_only=True, map_location="cpu")
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +321,6 @@ def _callbacks() -> types.SimpleNamespace:
 
         def __init__(self, path: Path, every: int, guard, recorder) -> None:
             self.path, self.every, self.guard, self.recorder = path, every, guard, recorder
-            self.saved_step: int | None = None
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if trainer.global_step % self.every == 0 and self.guard.tripped_at is None:
@@ -331,7 +336,6 @@ def _callbacks() -> types.SimpleNamespace:
             if trainer.is_global_zero:
                 os.replace(tmp, self.path)
             trainer.strategy.barrier("workbench.checkpoint")
-            self.saved_step = int(trainer.global_step)
 
     return types.SimpleNamespace(NonFiniteGuard=NonFiniteGuard, MetricsRecorder=MetricsRecorder,
                                  PeriodicCheckpoint=PeriodicCheckpoint)

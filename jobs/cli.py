@@ -1,0 +1,206 @@
+"""`workbench jobs ...`: submit training jobs and sweeps to SLURM or this machine, follow, collect."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.cli import add_json_flag, add_parser, emit
+
+EXECUTOR_HELP = "slurm | local | debug | auto (slurm when sbatch is on PATH, else local)"
+
+
+def register(areas, name: str, help_text: str) -> None:
+    parser = areas.add_parser(name, help=help_text, description=help_text)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    p = add_parser(verbs, "submit", help="submit one training job",
+                   description="Submit one training job (a job config file, e.g. jobs/configs/*.yaml). "
+                               "With --wait, exit status 1 means the job failed.",
+                   examples="  workbench jobs submit jobs/configs/mlp_tiny.yaml --wait --json\n"
+                            "  workbench jobs submit jobs/configs/mlp_tiny.yaml --executor slurm "
+                            "--set model.width=64 --set job.timeout_min=30\n"
+                            "  workbench jobs submit jobs/configs/mlp_tiny.yaml --executor slurm --dry-run")
+    _add_config_flags(p)
+    p.set_defaults(handler=run_submit)
+
+    p = add_parser(verbs, "sweep", help="submit a grid of configs as one job array",
+                   description="Submit every combination of the --grid values as one job array "
+                               "(one sbatch --array on SLURM). Writes <root>/<experiment>/manifest.jsonl.",
+                   examples="  workbench jobs sweep jobs/configs/mlp_tiny.yaml --grid model.lr=3e-3,1e-2 "
+                            "--grid train.seed=0,1\n"
+                            "  workbench jobs sweep jobs/configs/mlp_tiny.yaml --grid model.width=16,32,64 "
+                            "--set experiment=widths --wait")
+    _add_config_flags(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept key and its values (repeatable: the grid is the product)")
+    p.set_defaults(handler=run_sweep)
+
+    p = add_parser(verbs, "status", help="state and log path of every member of a sweep",
+                   examples="  workbench jobs status runs/mlp_tiny\n  workbench jobs status runs/mlp_tiny --json")
+    p.add_argument("sweep", help="the sweep directory, <root>/<experiment> (holds manifest.jsonl)")
+    add_json_flag(p)
+    p.set_defaults(handler=run_status)
+
+    p = add_parser(verbs, "collect", help="combine the members' metrics.nc into one Dataset",
+                   description="Combine the done members' metrics.nc into one netCDF over the sweep "
+                               "grid (NaN where a member is missing), default <sweep>/sweep.nc.",
+                   examples="  workbench jobs collect runs/mlp_tiny\n"
+                            "  workbench jobs collect runs/mlp_tiny --out sweep.nc --json")
+    p.add_argument("sweep", help="the sweep directory, <root>/<experiment>")
+    p.add_argument("--out", help="netCDF file to write (default: <sweep>/sweep.nc)")
+    add_json_flag(p)
+    p.set_defaults(handler=run_collect)
+
+    p = add_parser(verbs, "resubmit", help="rerun only the failed or missing members",
+                   description="Submit again the members that failed (or finished without metrics.nc); "
+                               "each resumes from its last checkpoint.",
+                   examples="  workbench jobs resubmit runs/mlp_tiny\n"
+                            "  workbench jobs resubmit runs/mlp_tiny --executor local --wait --json")
+    p.add_argument("sweep", help="the sweep directory, <root>/<experiment>")
+    p.add_argument("--executor", choices=("auto", "slurm", "local", "debug"),
+                   help="default: the executor the members ran on; " + EXECUTOR_HELP)
+    p.add_argument("--wait", action="store_true", help="wait until the reruns end")
+    add_json_flag(p)
+    p.set_defaults(handler=run_resubmit)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="job config file (.yaml/.json), e.g. jobs/configs/mlp_tiny.yaml")
+    p.add_argument("--executor", default="auto", choices=("auto", "slurm", "local", "debug"), help=EXECUTOR_HELP)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. model.lr=3e-4 or job.timeout_min=30 (repeatable)")
+    p.add_argument("--wait", action="store_true", help="wait until the job(s) end, then report")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config and print the resolved config and sbatch script; submit nothing")
+    add_json_flag(p)
+
+
+# ------------------------------------------------------------------------------------ handlers
+
+
+def run_submit(args) -> int:
+    from jobs.entrypoints import load_job_config
+    from jobs.sweep import Member
+
+    config = load_job_config(args.config, args.set)
+    return _submit_members(args, [Member(config, {}, ())], single=True)
+
+
+def run_sweep(args) -> int:
+    from jobs.sweep import expand_grid, parse_grid
+    from workbench.errors import InputError
+
+    if not args.grid:
+        raise InputError("give at least one --grid KEY=V1,V2 (or use `workbench jobs submit`)")
+    members = expand_grid(args.config, parse_grid(args.grid), args.set)
+    return _submit_members(args, members, single=False)
+
+
+def _submit_members(args, members, *, single: bool) -> int:
+    from jobs import sweep
+
+    first = members[0].config
+    if args.dry_run:
+        return _dry_run(args, members)
+    records = sweep.submit(members, args.executor)
+    run_ids = [r["run_id"] for r in records]
+    if args.wait:
+        current = sweep.wait(first.sweep_dir, run_ids=run_ids)
+    else:
+        current = sweep.status(first.sweep_dir)
+    by_id = {m.run_id: m for m in current}
+    members_now = [by_id[run_id] for run_id in run_ids]
+    failed = args.wait and any(m.state == "failed" for m in members_now)
+    if single:
+        m = members_now[0]
+        payload = {"job_id": m.job_id, "state": m.state, "run_dir": m.run_dir, "log": m.log,
+                   "executor": m.executor, "detail": m.detail}
+        text = f"job {m.job_id} ({m.executor}): {m.state}\n  run dir: {m.run_dir}\n  log: {m.log}"
+        if m.detail:
+            text += f"\n  {m.detail}"
+    else:
+        payload = {"sweep": str(first.sweep_dir), "executor": records[0]["executor"],
+                   "members": [m.to_json() for m in members_now]}
+        text = (f"sweep {first.sweep_dir}: {len(records)} members on {records[0]['executor']}\n"
+                + _status_table(members_now)
+                + f"\nfollow: workbench jobs status {first.sweep_dir}")
+    emit(args, text, payload)
+    return 1 if failed else 0
+
+
+def _dry_run(args, members) -> int:
+    from jobs.submit import resolve_executor, sbatch_script
+    from workbench.config import to_dict
+
+    first = members[0].config
+    executor = resolve_executor(args.executor) if args.executor != "slurm" else "slurm"
+    script = sbatch_script(first.job, first.job_folder, array_size=len(members) if len(members) > 1 else None)
+    payload = {"executor": executor, "members": [{"run_id": m.config.resolved_run_id, "params": m.params,
+                                                 "config": to_dict(m.config)} for m in members],
+               "sbatch_script": script}
+    lines = [f"{len(members)} job(s) would run on {executor}:"]
+    lines += [f"  {m.config.run_dir.path}" for m in members]
+    lines += ["", "sbatch script (when submitted to SLURM):", script]
+    emit(args, "\n".join(lines), payload)
+    return 0
+
+
+def run_status(args) -> int:
+    from jobs.sweep import status
+
+    members = status(args.sweep)
+    counts = {state: sum(m.state == state for m in members) for state in ("pending", "running", "done", "failed")}
+    text = _status_table(members) + "\n" + ", ".join(f"{n} {state}" for state, n in counts.items())
+    emit(args, text, [m.to_json() for m in members])
+    return 0
+
+
+def _status_table(members) -> str:
+    rows = [("run", "state", "job", "log")]
+    for m in members:
+        state = m.state if not m.detail else f"{m.state} ({m.detail[:60]})"
+        rows.append((m.run_id, state, str(m.job_id), m.log or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows)
+
+
+def run_collect(args) -> int:
+    import numpy as np
+
+    from jobs.sweep import collect, status
+    from workbench.store import atomic_write_netcdf
+
+    members = status(args.sweep)
+    ds = collect(args.sweep, members=members)
+    out = Path(args.out) if args.out else Path(args.sweep) / "sweep.nc"
+    atomic_write_netcdf(ds, out)
+    not_done = [m.run_id for m in members if m.state != "done"]
+    sweep_dims = {d: int(n) for d, n in ds.sizes.items() if d != "step"}
+    payload = {"path": str(out), "dims": {d: int(n) for d, n in ds.sizes.items()},
+               "members": len(members), "done": len(members) - len(not_done), "not_done": not_done}
+    lines = [f"wrote {out}: dims {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}; "
+             f"{payload['done']} of {len(members)} members done"]
+    if not_done:
+        lines.append(f"not done (NaN): {', '.join(not_done)}")
+    if "final_loss" in ds and sweep_dims:
+        flat = ds["final_loss"].stack(point=list(sweep_dims)).values
+        lines.append(f"final loss: min {np.nanmin(flat):.4g}, max {np.nanmax(flat):.4g}"
+                     if np.isfinite(flat).any() else "final loss: no member done")
+    emit(args, "\n".join(lines), payload)
+    return 0
+
+
+def run_resubmit(args) -> int:
+    from jobs import sweep
+
+    records = sweep.resubmit(args.sweep, args.executor)
+    run_ids = [r["run_id"] for r in records]
+    current = sweep.wait(args.sweep, run_ids=run_ids) if args.wait and records else sweep.status(args.sweep)
+    chosen = [m for m in current if m.run_id in run_ids]
+    failed = args.wait and any(m.state == "failed" for m in chosen)
+    text = ("nothing to resubmit: no member failed or is missing" if not records else
+            f"resubmitted {len(records)} member(s)\n" + _status_table(chosen))
+    emit(args, text, [m.to_json() for m in chosen])
+    return 1 if failed else 0

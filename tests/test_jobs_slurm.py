@@ -1,0 +1,168 @@
+"""The jobs layer against a real SLURM (the one-node cluster that .ci/run starts).
+
+Nothing is mocked: jobs go through sbatch/srun, states come from squeue, requeues are real
+`scontrol requeue` and signals. Start a cluster with `sudo jobs/slurm/local_cluster.sh start`.
+The tests skip when `sinfo` is absent; with WORKBENCH_REQUIRE_SLURM=1 (set by .ci/run) a
+missing or unreachable controller fails them instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_jobs import job_output, write_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+@functools.lru_cache(maxsize=None)  # once per session: an unreachable controller takes ~10 s to say so
+def _slurm_unavailable() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "no SLURM here: `sinfo` is not on PATH (start one with jobs/slurm/local_cluster.sh start)"
+    probe = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    states = probe.stdout.split()
+    if probe.returncode != 0 or not states:
+        return f"SLURM controller not reachable: {probe.stderr.strip() or 'no nodes'}"
+    if not any(state.rstrip("*") in ("idle", "mix", "alloc") for state in states):
+        return f"no usable SLURM node (states: {', '.join(states)})"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def slurm():
+    reason = _slurm_unavailable()
+    if reason:
+        if os.environ.get("WORKBENCH_REQUIRE_SLURM"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def test_sweep_runs_as_one_sbatch_array_and_collects_the_full_grid(tmp_path):
+    config = write_config(tmp_path, "grid")
+    result = run_cli("jobs", "sweep", str(config), "--executor", "slurm", "--grid", "model.lr=3e-3,1e-2",
+                     "--grid", "train.seed=0,1", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    members = json.loads(result.stdout)["members"]
+    assert [m["state"] for m in members] == ["done"] * 4, members
+    array_ids = {m["job_id"].split("_")[0] for m in members}
+    assert len(array_ids) == 1  # one sbatch --array
+    assert sorted(m["job_id"].split("_")[1] for m in members) == ["0", "1", "2", "3"]
+
+    sweep = tmp_path / "runs" / "grid"
+    collected = run_cli("jobs", "collect", str(sweep), "--json")
+    assert collected.returncode == 0, collected.stderr
+    assert json.loads(collected.stdout)["dims"] == {"lr": 2, "seed": 2, "step": 30}
+    from workbench.store import open_dataset
+
+    ds = open_dataset(sweep / "sweep.nc")
+    assert ds["final_loss"].notnull().all() and (ds["state"] == "done").all()
+
+    # submitit's own state query (sacct) answers through the squeue-based stand-in.
+    sacct = shutil.which("sacct")
+    if sacct and Path(sacct).resolve() == (Path(__file__).parents[1] / "jobs" / "slurm" / "sacct").resolve():
+        from submitit.slurm.slurm import SlurmJob
+
+        job = SlurmJob(folder=sweep / "submitit" / "%j", job_id=members[0]["job_id"])
+        assert job.watcher.get_state(job.job_id, mode="force") == "COMPLETED"
+
+
+def test_failed_member_is_reported_with_its_log_and_resubmitted_alone(tmp_path):
+    from jobs import sweep as sweeps
+
+    config = write_config(tmp_path, "fail")
+    # SGD at lr=1e3 diverges: that member raises NonFiniteLossError; the other finishes.
+    members = sweeps.expand_grid(config, {"model.lr": ["1e-2", "1e3"]},
+                                 ["model.optimizer=sgd", "train.checkpoint_every=2"])
+    sweeps.submit(members, "slurm")
+    sweep_dir = tmp_path / "runs" / "fail"
+    first = {m.run_id: m for m in sweeps.wait(sweep_dir, timeout_s=300)}
+    good, bad = first["000_lr=0.01"], first["001_lr=1000.0"]
+    assert good.state == "done" and bad.state == "failed", (good, bad)
+    assert "NonFiniteLossError" in bad.detail and "NonFiniteLossError" in Path(bad.log).read_text()
+
+    status = run_cli("jobs", "status", str(sweep_dir), "--json")
+    rows = {row["run_id"]: row for row in json.loads(status.stdout)}
+    assert rows[bad.run_id]["state"] == "failed" and rows[bad.run_id]["log"] == bad.log
+    assert sweeps.collect(sweep_dir)["final_loss"].sel(lr=1e-2).notnull()
+
+    good_metrics = Path(good.run_dir) / "metrics.nc"
+    mtime = good_metrics.stat().st_mtime_ns
+    resubmitted = run_cli("jobs", "resubmit", str(sweep_dir), "--wait", "--json")
+    rerun = json.loads(resubmitted.stdout)
+    assert [m["run_id"] for m in rerun] == [bad.run_id], rerun
+    assert rerun[0]["job_id"] != bad.job_id and rerun[0]["attempt"] == 2
+    assert rerun[0]["state"] == "failed" and resubmitted.returncode == 1  # diverges again
+    after = {m.run_id: m for m in sweeps.status(sweep_dir)}
+    assert after[good.run_id].job_id == good.job_id and after[good.run_id].state == "done"
+    assert good_metrics.stat().st_mtime_ns == mtime
+
+
+def _steps_done(metrics: Path) -> int:
+    from workbench.errors import InputError
+    from workbench.store import open_dataset
+
+    try:
+        return int(open_dataset(metrics)["steps_done"].values)
+    except InputError:  # not written yet
+        return 0
+
+
+def _wait_for_progress(metrics: Path, beyond: int, timeout_s: float = 180) -> int:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if metrics.is_file() and (step := _steps_done(metrics)) > beyond:
+            return step
+        time.sleep(0.5)
+    raise TimeoutError(f"{metrics}: no checkpoint beyond step {beyond} after {timeout_s} s")
+
+
+def test_preempted_and_requeued_job_resumes_to_the_uninterrupted_weights(tmp_path):
+    """Two interruptions of one job: USR2 (submitit checkpoints and requeues itself), then an
+    admin `scontrol requeue` (SLURM kills and requeues it). Each restart resumes last.ckpt."""
+    import torch
+
+    from jobs import sweep as sweeps
+    from jobs.entrypoints import load_job_config
+    from workbench.store import RunDir
+    from workbench.train import load_weights, train
+
+    config = write_config(tmp_path, "requeue", steps=200)
+    [member] = sweeps.expand_grid(config, {}, ["model.step_time_s=0.08"])
+    [record] = sweeps.submit([member], "slurm")
+    job_id = record["job_id"]
+    metrics = member.config.run_dir.metrics_path
+
+    step = _wait_for_progress(metrics, beyond=10)
+    subprocess.run(["scancel", "--signal", "USR2", job_id], check=True)
+    step = _wait_for_progress(metrics, beyond=step + 10)  # restarted and past its checkpoint
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    [final] = sweeps.wait(tmp_path / "runs" / "requeue", timeout_s=300)
+
+    output = job_output(final)
+    assert final.state == "done", (final.detail, output[-3000:])
+    assert "Calling checkpoint method" in output and "Requeued job" in output  # the USR2 path
+    assert output.count("Starting with JobEnvironment") >= 3  # first start + two restarts
+    assert output.count("Restoring states from the checkpoint") >= 2
+
+    reference = load_job_config(config, ["model.step_time_s=0"])
+    run = RunDir(tmp_path / "reference", "requeue", "whole")
+    run.checkpoints.mkdir(parents=True)
+    train(reference.model, reference.train, run)
+    resumed, whole = load_weights(member.config.run_dir), load_weights(run)
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+
+def test_two_task_ddp_on_the_node_matches_single_process(tmp_path):
+    # srun starts the 2 tasks; Lightning's SLURMEnvironment reads their ranks from SLURM_*.
+    from tests.test_jobs import check_ddp_matches_single_process
+
+    check_ddp_matches_single_process(tmp_path, "slurm")
