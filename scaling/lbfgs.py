@@ -59,6 +59,7 @@ def minimize_batched(
     c1: float = 1e-4,
     max_backtracks: int = 40,
     progress: Callable[[int], None] | None = None,
+    unit_first_step: bool = True,
 ) -> BatchedResult:
     """Minimise `objective` independently from every row of `x0` (B, P).
 
@@ -98,8 +99,9 @@ def minimize_batched(
         # With no curvature pairs yet the direction is -g, whose length says nothing about the
         # right step: try a unit-length step instead (as L-BFGS-B does).
         t = torch.ones_like(fa)
-        fresh = count[rows] == 0
-        t[fresh] = 1.0 / d[fresh].norm(dim=1).clamp_min(1e-10)
+        if unit_first_step:
+            fresh = count[rows] == 0
+            t[fresh] = 1.0 / d[fresh].norm(dim=1).clamp_min(1e-10)
 
         x_new, f_new, g_new, ok = _backtracking(objective, rows, xa, fa, d, t, slope, c1, max_backtracks)
         n_iter[rows] += 1
