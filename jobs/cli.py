@@ -7,7 +7,7 @@ from pathlib import Path
 
 from workbench.cli import add_json_flag, add_parser, emit
 
-EXECUTOR_HELP = "slurm | local | debug | auto (slurm when sbatch is on PATH, else local)"
+EXECUTOR_HELP = "slurm | local | debug | auto (slurm when sbatch is on PATH and a controller answers, else local)"
 
 
 def register(areas, name: str, help_text: str) -> None:

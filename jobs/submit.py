@@ -1,7 +1,7 @@
 """One JobSpec, four executors: where and with what resources a job runs.
 
     spec = JobSpec(partition="gpu", gpus_per_node=4, tasks_per_node=4, timeout_min=240)
-    executor = make_executor(spec, "auto", folder)     # slurm if sbatch is on PATH, else local
+    executor = make_executor(spec, "auto", folder)     # slurm if a SLURM controller answers, else local
     print(sbatch_script(spec, folder, array_size=8))  # what `sbatch` would receive
 
 Executors (submitit):
@@ -10,7 +10,7 @@ Executors (submitit):
   local  a controller process per job on this machine (same pickles, logs and requeue as
          slurm); the embedded default without a cluster.
   debug  runs in the calling process, without pickling: for stepping through a job.
-  auto   slurm when `sbatch` is on PATH, else local.
+  auto   slurm when `sbatch` is on PATH and `sinfo` reaches a controller, else local.
 
 A spec is validated before anything is submitted: integer minutes (SLURM's --time has no
 fractions, and submitit asserts an int), known sbatch keys only, and names without shell
@@ -156,17 +156,32 @@ def _check_sbatch_item(key: Any, value: Any) -> None:
 
 
 def resolve_executor(name: str) -> str:
-    """`auto` -> `slurm` when sbatch is on PATH, else `local`; the others are checked."""
+    """`auto` -> `slurm` when sbatch is on PATH and a controller answers, else `local`.
+
+    The other names are checked.
+    """
     if name not in EXECUTORS:
         raise InputError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
     if name == "auto":
         # sbatch rather than srun (submitit's own test): submission needs sbatch, and a login
-        # node may have one without the other.
-        return "slurm" if shutil.which("sbatch") else "local"
+        # node may have one without the other. A machine with SLURM's client installed but no
+        # controller running (a stopped one-node cluster) would fail every job, so ask first.
+        return "slurm" if shutil.which("sbatch") and _controller_answers() else "local"
     if name == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise InputError("executor 'slurm' needs sbatch and srun on PATH (start a one-node "
                          "cluster with `jobs/slurm/local_cluster.sh start`, or use --executor local)")
     return name
+
+
+def _controller_answers(timeout_s: float = 5.0) -> bool:
+    """True when `sinfo` reaches a SLURM controller within the timeout."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def slurm_parameters(spec: JobSpec) -> dict[str, Any]:

@@ -115,6 +115,8 @@ def test_jobspec_rejects_float_minutes_built_in_python():
 
 
 def test_auto_executor_follows_sbatch_on_path(tmp_path, monkeypatch):
+    # Stand-in cluster commands (as submitit's own tests do); the real SLURM is tested in
+    # test_jobs_slurm.py.
     monkeypatch.setenv("PATH", str(tmp_path))
     assert resolve_executor("auto") == "local"
     with pytest.raises(InputError, match="needs sbatch"):
@@ -122,6 +124,11 @@ def test_auto_executor_follows_sbatch_on_path(tmp_path, monkeypatch):
     for tool in ("sbatch", "srun"):
         (tmp_path / tool).write_text("#!/bin/sh\n")
         (tmp_path / tool).chmod(0o755)
+    sinfo = tmp_path / "sinfo"
+    sinfo.write_text("#!/bin/sh\necho 'Unable to contact slurm controller' >&2\nexit 1\n")
+    sinfo.chmod(0o755)
+    assert resolve_executor("auto") == "local"  # client installed, controller down: run locally
+    sinfo.write_text("#!/bin/sh\necho debug\n")
     assert resolve_executor("auto") == "slurm"
     with pytest.raises(InputError, match="unknown executor"):
         resolve_executor("kubernetes")

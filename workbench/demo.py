@@ -5,7 +5,7 @@ IsoFLOP runs and prints the ladder next to the published exponents; later capabi
 pipelines here.
 
 The work goes through the jobs layer as a small sweep: one job per ladder step, submitted as one
-array with the `auto` executor (SLURM when `sbatch` is on PATH, otherwise local processes), then
+array with the `auto` executor (SLURM when `sbatch` is on PATH and a controller answers, otherwise local processes), then
 collected and printed. Job files go to runs/demo/submitit/.
 """
 
@@ -20,7 +20,7 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("--replicates", type=int, default=1000, help="noise-bootstrap replicates per budget")
     p.add_argument("--plot", help="also write the ladder figure to this PNG file")
     p.add_argument("--executor", default="auto", choices=("auto", "slurm", "local", "debug"),
-                   help="where the ladder steps run: auto is slurm when sbatch is on PATH, else local")
+                   help="where the ladder steps run: auto is slurm when sbatch is on PATH and a controller answers, else local")
     add_json_flag(p)
     p.set_defaults(handler=run_demo)
 
