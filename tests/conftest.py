@@ -29,3 +29,14 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     """Run `workbench ...` in a fresh interpreter, as a user would."""
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
+
+
+def assert_clean_error(result, *fragments):
+    """Exit 2, one line on stderr naming the problem, no traceback, nothing on stdout."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert result.stdout == ""

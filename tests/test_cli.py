@@ -9,18 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from tests.conftest import run_cli
-
-
-def _assert_clean_error(result, *fragments):
-    """Exit 2, one line on stderr naming the problem, no traceback, nothing on stdout."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
+from tests.conftest import assert_clean_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -127,40 +116,40 @@ GOOD_ROWS = "".join(f"{n},{d},{3 + 1e9 / n + 1e10 / d}\n" for n in (1e8, 3e8, 1e
 
 def test_missing_column(tmp_path):
     path = _write(tmp_path, "N,loss\n1e8,3.0\n2e8,2.9\n")
-    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "missing", "D")
+    assert_clean_error(run_cli(*FIT, path), "runs.csv", "missing", "D")
 
 
 def test_non_numeric_cell(tmp_path):
     path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + "2e9,1e10,abc\n")
-    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "row 10", "loss", "abc")
+    assert_clean_error(run_cli(*FIT, path), "runs.csv", "row 10", "loss", "abc")
 
 
 @pytest.mark.parametrize("cell", ["nan", "inf"])
 def test_nan_and_inf(tmp_path, cell):
     path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + f"2e9,1e10,{cell}\n")
-    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "loss")
+    assert_clean_error(run_cli(*FIT, path), "runs.csv", "loss")
 
 
 @pytest.mark.parametrize("row,column", [("-1e8,1e9,3.0", "N"), ("1e8,1e9,0", "loss")])
 def test_non_positive(tmp_path, row, column):
     path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + row + "\n")
-    _assert_clean_error(run_cli(*FIT, path), "runs.csv", column)
+    assert_clean_error(run_cli(*FIT, path), "runs.csv", column)
 
 
 def test_duplicate_rows(tmp_path):
     path = _write(tmp_path, "N,D,loss\n" + GOOD_ROWS + "1e8,1e9,3.5\n")
-    _assert_clean_error(run_cli(*FIT, path), "runs.csv", "duplicate")
+    assert_clean_error(run_cli(*FIT, path), "runs.csv", "duplicate")
 
 
 def test_fewer_points_than_parameters(tmp_path):
     path = _write(tmp_path, "N,D,loss\n1e8,1e9,3.0\n2e8,1e9,2.9\n4e8,1e9,2.8\n")
-    _assert_clean_error(run_cli(*FIT, path), "parameters")
+    assert_clean_error(run_cli(*FIT, path), "parameters")
 
 
 def test_single_budget_for_isoflop(tmp_path):
     rows = "".join(f"{n},{1e18 / (6 * n)},{3 + (np.log(n) - 19) ** 2 / 10}\n" for n in (1e7, 1e8, 1e9, 1e10))
     path = _write(tmp_path, "N,D,loss\n" + rows)
-    _assert_clean_error(run_cli("scaling", "fit", path, "--method", "isoflop", "--convention", "standard"),
+    assert_clean_error(run_cli("scaling", "fit", path, "--method", "isoflop", "--convention", "standard"),
                         "budget")
 
 
@@ -169,17 +158,17 @@ def test_unknown_convention_and_dataset(tmp_path):
     bad_conv = run_cli("scaling", "fit", path, "--method", "parametric", "--convention", "palm")
     assert bad_conv.returncode == 2 and "Traceback" not in bad_conv.stderr
     assert "kaplan" in bad_conv.stderr and "chinchilla" in bad_conv.stderr  # lists the valid choices
-    _assert_clean_error(run_cli(*FIT, "--dataset", "pile"), "unknown dataset", "porian-rw")
+    assert_clean_error(run_cli(*FIT, "--dataset", "pile"), "unknown dataset", "porian-rw")
 
 
 def test_missing_file_and_bad_extension(tmp_path):
-    _assert_clean_error(run_cli(*FIT, str(tmp_path / "nope.csv")), "nope.csv")
+    assert_clean_error(run_cli(*FIT, str(tmp_path / "nope.csv")), "nope.csv")
     path = _write(tmp_path, "N,D,loss\n", name="runs.xlsx")
-    _assert_clean_error(run_cli(*FIT, path), "runs.xlsx")
+    assert_clean_error(run_cli(*FIT, path), "runs.xlsx")
 
 
 def test_mixed_experiments_refused_with_choices():
-    _assert_clean_error(run_cli("scaling", "fit", "--dataset", "porian-rw", "--method", "isoflop",
+    assert_clean_error(run_cli("scaling", "fit", "--dataset", "porian-rw", "--method", "isoflop",
                                 "--convention", "standard"), "--where experiment=", "cosine_decay")
 
 
@@ -188,9 +177,9 @@ def test_output_error_keeps_existing_file(tmp_path):
     out = tmp_path / "fit.nc"
     out.write_bytes(b"earlier result")
     path = _write(tmp_path, "N,D,loss\n1e8,1e9,3.0\n")
-    _assert_clean_error(run_cli(*FIT, path, "--out", str(out)))
+    assert_clean_error(run_cli(*FIT, path, "--out", str(out)))
     assert out.read_bytes() == b"earlier result"
-    _assert_clean_error(run_cli(*FIT, path, "--out", str(tmp_path / "fit.txt")), "--out", ".nc")
+    assert_clean_error(run_cli(*FIT, path, "--out", str(tmp_path / "fit.txt")), "--out", ".nc")
 
 
 @pytest.mark.slow
@@ -207,4 +196,4 @@ def test_reconcile_a_users_file(tmp_path):
     assert steps[0]["convention"] == "kaplan" and steps[1]["convention"] == "standard"
     no_steps = tmp_path / "plain.csv"
     rw.drop(columns="experiment").head(20).to_csv(no_steps, index=False)
-    _assert_clean_error(run_cli("scaling", "reconcile", str(no_steps)), "experiment")
+    assert_clean_error(run_cli("scaling", "reconcile", str(no_steps)), "experiment")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobs.submit import JobSpec, resolve_executor, sbatch_script, slurm_parameters
-from tests.conftest import run_cli
+from tests.conftest import assert_clean_error, run_cli
 from workbench.config import from_dict
 from workbench.errors import ConfigError, InputError
 
@@ -31,17 +31,6 @@ def write_config(tmp_path: Path, experiment: str = "exp", steps: int = 30) -> Pa
     path = tmp_path / f"{experiment}.yaml"
     path.write_text(CONFIG.format(experiment=experiment, root=tmp_path / "runs", steps=steps))
     return path
-
-
-def assert_clean_error(result, *fragments):
-    """Exit 2, one line on stderr naming the problem, no traceback, nothing on stdout."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
 
 
 def job_output(member) -> str:
