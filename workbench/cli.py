@@ -23,6 +23,7 @@ from workbench.errors import InputError
 AREAS = (
     ("scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws"),
     ("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit"),
+    ("lm", "workbench.lm.cli", "muP language models: coordinate check"),
     ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     ("demo", "workbench.demo", "run the end-to-end demo on bundled data"),
 )

@@ -1,0 +1,1 @@
+"""Language models: a muP/SP GPT decoder, offline byte-level corpora and the coordinate check."""

@@ -1,0 +1,97 @@
+"""`workbench lm ...`: muP language models. Verbs: coord-check."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli import add_json_flag, add_parser, emit
+from workbench.errors import InputError
+
+HIDDEN_SLOPE_LIMIT = 0.15  # |log-log slope| over an 8x width range (reference note §7.1)
+# Same as workbench.lm.coord_check.VARIANTS, repeated so `workbench --help` need not import torch.
+VARIANTS = ("mup", "sp", "mup-torch-adamw", "mup-no-reinit", "mup-bad-delta")
+
+
+def register(areas, name: str, help_text: str) -> None:
+    parser = areas.add_parser(name, help=help_text, description=help_text,
+                              epilog="example:\n  workbench lm coord-check --json --plot coord.png\n",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    _register_coord_check(verbs)
+
+
+def _register_coord_check(verbs) -> None:
+    p = add_parser(
+        verbs, "coord-check",
+        help="activation scale vs width over a few Adam steps, for muP and its negative controls",
+        description="Train tiny GPTs at several widths for a few Adam steps on one fixed batch and report, "
+                    "per module, the log-log slope of mean |activation| against width (max |slope| over "
+                    f"steps). Under muP hidden modules should stay within |slope| <= {HIDDEN_SLOPE_LIMIT}; "
+                    "SP and the other controls should not.",
+        examples="  workbench lm coord-check\n  workbench lm coord-check --json --plot coord.png\n"
+                 "  workbench lm coord-check --widths 64,128,256,512 --variants mup,sp\n")
+    p.add_argument("--widths", default="32,64,128,256", help="comma-separated increasing widths (first = muP base)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    p.add_argument("--steps", type=int, default=4, help="Adam steps")
+    p.add_argument("--seeds", type=int, default=3, help="seeds averaged per width")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate (above a training LR, as mup advises)")
+    p.add_argument("--depth", type=int, default=2, help="transformer blocks")
+    p.add_argument("--head-dim", type=int, default=8, help="fixed head size; heads = width / head_dim")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of activation scale vs width")
+    add_json_flag(p)
+    p.set_defaults(handler=_coord_check)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise InputError(f"{flag} = {text!r} must be comma-separated integers, e.g. 32,64,128,256") from None
+    if len(values) < 2 or any(v < 1 for v in values) or sorted(set(values)) != values:
+        raise InputError(f"{flag} = {text!r} must list at least two increasing positive integers")
+    return values
+
+
+def _coord_check(args) -> int:
+    from workbench.lm.coord_check import HIDDEN_MODULES, coord_data, plot_coord_data
+    from workbench.lm.coord_check import slopes as slope_table
+
+    widths = _int_list(args.widths, "--widths")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'!r}; "
+                         f"choose from: {', '.join(VARIANTS)}")
+    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds), ("--depth", args.depth),
+                        ("--head-dim", args.head_dim)):
+        if value < 1:
+            raise InputError(f"{flag} = {value} must be >= 1")
+    if not args.lr > 0:
+        raise InputError(f"--lr = {args.lr} must be > 0")
+    if any(w % args.head_dim for w in widths):
+        raise InputError(f"--widths {args.widths}: every width must be a multiple of --head-dim = {args.head_dim}")
+    from tqdm import tqdm
+
+    data = {}
+    # tqdm on stderr, hidden when stderr is not a terminal.
+    for variant in tqdm(variants, desc="coord-check", unit="variant", disable=None, leave=False):
+        data[variant] = coord_data(variant, widths, steps=args.steps, seeds=args.seeds, lr=args.lr,
+                                   depth=args.depth, head_dim=args.head_dim)
+    slopes = {variant: slope_table(d, widths) for variant, d in data.items()}
+    if args.plot:
+        plot_coord_data(data, widths, args.plot)
+
+    modules = list(next(iter(slopes.values())))
+    lines = [f"log-log slope of mean |activation| vs width {widths[0]}..{widths[-1]} "
+             f"(max |slope| over {args.steps} Adam steps, lr {args.lr:g}, {args.seeds} seeds)",
+             f"{'variant':<17}" + "".join(f"{m:>12}" for m in modules) + "   hidden"]
+    for variant, row in slopes.items():
+        worst = max(abs(row[m]) for m in HIDDEN_MODULES)
+        verdict = "flat" if worst <= HIDDEN_SLOPE_LIMIT else "GROWS"
+        lines.append(f"{variant:<17}" + "".join(f"{row[m]:>12.3f}" for m in modules) + f"   {verdict}")
+    lines.append(f"hidden = {', '.join(HIDDEN_MODULES)}; flat means every |slope| <= {HIDDEN_SLOPE_LIMIT}")
+    if args.plot:
+        lines.append(f"plot written to {args.plot}")
+    emit(args, "\n".join(lines), slopes)
+    return 0
