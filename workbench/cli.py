@@ -23,7 +23,7 @@ from workbench.errors import InputError
 AREAS = (
     ("scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws"),
     ("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit"),
-    ("lm", "workbench.lm.cli", "muP language models: coordinate check"),
+    ("lm", "workbench.lm.cli", "muP language models: coordinate check, loss prediction from width sweeps"),
     ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     ("demo", "workbench.demo", "run the end-to-end demo on bundled data"),
 )

@@ -273,16 +273,22 @@ def _callbacks() -> types.SimpleNamespace:
                 trainer.should_stop = True
 
     class MetricsRecorder(Callback):
-        """Loss per step (mean over ranks), kept in the checkpoint so a resumed run continues it."""
+        """Loss per step (mean over ranks), kept in the checkpoint so a resumed run continues it.
+
+        A model family adds its own variables (validation loss, parameter counts) by giving its
+        LightningModule an `extra_metrics(ds) -> ds` method; it is applied on every write.
+        """
 
         def __init__(self, path: Path, every: int) -> None:
             self.path, self.every = path, every
             self.steps: list[int] = []
             self.losses: list[float] = []
             self.start_step = 0
+            self.module = None
 
         def on_train_start(self, trainer, pl_module) -> None:
             self.start_step = int(trainer.global_step)
+            self.module = pl_module
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             step = int(trainer.global_step)
@@ -310,7 +316,8 @@ def _callbacks() -> types.SimpleNamespace:
                  "status": ((), status)},
                 coords={"step": np.asarray(self.steps, dtype=np.int64)})
             ds["loss"].attrs["description"] = "training loss (global-batch mean) after the step"
-            atomic_write_netcdf(ds, self.path)
+            extra = getattr(self.module, "extra_metrics", None)
+            atomic_write_netcdf(extra(ds) if extra is not None else ds, self.path)
 
     class PeriodicCheckpoint(Callback):
         """Writes last.ckpt every `every` steps: to a temp file, then os.replace.
@@ -445,3 +452,6 @@ def _mlp_module_class():
 
 register_trainable("mlp_regression", MLPRegressionConfig, build_mlp_regression,
                    "tiny MLP regression on a synthetic smooth function (CPU, seconds)")
+
+# Model families that register themselves on import (kept last: they import this module).
+import workbench.lm.trainable  # noqa: E402,F401  - registers "gpt_lm"

@@ -1,4 +1,4 @@
-"""`workbench lm ...`: muP language models. Verbs: coord-check."""
+"""`workbench lm ...`: muP language models. Verbs: coord-check, predict."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def register(areas, name: str, help_text: str) -> None:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     _register_coord_check(verbs)
+    _register_predict(verbs)
 
 
 def _register_coord_check(verbs) -> None:
@@ -94,4 +95,41 @@ def _coord_check(args) -> int:
     if args.plot:
         lines.append(f"plot written to {args.plot}")
     emit(args, "\n".join(lines), slopes)
+    return 0
+
+
+def _register_predict(verbs) -> None:
+    p = add_parser(
+        verbs, "predict",
+        help="fit L(N) = a*N^b + c on a width sweep's smaller widths and predict the held-out larger ones",
+        description="Read a width sweep (a `workbench jobs sweep ... --grid model.width=...` directory, or its "
+                    "collected .nc), fit L(N) = a*N^b + c (b < 0) on all but the --holdout largest widths, and "
+                    "print predicted vs actual loss for the held-out ones with a bootstrap band. Seeds are "
+                    "averaged; N is the non-embedding parameter count unless --count params_total.",
+        examples="  workbench lm predict runs/lm_mup_tiny\n  workbench lm predict runs/lm_mup_tiny --holdout 2 --json\n")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep directory or collected sweep .nc file")
+    p.add_argument("--holdout", type=int, default=1, help="number of largest widths to predict (default 1)")
+    p.add_argument("--count", choices=("params", "params_total"), default="params",
+                   help="N: non-embedding (params, default) or total parameters")
+    p.add_argument("--loss", default="final_val_loss", help="loss variable to fit (default final_val_loss)")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap refits for the band (default 200)")
+    add_json_flag(p)
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args) -> int:
+    from scaling.mup_predict import predict_sweep
+
+    if args.boot < 1:
+        raise InputError(f"--boot = {args.boot} must be >= 1")
+    result = predict_sweep(args.sweep, holdout=args.holdout, count=args.count, loss_var=args.loss,
+                           n_boot=args.boot)
+    fit = result["fit"]
+    lines = [f"L(N) = {fit['a']:.4g} * N^{fit['b']:.4f} + {fit['c']:.4f}   "
+             f"(N = {args.count}, fitted on {len(result['fitted'])} widths, rmse {result['rmse']:.3g})",
+             f"{'width':>8}{'params':>12}{'predicted':>11}{'actual':>10}{'rel.err':>9}   95% band"]
+    for row in result["predictions"]:
+        lines.append(f"{row['width']:>8}{row['params']:>12}{row['predicted']:>11.4f}{row['actual']:>10.4f}"
+                     f"{100 * row['rel_error']:>8.2f}%   [{row['low']:.4f}, {row['high']:.4f}]")
+    emit(args, "\n".join(lines), result)
     return 0
