@@ -33,6 +33,30 @@ def write_config(tmp_path: Path, experiment: str = "exp", steps: int = 30) -> Pa
     return path
 
 
+def submit_failing_pair(tmp_path: Path, executor: str):
+    """A two-member sweep where one member diverges; checks how the failure is reported.
+
+    SGD at lr=1e3 diverges: the harness raises NonFiniteLossError in that member only.
+    Returns (the sweep module, the sweep directory, the good member, the failed member).
+    """
+    from jobs import sweep as sweeps
+
+    config = write_config(tmp_path, "fail")
+    members = sweeps.expand_grid(config, {"model.lr": ["1e-2", "1e3"]},
+                                 ["model.optimizer=sgd", "train.checkpoint_every=2"])
+    sweeps.submit(members, executor)
+    sweep_dir = tmp_path / "runs" / "fail"
+    first = {m.run_id: m for m in sweeps.wait(sweep_dir, timeout_s=300)}
+    good, bad = first["000_lr=0.01"], first["001_lr=1000.0"]
+    assert good.state == "done" and bad.state == "failed", (good, bad)
+    assert "NonFiniteLossError" in bad.detail
+    assert "NonFiniteLossError" in Path(bad.log).read_text()  # the reported log holds the traceback
+    status = run_cli("jobs", "status", str(sweep_dir), "--json")
+    rows = {row["run_id"]: row for row in json.loads(status.stdout)}
+    assert rows[bad.run_id]["state"] == "failed" and rows[bad.run_id]["log"] == bad.log
+    return sweeps, sweep_dir, good, bad
+
+
 def job_output(member) -> str:
     """Both log streams of a job (Lightning logs to one, submitit to the other)."""
     return "".join(Path(p).read_text() for p in (member.stdout, member.log) if p and Path(p).exists())
@@ -204,23 +228,7 @@ def test_local_sweep_collects_the_full_grid(tmp_path):
 
 @pytest.mark.slow
 def test_local_failed_member_is_reported_and_resubmitted_alone(tmp_path):
-    from jobs import sweep as sweeps
-
-    config = write_config(tmp_path, "fail")
-    # SGD at lr=1e3 diverges: the harness raises NonFiniteLossError in that member only.
-    members = sweeps.expand_grid(config, {"model.lr": ["1e-2", "1e3"]},
-                                 ["model.optimizer=sgd", "train.checkpoint_every=2"])
-    sweeps.submit(members, "local")
-    sweep_dir = tmp_path / "runs" / "fail"
-    first = {m.run_id: m for m in sweeps.wait(sweep_dir, timeout_s=300)}
-    good, bad = first["000_lr=0.01"], first["001_lr=1000.0"]
-    assert good.state == "done" and bad.state == "failed"
-    assert "NonFiniteLossError" in bad.detail
-    assert "NonFiniteLossError" in Path(bad.log).read_text()  # the reported log holds the traceback
-
-    status = run_cli("jobs", "status", str(sweep_dir), "--json")
-    rows = {row["run_id"]: row for row in json.loads(status.stdout)}
-    assert rows[bad.run_id]["state"] == "failed" and rows[bad.run_id]["log"] == bad.log
+    sweeps, sweep_dir, good, bad = submit_failing_pair(tmp_path, "local")
 
     ds = sweeps.collect(sweep_dir)
     assert ds["final_loss"].sel(lr=1e-2).notnull() and ds["final_loss"].sel(lr=1e3).isnull()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_jobs import job_output, write_config
+from tests.test_jobs import job_output, submit_failing_pair, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -76,22 +76,7 @@ def test_sweep_runs_as_one_sbatch_array_and_collects_the_full_grid(tmp_path):
 
 
 def test_failed_member_is_reported_with_its_log_and_resubmitted_alone(tmp_path):
-    from jobs import sweep as sweeps
-
-    config = write_config(tmp_path, "fail")
-    # SGD at lr=1e3 diverges: that member raises NonFiniteLossError; the other finishes.
-    members = sweeps.expand_grid(config, {"model.lr": ["1e-2", "1e3"]},
-                                 ["model.optimizer=sgd", "train.checkpoint_every=2"])
-    sweeps.submit(members, "slurm")
-    sweep_dir = tmp_path / "runs" / "fail"
-    first = {m.run_id: m for m in sweeps.wait(sweep_dir, timeout_s=300)}
-    good, bad = first["000_lr=0.01"], first["001_lr=1000.0"]
-    assert good.state == "done" and bad.state == "failed", (good, bad)
-    assert "NonFiniteLossError" in bad.detail and "NonFiniteLossError" in Path(bad.log).read_text()
-
-    status = run_cli("jobs", "status", str(sweep_dir), "--json")
-    rows = {row["run_id"]: row for row in json.loads(status.stdout)}
-    assert rows[bad.run_id]["state"] == "failed" and rows[bad.run_id]["log"] == bad.log
+    sweeps, sweep_dir, good, bad = submit_failing_pair(tmp_path, "slurm")
     assert sweeps.collect(sweep_dir)["final_loss"].sel(lr=1e-2).notnull()
 
     good_metrics = Path(good.run_dir) / "metrics.nc"
