@@ -28,7 +28,7 @@ import numpy as np
 
 from workbench.errors import InputError
 
-__all__ = ["PowerLawFit", "bootstrap_band", "fit_power_law", "predict_sweep"]
+__all__ = ["PowerLawFit", "bootstrap_band", "fit_power_law", "load_sweep", "predict_sweep"]
 
 B_RANGE = (-4.0, -1e-3)
 N_STARTS = 64
@@ -124,7 +124,8 @@ def bootstrap_band(params, loss, fit: PowerLawFit, new_params, *, n_boot: int = 
     return centre - k * (centre - lo), centre + k * (hi - centre)
 
 
-def _load(sweep: str | os.PathLike):
+def load_sweep(sweep: str | os.PathLike):
+    """A collected sweep Dataset from a sweep directory (collected now) or a sweep .nc file."""
     from workbench.store import open_dataset
 
     path = Path(sweep)
@@ -144,7 +145,7 @@ def predict_sweep(sweep, *, holdout: int = 1, count: str = "params", loss_var: s
     Returns ``{"fit": {"a", "b", "c"}, "predictions": [{"width", "params", "predicted", "actual",
     "low", "high"}], ...}``. Seeds (a `seed` dim) are averaged; other sweep dims must have one value.
     """
-    ds = sweep if hasattr(sweep, "data_vars") else _load(sweep)
+    ds = sweep if hasattr(sweep, "data_vars") else load_sweep(sweep)
     if "width" not in ds.dims:
         raise InputError(f"the sweep has no 'width' dimension (dims: {', '.join(map(str, ds.dims)) or 'none'}); "
                          "sweep with --grid model.width=...")

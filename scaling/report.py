@@ -171,3 +171,33 @@ def plot_ladder(steps: Sequence[dict], path, title: str = "Porian et al. reconci
     ax.set(ylabel="a  (N* ∝ C^a)", title=title)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_mup_prediction(result: dict, path, floor: float | None = None,
+                        title: str = "muP width sweep: loss prediction from the smaller widths") -> None:
+    """Loss vs N for a `scaling.mup_predict.predict_sweep` result: the fitted widths, the fitted
+    law extended to the held-out widths with its band, and their actual losses."""
+    fig, (ax,) = _figure(1)
+    fitted, held = result["fitted"], result["predictions"]
+    a, b, c = (result["fit"][k] for k in ("a", "b", "c"))
+    n_fit = np.array([r["params"] for r in fitted], dtype=float)
+    n_held = np.array([r["params"] for r in held], dtype=float)
+    grid = np.geomspace(n_fit.min() / 1.3, n_held.max() * 1.3, 200)
+    ax.plot(grid, a * grid ** b + c, color="C0", lw=1.2, label=f"fit  {a:.3g}·N^{b:.3f} + {c:.3f}")
+    ax.scatter(n_fit, [r["actual"] for r in fitted], color="C0", zorder=3, label="fitted widths")
+    ax.errorbar(n_held, [r["predicted"] for r in held],
+                yerr=[[r["predicted"] - r["low"] for r in held], [r["high"] - r["predicted"] for r in held]],
+                fmt="s", mfc="none", color="C0", capsize=4, label=f"predicted ({100 * result['level']:.0f}% band)")
+    ax.scatter(n_held, [r["actual"] for r in held], marker="*", s=90, color="C3", zorder=4,
+               label="actual (trained afterwards)")
+    for r in (*fitted, *held):
+        ax.annotate(f"w{r['width']}", (r["params"], r["actual"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7, color="0.35")
+    if floor is not None and np.isfinite(floor):
+        ax.axhline(floor, ls=":", color="0.5", lw=0.8)
+        ax.text(grid[0], floor, "source entropy rate", fontsize=7, va="bottom", color="0.4")
+    ax.set_xscale("log")
+    ax.set(xlabel=f"N ({result.get('count', 'params')})", ylabel=f"{result.get('loss', 'loss')} (nats/token)",
+           title=title)
+    ax.legend(fontsize=8)
+    _save(fig, path)

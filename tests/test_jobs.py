@@ -340,7 +340,7 @@ def test_bench_jobs_quick_measures_overheads_and_collect(tmp_path, monkeypatch):
 def test_demo_runs_its_ladder_as_local_jobs_with_the_same_numbers(tmp_path):
     from scaling.reconcile import reconcile_porian
 
-    result = run_cli("demo", "--executor", "local", "--replicates", "200", "--json", cwd=tmp_path)
+    result = run_cli("demo", "ladder", "--executor", "local", "--replicates", "200", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     expected = [row for _, _, row in reconcile_porian("porian-rw", replicates=200)]

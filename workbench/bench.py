@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from workbench.cli import add_json_flag, emit
 
-BENCHMARKS = {"scaling": "scaling.bench", "jobs": "jobs.bench"}
+BENCHMARKS = {"scaling": "scaling.bench", "jobs": "jobs.bench", "lm": "workbench.lm.bench"}
 
 
 def register(areas, name: str, help_text: str) -> None:
     p = areas.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
-                         epilog="examples:\n  workbench bench scaling\n  workbench bench scaling --quick --out bench.json")
+                         epilog="examples:\n  workbench bench scaling\n  workbench bench scaling --quick --out bench.json\n"
+                                "  workbench bench lm --device cuda")
     p.add_argument("area", choices=tuple(BENCHMARKS), help="which area to benchmark")
     p.add_argument("--quick", action="store_true", help="a reduced problem (a slice of the starts) for smoke tests")
     p.add_argument("--device", default="cpu", help="where the batched side runs (cpu, cuda)")

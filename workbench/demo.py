@@ -1,35 +1,130 @@
-"""`workbench demo`: the end-to-end showcase on bundled data, in well under a minute.
+"""`workbench demo`: the end-to-end showcase, on a 2-core CPU, with nothing downloaded.
 
-For now it runs the scaling-law reconciliation (Porian et al. 2024) on the bundled RefinedWeb
-IsoFLOP runs and prints the ladder next to the published exponents; later capabilities add their
-pipelines here.
+`workbench demo` (pipeline `mup`, the flagship): a muP width sweep of tiny byte-level GPTs on the
+seeded Markov corpus (known entropy rate) goes through the jobs layer as one array, one job per
+width (SLURM when `sbatch` is on PATH and a controller answers, otherwise local processes). The
+runs are collected into one Dataset, L(N) = a·N^b + c is fitted on every width but the largest,
+and the largest (≥ 4× more parameters than the largest fitted width) is predicted, then compared
+with its actual loss. A PNG of the fit is written. Every width uses the one learning rate tuned
+at the base width: that is what muP promises to make possible (reference note §2.4, §7.5).
 
-The work goes through the jobs layer as a small sweep: one job per ladder step, submitted as one
-array with the `auto` executor (SLURM when `sbatch` is on PATH and a controller answers, otherwise local processes), then
-collected and printed. Job files go to runs/demo/submitit/.
+`workbench demo ladder`: the scaling-law reconciliation of Porian et al. (2024) on the bundled
+RefinedWeb IsoFLOP runs, one job per ladder step.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from workbench.cli import add_json_flag, emit
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "lm_mup_demo.yaml"
+DEMO_WIDTHS = (16, 24, 32, 48, 128)  # the last is predicted: 7.1x the non-embedding parameters of 48
 
 
 def register(areas, name: str, help_text: str) -> None:
     p = areas.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
-                         epilog="example:\n  workbench demo --plot ladder.png")
-    p.add_argument("--replicates", type=int, default=1000, help="noise-bootstrap replicates per budget")
-    p.add_argument("--plot", help="also write the ladder figure to this PNG file")
+                         epilog="examples:\n  workbench demo\n  workbench demo --plot sweep.png --executor local\n"
+                                "  workbench demo ladder --plot ladder.png")
+    p.add_argument("pipeline", nargs="?", default="mup", choices=("mup", "ladder"),
+                   help="mup: width sweep + loss prediction (default); ladder: Porian reconciliation")
+    p.add_argument("--plot", help="write the figure to this PNG (mup default: <sweep dir>/prediction.png)")
     p.add_argument("--executor", default="auto", choices=("auto", "slurm", "local", "debug"),
-                   help="where the ladder steps run: auto is slurm when sbatch is on PATH and a controller answers, else local")
+                   help="where the jobs run: auto is slurm when sbatch is on PATH and a controller answers, else local")
+    p.add_argument("--root", default="runs", help="results directory (default runs/)")
+    p.add_argument("--widths", default=",".join(map(str, DEMO_WIDTHS)),
+                   help="mup: comma-separated widths, the last one predicted")
+    p.add_argument("--steps", type=int, default=None, help="mup: training steps per width (default: the config's)")
+    p.add_argument("--replicates", type=int, default=1000, help="ladder: noise-bootstrap replicates per budget")
     add_json_flag(p)
     p.set_defaults(handler=run_demo)
 
+
+def run_demo(args) -> int:
+    return run_ladder(args) if args.pipeline == "ladder" else run_mup(args)
+
+
+# ------------------------------------------------------------------------------ muP width sweep
+
+
+def run_mup(args) -> int:
+    from jobs.sweep import collect, expand_grid, submit, wait
+    from scaling.mup_predict import predict_sweep
+    from scaling.report import plot_mup_prediction
+    from workbench.errors import InputError
+    from workbench.lm.cli import _int_list
+
+    widths = _int_list(args.widths, "--widths")
+    if len(widths) < 4:
+        raise InputError(f"--widths {args.widths}: the demo fits all but the largest, so it needs at least 4")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps = {args.steps} must be >= 1")
+    experiment = time.strftime("lm_mup-%Y%m%d-%H%M%S")  # a fresh sweep each time; earlier ones stay
+    overrides = [f"root={(Path(args.root) / 'demo').absolute()}", f"experiment={experiment}"]
+    if args.steps is not None:
+        overrides.append(f"train.max_steps={args.steps}")
+    members = expand_grid(DEMO_CONFIG, {"model.width": [str(w) for w in widths]}, overrides)
+    config = members[0].config
+    sweep = config.sweep_dir
+    t0 = time.time()
+    records = submit(members, args.executor)
+    statuses = wait(sweep, timeout_s=3600, poll_s=2.0)
+    failed = [m for m in statuses if m.state != "done"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(statuses)} demo runs failed, e.g. {failed[0].run_id}: "
+                         f"{failed[0].detail or 'see ' + str(failed[0].log)}")
+    ds = collect(sweep, members=statuses)
+    ds.to_netcdf(sweep / "sweep.nc", engine="h5netcdf")
+    wall = time.time() - t0
+    result = predict_sweep(ds, holdout=1)
+    floor = float(ds["entropy_rate"].max())
+    plot = Path(args.plot) if args.plot else sweep / "prediction.png"
+    plot_mup_prediction(result, plot, floor=floor)
+    model = config.model
+    result.update({"sweep": str(sweep), "plot": str(plot), "executor": records[0]["executor"],
+                   "entropy_rate": floor, "wall_s": wall, "lr": model.lr, "base_width": model.base_width,
+                   "steps": config.train.max_steps})
+    emit(args, _mup_text(result, model), result)
+    return 0
+
+
+def _mup_text(result: dict, model) -> str:
+    from scaling.report import format_table
+
+    fit = result["fit"]
+    [held] = result["predictions"]
+    largest_fitted = result["fitted"][-1]["params"]
+    rows = [{"width": r["width"], "params": r["params"], "loss": r["actual"], "role": "fitted"}
+            for r in result["fitted"]]
+    rows.append({"width": held["width"], "params": held["params"], "loss": held["actual"],
+                 "predicted": held["predicted"], "band": [held["low"], held["high"]],
+                 "error": f"{100 * held['rel_error']:+.2f}%", "role": "held out"})
+    return "\n".join([
+        f"muP width sweep: {len(rows)} byte-level GPTs (depth {model.depth}, head size {model.head_dim}, base width "
+        f"{model.base_width}) on the order-{model.markov_order} Markov corpus, {result['steps']} steps each,",
+        f"all at the one learning rate {model.lr:g} tuned at the base width; ran as {len(rows)} jobs on the "
+        f"{result['executor']} executor in {result['wall_s']:.0f} s ({result['sweep']}).",
+        "",
+        format_table(rows, [("width", "width"), ("params", "N (non-emb.)"), ("role", ""), ("loss", "val loss"),
+                            ("predicted", "predicted"), ("band", "95% band"), ("error", "rel. error")]),
+        "",
+        f"L(N) = {fit['a']:.4g}·N^{fit['b']:.4f} + {fit['c']:.4f}, fitted on the {len(result['fitted'])} smaller "
+        f"widths; the held-out width has {held['params'] / largest_fitted:.1f}x the parameters of the largest fitted.",
+        f"Fitted floor c = {fit['c']:.4f} vs the source's entropy rate {result['entropy_rate']:.4f} nats/token.",
+        f"Figure: {result['plot']}",
+        "Next: `workbench lm predict SWEEP --holdout 2`, `workbench lm coord-check --plot coord.png`, "
+        "`workbench demo ladder`.",
+    ])
+
+
+# ------------------------------------------------------------------------ Porian reconciliation
 
 DATASET = "porian-rw"
 
 
 def ladder_step(dataset: str, index: int, replicates: int, seed: int) -> dict:
-    """One job of the demo: Approach 2 on one step of Porian's ladder; returns its table row."""
+    """One job of the ladder demo: Approach 2 on one step of Porian's ladder; returns its table row."""
     from scaling.datasets import load_dataset
     from scaling.reconcile import PORIAN_DATASET_LABEL, PORIAN_LADDER, PORIAN_NOISE, reconcile
 
@@ -40,9 +135,7 @@ def ladder_step(dataset: str, index: int, replicates: int, seed: int) -> dict:
     return row
 
 
-def run_demo(args) -> int:
-    from pathlib import Path
-
+def run_ladder(args) -> int:
     from jobs.submit import JobSpec
     from jobs.sweep import run_array
     from scaling.reconcile import PORIAN_LADDER
@@ -50,7 +143,7 @@ def run_demo(args) -> int:
 
     # Every step uses the same seed, as reconcile_porian does, so the rows equal its ladder.
     steps = [(DATASET, i, args.replicates, 0) for i in range(len(PORIAN_LADDER))]
-    folder = Path("runs/demo/submitit/%j").absolute()
+    folder = (Path(args.root) / "demo" / "submitit" / "%j").absolute()
     spec = JobSpec(name="demo", timeout_min=10, signal_delay_s=60, cpus_per_task=1)
     executor, rows = run_array(ladder_step, steps, spec, args.executor, folder, timeout_s=600)
     if args.plot:

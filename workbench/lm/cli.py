@@ -1,4 +1,4 @@
-"""`workbench lm ...`: muP language models. Verbs: coord-check, predict."""
+"""`workbench lm ...`: muP language models. Verbs: coord-check, predict, doping-report."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def register(areas, name: str, help_text: str) -> None:
     verbs.required = True
     _register_coord_check(verbs)
     _register_predict(verbs)
+    _register_doping_report(verbs)
 
 
 def _register_coord_check(verbs) -> None:
@@ -131,5 +132,45 @@ def _predict(args) -> int:
     for row in result["predictions"]:
         lines.append(f"{row['width']:>8}{row['params']:>12}{row['predicted']:>11.4f}{row['actual']:>10.4f}"
                      f"{100 * row['rel_error']:>8.2f}%   [{row['low']:.4f}, {row['high']:.4f}]")
+    emit(args, "\n".join(lines), result)
+    return 0
+
+
+def _register_doping_report(verbs) -> None:
+    p = add_parser(
+        verbs, "doping-report",
+        help="does loss scale with trainable or total parameters? joint fits over a doping sweep",
+        description="Read a doping sweep (widths x --grid model.frozen_ratio=... or model.mlp_kind=..., seeds "
+                    "optional; a sweep directory or its collected .nc) and fit one law L = a*X^b + c over all "
+                    "doping settings with X = trainable parameters, X = trainable + frozen parameters, and X = "
+                    "training compute. Reports each fit's residual RMS and per-setting mean residual, and which "
+                    "parameter count collapses the settings onto one curve (reference note §2.6, §7.6).",
+        examples="  workbench lm doping-report runs/lm_doping_tiny\n"
+                 "  workbench lm doping-report runs/lm_doping_tiny/sweep.nc --json\n")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep directory or collected sweep .nc file")
+    p.add_argument("--loss", default="final_val_loss", help="loss variable to fit (default final_val_loss)")
+    add_json_flag(p)
+    p.set_defaults(handler=_doping_report)
+
+
+def _doping_report(args) -> int:
+    from scaling.doping_report import doping_report
+
+    result = doping_report(args.sweep, loss_var=args.loss)
+    settings = result["settings"]
+    names = {"trainable": "N trainable", "total": "N trainable+frozen", "compute": "C (FLOPs)"}
+    lines = [f"joint fits L = a*X^b + c over {len(result['points'])} points, {result['doping_dim']} in "
+             f"{{{', '.join(settings)}}}, {result['n_seeds']} seed(s) per point",
+             f"{'X':<20}{'a':>11}{'b':>9}{'c':>9}{'rmse':>10}   mean residual by {result['doping_dim']}"]
+    for key, fit in result["fits"].items():
+        residuals = "  ".join(f"{s}: {fit['mean_residual'][s]:+.4f}" for s in settings)
+        lines.append(f"{names[key]:<20}{fit['a']:>11.4g}{fit['b']:>9.4f}{fit['c']:>9.4f}{fit['rmse']:>10.3g}   "
+                     f"{residuals}")
+    lines.append(f"{'width':>8}{result['doping_dim']:>14}{'loss':>9}{'trainable':>11}{'frozen':>10}{'compute':>11}")
+    for p in result["points"]:
+        width = "-" if p["width"] is None else p["width"]
+        lines.append(f"{width:>8}{p['setting']:>14}{p['loss']:>9.4f}{p['params']:>11}{p['params_frozen']:>10}"
+                     f"{p['compute']:>11.3g}")
+    lines.append(result["verdict"])
     emit(args, "\n".join(lines), result)
     return 0

@@ -12,6 +12,11 @@ reference note ../shared/reference/mup-doping.md §2.1–2.2):
   (fixed-std inits such as nanoGPT's 0.02 are otherwise wrong at every width but the base);
 - optimizers are `MuAdamW` / `MuSGD`; under SP they are plain `torch.optim.AdamW` / `SGD`.
 
+Two MLP options study what counts as a parameter (note §2.6): `frozen_ratio` > 0 adds frozen
+random hidden units held in buffers (workbench.lm.doping), and `mlp_kind = "monarch"` replaces
+the dense `c_fc` / `c_proj` by Monarch matrices (workbench.lm.structured) that muP scales like
+hidden matrices. The defaults (0, "dense") are the plain nanoGPT MLP.
+
 The helpers at the bottom wrap mup's known traps (§5 pitfalls 1, 2, 5, 8): copies and EMA losing
 `infshape`, `state_dict` without `infshape`, schedulers that set absolute learning rates, and
 `module.` name prefixes from (D)DP wrappers.
@@ -35,6 +40,8 @@ from torch import nn
 import mup
 from workbench.config import bounds
 from workbench.errors import ConfigError, InputError
+from workbench.lm.doping import DopedMLP, frozen_units
+from workbench.lm.structured import MonarchLinear, monarch_size_error
 
 __all__ = [
     "GPT",
@@ -70,12 +77,30 @@ class GPTConfig:
     init_std: float = field(default=0.02, metadata=bounds(gt=0))  # std at base width (nanoGPT)
     attn_mult: float = field(default=1.0, metadata=bounds(gt=0))  # muP logits: attn_mult / d_head
     output_mult: float = field(default=1.0, metadata=bounds(gt=0))  # muP readout multiplier
+    # muP readout: zero (mup's recommendation) or N(0, init_std²), which MuReadout's 1/width_mult
+    # makes an O(1/width) init. Zero + Adam can sit on a unigram plateau in short runs (README).
+    readout_zero_init: bool = True
+    # doping (workbench.lm.doping): round(frozen_ratio * mlp_hidden) frozen random MLP units per block
+    frozen_ratio: float = field(default=0.0, metadata=bounds(ge=0))
+    frozen_seed: int = field(default=0, metadata=bounds(ge=0))
+    # MLP matrices: dense, or Monarch with a width-independent number of blocks (workbench.lm.structured)
+    mlp_kind: Literal["dense", "monarch"] = "dense"
+    monarch_blocks: int = field(default=4, metadata=bounds(ge=1))
 
     def __post_init__(self):
         if self.width % self.heads:
             raise ConfigError(
                 f"width = {self.width} is not divisible by heads = {self.heads}; "
                 f"choose heads from the divisors of {self.width}")
+        if not self.frozen_ratio >= 0:
+            raise ConfigError(f"frozen_ratio = {self.frozen_ratio} must be >= 0")
+        if self.mlp_kind == "monarch":
+            sizes = {"width": self.width, "mlp_hidden": self.mlp_hidden}
+            if self.parametrization == "mup":  # base shapes are built at base_width (and twice it)
+                sizes["base_width"] = self.base_width
+            problem = monarch_size_error(self.monarch_blocks, **sizes)
+            if problem:
+                raise ConfigError(problem)
 
     @property
     def head_dim(self) -> int:
@@ -114,23 +139,43 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
+def mlp_matrix(config: GPTConfig, fan_in: int, fan_out: int) -> nn.Module:
+    """`c_fc` / `c_proj`: a bias-free dense Linear, or a Monarch matrix (`mlp_kind`)."""
+    if config.mlp_kind == "monarch":
+        return MonarchLinear(fan_in, fan_out, config.monarch_blocks)
+    return nn.Linear(fan_in, fan_out, bias=False)
+
+
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.width, config.mlp_hidden, bias=False)
-        self.c_proj = nn.Linear(config.mlp_hidden, config.width, bias=False)
+        self.c_fc = mlp_matrix(config, config.width, config.mlp_hidden)
+        self.c_proj = mlp_matrix(config, config.mlp_hidden, config.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(F.gelu(self.c_fc(x)))
 
 
+def make_mlp(config: GPTConfig, layer: int) -> nn.Module:
+    """The block's MLP; doped with frozen units when `frozen_ratio` > 0 (workbench.lm.doping)."""
+    n_frozen = frozen_units(config.frozen_ratio, config.mlp_hidden)
+    if n_frozen == 0:
+        return MLP(config)
+    # Frozen std ∝ 1/sqrt(fan_in): the trainable counterpart's std at the base width (fan-in ∝ width).
+    shrink = math.sqrt(config.base_width / config.width)
+    return DopedMLP(mlp_matrix(config, config.width, config.mlp_hidden),
+                    mlp_matrix(config, config.mlp_hidden, config.width), config.width, n_frozen,
+                    frozen_seed=config.frozen_seed, layer=layer, std_fc=config.init_std * shrink,
+                    std_proj=config.init_std / math.sqrt(2 * config.depth) * shrink)
+
+
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.width)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.width)
-        self.mlp = MLP(config)
+        self.mlp = make_mlp(config, layer)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +192,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.width)
         self.wpe = nn.Embedding(config.seq_len, config.width)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.depth))
         self.ln_f = nn.LayerNorm(config.width)
         if config.parametrization == "mup":
             if config.tie_readout:
@@ -156,7 +201,8 @@ class GPT(nn.Module):
                                                    output_mult=config.output_mult)
             else:
                 self.lm_head = mup.MuReadout(config.width, config.vocab_size, bias=False,
-                                             readout_zero_init=True, output_mult=config.output_mult)
+                                             readout_zero_init=config.readout_zero_init,
+                                             output_mult=config.output_mult)
         else:
             self.lm_head = nn.Linear(config.width, config.vocab_size, bias=False)
             if config.tie_readout:
@@ -167,16 +213,31 @@ class GPT(nn.Module):
         """nanoGPT's init (N(0, 0.02), residual projections ÷ sqrt(2·depth)); under muP through
         `mup.init`, which divides hidden-matrix stds by sqrt(width_mult) once base shapes are set.
 
-        Before `set_base_shapes` (or under SP) it falls back to plain torch init.
+        Before `set_base_shapes` (or under SP) it falls back to plain torch init. Monarch
+        factors get stds that give the materialised matrix the dense layer's std
+        (`MonarchLinear.factor_stds`), also through `mup.init`. Frozen doping buffers are not
+        parameters and keep their own seeded init.
         """
         std = self.config.init_std
         mu = self.config.parametrization == "mup"
+        structured = set()
+        for name, module in self.named_modules():
+            if isinstance(module, MonarchLinear):
+                s = std / math.sqrt(2 * self.config.depth) if name.endswith("c_proj") else std
+                infshape = getattr(module.r_blocks, "infshape", None)
+                width_mult = infshape.width_mult() if infshape is not None else 1.0
+                for p, s_factor in zip((module.r_blocks, module.l_blocks), module.factor_stds(s, width_mult)):
+                    structured.add(id(p))
+                    if hasattr(p, "infshape"):
+                        mup.init.normal_(p, std=s_factor)
+                    else:
+                        nn.init.normal_(p, std=s_factor)
         for name, p in self.named_parameters():
-            if p.ndim < 2:  # LayerNorm gains and biases
+            if p.ndim < 2 or id(p) in structured:  # LayerNorm gains and biases; Monarch done above
                 continue
             if name.endswith(("attn.c_q.weight",)) and mu:
                 nn.init.zeros_(p)
-            elif name == "lm_head.weight" and mu and not self.config.tie_readout:
+            elif name == "lm_head.weight" and mu and not self.config.tie_readout and self.config.readout_zero_init:
                 nn.init.zeros_(p)
             else:
                 s = std / math.sqrt(2 * self.config.depth) if name.endswith("c_proj.weight") else std

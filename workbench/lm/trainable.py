@@ -10,7 +10,10 @@ metrics.nc then also holds
 - ``val_loss`` over ``eval_step`` (loss after that many optimizer steps; step 0 = init),
 - ``final_val_loss``, ``params`` (non-embedding parameter count N: everything but the token
   and position embeddings and the vocabulary readout), ``params_total``,
-  ``entropy_rate`` (nats/token, NaN unless the corpus is the Markov source).
+  ``entropy_rate`` (nats/token, NaN unless the corpus is the Markov source),
+- ``params_frozen`` (frozen doping weights, workbench.lm.doping), ``flops_per_token`` (training
+  FLOPs per token, `count_params`) and ``tokens_per_step`` (batch_size · seq_len), so that
+  compute = flops_per_token · tokens_per_step · steps_done.
 
 Importing this module is cheap (no torch); the model is built inside `build_gpt_lm`.
 """
@@ -47,6 +50,11 @@ class GPTLMConfig:
     init_std: float = field(default=0.02, metadata=bounds(gt=0))
     attn_mult: float = field(default=1.0, metadata=bounds(gt=0))
     output_mult: float = field(default=1.0, metadata=bounds(gt=0))
+    readout_zero_init: bool = True  # muP readout: zero, or N(0, init_std^2) / width_mult (GPTConfig)
+    frozen_ratio: float = field(default=0.0, metadata=bounds(ge=0))  # frozen MLP units / trainable ones
+    frozen_seed: int = field(default=0, metadata=bounds(ge=0))
+    mlp_kind: Literal["dense", "monarch"] = "dense"
+    monarch_blocks: int = field(default=4, metadata=bounds(ge=1))  # for mlp_kind: monarch
     # data
     corpus: Literal["markov", "stdlib", "file"] = "markov"
     corpus_path: str = ""  # for corpus: file
@@ -59,6 +67,8 @@ class GPTLMConfig:
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = field(default=1e-2, metadata=bounds(gt=0))
     weight_decay: float = field(default=0.0, metadata=bounds(ge=0))
+    beta2: float = field(default=0.95, metadata=bounds(gt=0, lt=1))  # AdamW's second-moment decay (nanoGPT)
+    grad_clip: float = field(default=1.0, metadata=bounds(ge=0))  # max global grad norm; 0 = no clipping
     warmup_steps: int = field(default=5, metadata=bounds(ge=0))
     min_lr_factor: float = field(default=0.1, metadata=bounds(ge=0, le=1))
     # cosine horizon; 0 = the run's max_steps. Set it when a run is stopped early and continued
@@ -74,6 +84,15 @@ class GPTLMConfig:
                               f"choose a width that is a multiple of {self.head_dim}")
         if self.corpus == "file" and not self.corpus_path:
             raise ConfigError("corpus = 'file' needs corpus_path (a text file, uint16 .bin or nanoGPT directory)")
+        if self.mlp_kind == "monarch":  # checked here so a sweep fails before anything is submitted
+            from workbench.lm.structured import monarch_size_error
+
+            sizes = {"width": self.width, "mlp_hidden": self.mlp_ratio * self.width}
+            if self.parametrization == "mup":
+                sizes["base_width"] = self.base_width
+            problem = monarch_size_error(self.monarch_blocks, **sizes)
+            if problem:
+                raise ConfigError(problem)
 
     def gpt_config(self):
         from workbench.lm.model import GPTConfig
@@ -81,18 +100,65 @@ class GPTLMConfig:
         return GPTConfig(vocab_size=256, width=self.width, depth=self.depth, heads=self.width // self.head_dim,
                          seq_len=self.seq_len, mlp_ratio=self.mlp_ratio, parametrization=self.parametrization,
                          tie_readout=self.tie_readout, base_width=self.base_width, init_std=self.init_std,
-                         attn_mult=self.attn_mult, output_mult=self.output_mult)
+                         attn_mult=self.attn_mult, output_mult=self.output_mult,
+                         readout_zero_init=self.readout_zero_init,
+                         frozen_ratio=self.frozen_ratio, frozen_seed=self.frozen_seed, mlp_kind=self.mlp_kind,
+                         monarch_blocks=self.monarch_blocks)
+
+
+def make_optimization(config: GPTLMConfig, model, total_steps: int):
+    """(optimizer, scheduler) for `model`: MuAdamW/MuSGD or AdamW/SGD (workbench.lm.model) and a
+    warmup-cosine schedule that scales each group's own LR, so muP's per-group ratios survive."""
+    from workbench.lm.model import make_optimizer, relative_lr_scheduler, warmup_cosine
+
+    extra = {"betas": (0.9, config.beta2)} if config.optimizer == "adamw" else {}
+    optimizer = make_optimizer(model, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, **extra)
+    total = config.lr_decay_steps or total_steps
+    scheduler = relative_lr_scheduler(optimizer, warmup_cosine(max(config.warmup_steps, 1), total,
+                                                               config.min_lr_factor))
+    return optimizer, scheduler
+
+
+def clip_gradients(config: GPTLMConfig, model) -> None:
+    """Clip the global gradient norm to `grad_clip` (frozen doping buffers have no gradient)."""
+    if config.grad_clip > 0:
+        import torch
+
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
 
 
 def count_params(model) -> dict[str, int]:
-    """Non-embedding (`params`) and total (`params_total`) parameter counts; shared weights once."""
+    """Parameter counts and training FLOPs per token of a workbench.lm.model.GPT.
+
+    - ``params``: trainable non-embedding parameters (no wte, wpe, vocabulary readout);
+    - ``params_total``: all trainable parameters (shared weights once);
+    - ``params_frozen``: frozen doping weights (buffers, workbench.lm.doping);
+    - ``flops_per_token`` = 6 · (trainable matmul weights, readout included, wte/wpe lookups not)
+      + 4 · params_frozen + 12 · depth · width · seq_len (attention scores and values, nanoGPT's
+      `estimate_mfu`); reference note §2.6. A tied readout is a matmul too and counts once.
+    """
+    from torch import nn
+
+    from workbench.lm.doping import frozen_buffers
+    from workbench.lm.structured import MonarchLinear
+
     total = sum(p.numel() for p in model.parameters())
     seen, embed = set(), 0
     for name, p in model.named_parameters():
         if name in EMBEDDING_PARAMS and id(p) not in seen:
             seen.add(id(p))
             embed += p.numel()
-    return {"params": total - embed, "params_total": total}
+    frozen = sum(b.numel() for _, b in frozen_buffers(model))
+    matmul = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear):  # includes mup's MuReadout / MuSharedReadout
+            matmul += module.weight.numel() if module.weight.requires_grad else 0
+        elif isinstance(module, MonarchLinear):
+            matmul += sum(p.numel() for p in module.parameters() if p.requires_grad)
+    config = model.config
+    attention = 12 * config.depth * config.width * config.seq_len
+    return {"params": total - embed, "params_total": total, "params_frozen": frozen,
+            "flops_per_token": 6 * matmul + 4 * frozen + attention}
 
 
 def load_corpus(config: GPTLMConfig):
@@ -120,7 +186,7 @@ def _module_class():
     import numpy as np
     import torch
 
-    from workbench.lm.model import build_model, make_optimizer, relative_lr_scheduler, warmup_cosine
+    from workbench.lm.model import build_model
 
     class StepBatches(torch.utils.data.IterableDataset):
         """This rank's share of the global batch for steps start, start+1, ..."""
@@ -196,6 +262,13 @@ def _module_class():
             ds["params"] = ((), np.int64(self.counts["params"]))
             ds["params"].attrs["description"] = "non-embedding parameters (no wte, wpe, vocabulary readout)"
             ds["params_total"] = ((), np.int64(self.counts["params_total"]))
+            ds["params_frozen"] = ((), np.int64(self.counts["params_frozen"]))
+            ds["params_frozen"].attrs["description"] = "frozen random doping weights (buffers, not trained)"
+            ds["flops_per_token"] = ((), np.int64(self.counts["flops_per_token"]))
+            ds["flops_per_token"].attrs["description"] = ("training FLOPs per token: 6 x trainable matmul weights "
+                                                          "+ 4 x frozen weights + 12 depth width seq_len")
+            ds["tokens_per_step"] = ((), np.int64(self.config.batch_size * self.config.seq_len))
+            ds["tokens_per_step"].attrs["description"] = "tokens per optimizer step (batch_size x seq_len)"
             rate = self.corpus.entropy_rate
             ds["entropy_rate"] = ((), float("nan") if rate is None else float(rate))
             return ds
@@ -206,12 +279,11 @@ def _module_class():
         def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
             self.val_losses = {int(k): float(v) for k, v in checkpoint.get("gpt_lm_val_losses", {}).items()}
 
+        def on_before_optimizer_step(self, optimizer) -> None:
+            clip_gradients(self.config, self.model)
+
         def configure_optimizers(self):
-            cfg = self.config
-            optimizer = make_optimizer(self.model, name=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
-            total = cfg.lr_decay_steps or int(self.trainer.max_steps)
-            scheduler = relative_lr_scheduler(optimizer, warmup_cosine(max(cfg.warmup_steps, 1), total,
-                                                                       cfg.min_lr_factor))
+            optimizer, scheduler = make_optimization(self.config, self.model, int(self.trainer.max_steps))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     return GPTLM
