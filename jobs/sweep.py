@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import itertools
+import json
 import os
 import pickle
 import subprocess
@@ -37,6 +38,7 @@ from jobs.submit import make_executor, resolve_executor
 from workbench.config import to_dict
 from workbench.errors import InputError
 from workbench.store import append_manifest, create_run_dir, read_manifest
+from workbench.train import get_trainable
 
 __all__ = [
     "Member",
@@ -182,6 +184,10 @@ def submit(members: Sequence[Member], executor: str = "auto", *,
     for member in members:
         if member.config.sweep_dir != first.sweep_dir:
             raise InputError("all members of a sweep must share root and experiment")
+    preflight = get_trainable(first.kind).preflight
+    if preflight is not None:  # data files and base shapes, before any run directory exists
+        for model in {json.dumps(to_dict(m.config.model), sort_keys=True): m.config.model for m in members}.values():
+            preflight(model)
         create_run_dir(member.config.root, member.config.experiment,
                        member.config.resolved_run_id, member.config)
     name = resolve_executor(executor)

@@ -359,3 +359,13 @@ def test_string_annotations_are_resolved():
     assert cfg == StringAnnotated(model=ModelConfig(width=8), steps=3)
     with pytest.raises(ConfigError, match=r"steps in cfg must be int or None"):
         from_dict(StringAnnotated, {"steps": "x"}, source="cfg")
+
+
+def test_overrides_are_validated_together_and_the_culprit_is_named():
+    from workbench.lm.trainable import GPTLMConfig
+
+    # Valid only as a pair: the first override alone fails the cross-field check.
+    config = apply_overrides(GPTLMConfig(), ["corpus=file", "corpus_path=data.txt"])
+    assert config.corpus == "file" and config.corpus_path == "data.txt"
+    with pytest.raises(ConfigError, match=r"not divisible.*\(in --set width=36\)"):
+        apply_overrides(GPTLMConfig(), ["lr=0.5", "width=36"])

@@ -94,3 +94,50 @@ def test_width_sweep_as_local_jobs_then_lm_predict(tmp_path):
     (row,) = payload["predictions"]
     assert row["width"] == 64 and row["params"] == 2 * (12 * 64 * 64 + 4 * 64) + 2 * 64
     assert 2.0 < row["actual"] < 3.5 and 2.0 < row["predicted"] < 3.5
+
+
+def _submit(tmp_path, *sets):
+    args = ["jobs", "submit", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), "--executor", "local",
+            "--set", f"root={tmp_path / 'runs'}"]
+    for item in sets:
+        args += ["--set", item]
+    return run_cli(*args)
+
+
+def test_bad_lm_inputs_are_refused_at_submission_with_exit_2(tmp_path):
+    from tests.conftest import assert_clean_error
+
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "short.txt").write_bytes(b"def f(): pass\n")
+    bsh = tmp_path / "depth3.bsh"
+    written = run_cli("lm", "base-shapes", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), str(bsh),
+                      "--set", "model.depth=3")
+    assert written.returncode == 0, written.stderr
+    cases = [
+        (["model.width=36"], "width = 36 is not divisible by head_dim = 8"),
+        ([f"model.base_shapes={bsh}"], "does not match the model"),
+        (["model.corpus=file", f"model.corpus_path={tmp_path / 'empty.txt'}"], "is empty"),
+        (["model.corpus=file", f"model.corpus_path={tmp_path / 'short.txt'}"], "fewer than seq_len + 1"),
+        (["model.corpus=file", f"model.corpus_path={tmp_path / 'absent.txt'}"], "not found"),
+        (["model.parametrization=sp", f"model.base_shapes={bsh}"], "for parametrization 'mup' only"),
+    ]
+    for sets, fragment in cases:
+        assert_clean_error(_submit(tmp_path, *sets), fragment)
+    assert not (tmp_path / "runs").exists()  # refused before any run directory was made
+
+
+def test_base_shapes_file_round_trip_through_a_config(tmp_path):
+    from workbench.lm.model import load_base_shapes
+    from workbench.lm.trainable import build_model_for, preflight_gpt_lm
+
+    bsh = tmp_path / "base.bsh"
+    written = run_cli("lm", "base-shapes", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), str(bsh), "--json")
+    assert written.returncode == 0, written.stderr
+    assert json.loads(written.stdout)["base_width"] == 32
+    shapes = load_base_shapes(bsh)  # name -> mup InfShape
+    assert [d.base_dim for d in shapes["blocks.0.mlp.c_fc.weight"]] == [128, 32]
+    assert [d.base_dim for d in shapes["wte.weight"]] == [None, 32]
+    config = dataclasses.replace(TINY, width=96, base_shapes=str(bsh))
+    preflight_gpt_lm(config)  # no error: the file describes this model at any width
+    model = build_model_for(config)
+    assert model.blocks[0].mlp.c_fc.weight.infshape.width_mult() == 3.0

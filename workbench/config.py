@@ -430,22 +430,36 @@ def apply_overrides(obj: T, overrides: Sequence[str]) -> T:
     if isinstance(overrides, str):
         raise TypeError("apply_overrides takes a sequence of 'key=value' strings, not one string")
     cls = type(obj)
-    data = to_dict(obj)
-    result = obj
-    for item in overrides:
-        source = f"--set {item}"
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override '{item}' must look like key=value (e.g. lr=3e-4)")
-        try:
-            value = _yaml_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        _set_dotted(cls, data, key, value, source)
-        # Validate after each override so an error names the override that caused it.
-        result = from_dict(cls, data, source=source)
-    return result
+
+    def applied(items: Sequence[str]) -> dict[str, Any]:
+        data = to_dict(obj)
+        for item in items:
+            key, sep, text = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"override '{item}' must look like key=value (e.g. lr=3e-4)")
+            try:
+                value = _yaml_load(text) if text.strip() else None
+            except yaml.YAMLError:
+                value = text
+            _set_dotted(cls, data, key, value, f"--set {item}")
+        return data
+
+    overrides = list(overrides)
+    data = applied(overrides)
+    try:
+        # Validated once, after all of them: `--set corpus=file --set corpus_path=x` is valid
+        # even though the first alone is not.
+        return from_dict(cls, data, source="--set " + " --set ".join(overrides) if overrides else "config")
+    except ConfigError:
+        # Name the override to blame: the one without which the config is valid.
+        for i, item in enumerate(overrides):
+            try:
+                from_dict(cls, applied(overrides[:i] + overrides[i + 1:]), source="config")
+            except ConfigError:
+                continue
+            return from_dict(cls, data, source=f"--set {item}")  # raises, naming it
+        raise
 
 
 def _set_dotted(cls: type, data: dict[str, Any], key: str, value: Any, source: str) -> None:

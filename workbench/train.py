@@ -88,19 +88,23 @@ class Trainable:
     # weights); `seed` is for whatever else the model draws, such as batch order.
     build: Callable[[Any, int], Any]
     description: str = ""
+    # config -> None; raises InputError for what a config cannot say about itself (a data file
+    # that is missing or too short, a base-shape file for another model). `jobs` calls it
+    # before submitting, so the user hears at once, not from a failed job's log.
+    preflight: Callable[[Any], None] | None = None
 
 
 TRAINABLES: dict[str, Trainable] = {}
 
 
 def register_trainable(name: str, config_type: type, build: Callable[[Any, int], Any],
-                       description: str = "") -> Trainable:
+                       description: str = "", preflight: Callable[[Any], None] | None = None) -> Trainable:
     """Make a model family trainable by name (`kind: NAME` in a job config)."""
     if not (isinstance(config_type, type) and dataclasses.is_dataclass(config_type)):
         raise TypeError(f"trainable {name!r}: config_type must be a dataclass type")
     if name in TRAINABLES and TRAINABLES[name].config_type is not config_type:
         raise ValueError(f"trainable {name!r} is already registered with another config type")
-    TRAINABLES[name] = Trainable(name, config_type, build, description)
+    TRAINABLES[name] = Trainable(name, config_type, build, description, preflight)
     return TRAINABLES[name]
 
 

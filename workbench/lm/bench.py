@@ -85,7 +85,7 @@ def _trainer(shape: Shape, parametrization: str, device: str, compile_model: boo
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
 
     return step, n_params
 
@@ -112,7 +112,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
         torch.backends.cudnn.allow_tf32 = True
     shape = (GPU_QUICK if quick else GPU_SHAPE) if on_gpu else (CPU_QUICK if quick else CPU_SHAPE)
     compile_model = on_gpu
-    rounds, steps, warmup = (3, 3, 2) if quick else ((5, 10, 5) if on_gpu else (7, 4, 2))
+    rounds, steps, warmup = (3, 3, 2) if quick else ((5, 10, 5) if on_gpu else (9, 4, 2))
     runs = {}
     for par in ("mup", "sp"):
         step, n_params = _trainer(shape, par, device, compile_model)

@@ -21,6 +21,7 @@ def register(areas, name: str, help_text: str) -> None:
     _register_coord_check(verbs)
     _register_predict(verbs)
     _register_doping_report(verbs)
+    _register_base_shapes(verbs)
 
 
 def _register_coord_check(verbs) -> None:
@@ -173,4 +174,49 @@ def _doping_report(args) -> int:
                      f"{p['compute']:>11.3g}")
     lines.append(result["verdict"])
     emit(args, "\n".join(lines), result)
+    return 0
+
+
+def _register_base_shapes(verbs) -> None:
+    p = add_parser(
+        verbs, "base-shapes",
+        help="write the muP base-shape (.bsh) file of a gpt_lm job config's model",
+        description="Build the config's base model (model.base_width) and delta model (twice it) on the meta "
+                    "device and save mup's base shapes as a .bsh YAML file. Name it in a config as "
+                    "model.base_shapes to pin the shapes every width of a sweep is scaled against.",
+        examples="  workbench lm base-shapes jobs/configs/lm_mup_tiny.yaml base32.bsh\n"
+                 "  workbench jobs sweep jobs/configs/lm_mup_tiny.yaml --set model.base_shapes=base32.bsh "
+                 "--grid model.width=32,64,128\n")
+    p.add_argument("config", metavar="CONFIG", help="a gpt_lm job config (YAML or JSON)")
+    p.add_argument("out", metavar="OUT.bsh", help="where to write the base shapes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    add_json_flag(p)
+    p.set_defaults(handler=_base_shapes)
+
+
+def _base_shapes(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from jobs.entrypoints import load_job_config
+    from workbench.lm.model import base_shapes
+    from workbench.store import atomic_write_text
+
+    config = load_job_config(args.config, args.set)
+    if config.kind != "gpt_lm":
+        raise InputError(f"{args.config}: kind is {config.kind!r}; base shapes are for kind 'gpt_lm'")
+    model = config.model.gpt_config()
+    if model.parametrization != "mup":
+        raise InputError(f"{args.config}: model.parametrization is {model.parametrization!r}; base shapes are "
+                         "for 'mup'")
+    out = Path(args.out)
+    if out.suffix != ".bsh":
+        raise InputError(f"{out}: the base-shape file must end in .bsh")
+    with tempfile.TemporaryDirectory() as tmp:  # mup writes to a path: build it aside, then replace `out`
+        scratch = Path(tmp) / out.name
+        shapes = base_shapes(model, savefile=scratch)
+        atomic_write_text(out, scratch.read_text())
+    emit(args, f"wrote {out}: base width {model.base_width}, delta {2 * model.base_width}, "
+               f"{len(shapes)} parameters", {"path": str(out), "base_width": model.base_width,
+                                              "parameters": len(shapes)})
     return 0

@@ -48,6 +48,7 @@ __all__ = [
     "GPTConfig",
     "base_shapes",
     "build_model",
+    "check_base_shapes",
     "check_lr_ratios",
     "copy_model",
     "ema_model",
@@ -334,6 +335,14 @@ def set_base_shapes(model: GPT, base: dict | str | os.PathLike, *, rescale_param
     except AssertionError as exc:  # mup's check for a width->finite Linear that is not a MuReadout
         raise InputError(f"{source} does not match the model: {' '.join(str(exc).split())}") from None
     return model
+
+
+def check_base_shapes(config: GPTConfig, path: str | os.PathLike) -> None:
+    """InputError unless the `.bsh` file at `path` describes the model `config` builds (checked
+    on the meta device: no memory, any width)."""
+    with torch.device("meta"):
+        model = GPT(config)
+    set_base_shapes(model, path, rescale_params=False)
 
 
 def build_model(config: GPTConfig, base: dict | str | os.PathLike | None = None) -> GPT:

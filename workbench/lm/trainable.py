@@ -46,6 +46,7 @@ class GPTLMConfig:
     mlp_ratio: int = field(default=4, metadata=bounds(ge=1))
     parametrization: Literal["mup", "sp"] = "mup"
     base_width: int = field(default=32, metadata=bounds(ge=1))
+    base_shapes: str = ""  # a .bsh file (workbench lm base-shapes); default: made from base_width
     tie_readout: bool = False
     init_std: float = field(default=0.02, metadata=bounds(gt=0))
     attn_mult: float = field(default=1.0, metadata=bounds(gt=0))
@@ -82,6 +83,9 @@ class GPTLMConfig:
         if self.width % self.head_dim:
             raise ConfigError(f"width = {self.width} is not divisible by head_dim = {self.head_dim}; "
                               f"choose a width that is a multiple of {self.head_dim}")
+        if self.base_shapes and self.parametrization != "mup":
+            raise ConfigError(f"base_shapes = {self.base_shapes!r} is for parametrization 'mup' only; "
+                              f"remove it or set parametrization: mup")
         if self.corpus == "file" and not self.corpus_path:
             raise ConfigError("corpus = 'file' needs corpus_path (a text file, uint16 .bin or nanoGPT directory)")
         if self.mlp_kind == "monarch":  # checked here so a sweep fails before anything is submitted
@@ -176,6 +180,24 @@ def load_corpus(config: GPTLMConfig):
     return corpus
 
 
+def build_model_for(config: GPTLMConfig):
+    """The GPT of `config`, with base shapes from its `.bsh` file when one is named."""
+    from workbench.lm.model import build_model
+
+    return build_model(config.gpt_config(), base=config.base_shapes or None)
+
+
+def preflight_gpt_lm(config: GPTLMConfig) -> None:
+    """What `jobs` checks before submitting: a user corpus file that exists and is long enough,
+    and a base-shape file that describes this model (InputError naming the problem)."""
+    if config.corpus == "file":
+        load_corpus(config)
+    if config.base_shapes:
+        from workbench.lm.model import check_base_shapes
+
+        check_base_shapes(config.gpt_config(), config.base_shapes)
+
+
 def build_gpt_lm(config: GPTLMConfig, seed: int):
     return _module_class()(config, seed)
 
@@ -185,8 +207,6 @@ def _module_class():
     import lightning.pytorch as pl
     import numpy as np
     import torch
-
-    from workbench.lm.model import build_model
 
     class StepBatches(torch.utils.data.IterableDataset):
         """This rank's share of the global batch for steps start, start+1, ..."""
@@ -208,7 +228,7 @@ def _module_class():
         def __init__(self, config: GPTLMConfig, seed: int) -> None:
             super().__init__()
             self.config, self.seed = config, seed
-            self.model = build_model(config.gpt_config())
+            self.model = build_model_for(config)
             self.counts = count_params(self.model)
             self.corpus = load_corpus(config)
             self.val_losses: dict[int, float] = {}
@@ -290,4 +310,5 @@ def _module_class():
 
 
 register_trainable("gpt_lm", GPTLMConfig, build_gpt_lm,
-                   "byte-level muP/SP GPT on the Markov, stdlib or a file corpus (workbench.lm)")
+                   "byte-level muP/SP GPT on the Markov, stdlib or a file corpus (workbench.lm)",
+                   preflight=preflight_gpt_lm)

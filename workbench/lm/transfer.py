@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from workbench.lm.trainable import GPTLMConfig, clip_gradients, count_params, load_corpus, make_optimization
+from workbench.lm.trainable import (GPTLMConfig, build_model_for, clip_gradients, count_params, load_corpus,
+                                    make_optimization)
 
 __all__ = ["LRTransfer", "lr_sweep", "optimal_lr", "train_steps", "transfer_report"]
 
@@ -36,11 +37,9 @@ def train_steps(config: GPTLMConfig, steps: int, seed: int = 0, corpus=None) -> 
     """
     import torch
 
-    from workbench.lm.model import build_model
-
     corpus = corpus if corpus is not None else load_corpus(config)
     torch.manual_seed(seed)
-    model = build_model(config.gpt_config())
+    model = build_model_for(config)
     optimizer, scheduler = make_optimization(config, model, steps)
     train_losses = []
     for step in range(steps):
