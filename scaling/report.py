@@ -201,3 +201,22 @@ def plot_mup_prediction(result: dict, path, floor: float | None = None,
            title=title)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_lr_transfer(sweeps: dict, path) -> None:
+    """Held-out loss vs learning rate, one curve per width, one panel per parametrisation
+    (the muTransfer figure); each sweep has `val_loss` over (width, lr, seed)."""
+    fig, axes = _figure(len(sweeps))
+    for ax, (name, ds) in zip(axes, sweeps.items()):
+        mean = ds["val_loss"].mean("seed")
+        widths = [int(w) for w in ds["width"].values]
+        colours = [f"C{i}" for i in range(len(widths))]
+        for w, colour in zip(widths, colours):
+            ax.plot(ds["lr"].values, mean.sel(width=w).values, "o-", ms=3, color=colour, label=f"width {w}")
+        ax.set_xscale("log", base=2)
+        finite = mean.values[np.isfinite(mean.values)]
+        if finite.size:
+            ax.set_ylim(finite.min() - 0.05, min(finite.max(), np.percentile(finite, 75) * 1.3) + 0.05)
+        ax.set(xlabel="learning rate", ylabel="held-out loss", title=f"{name}: loss vs learning rate")
+        ax.legend(fontsize=7)
+    _save(fig, path)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,19 +20,52 @@ from tests.conftest import run_cli
 
 torch = pytest.importorskip("torch")
 
-from workbench.lm.trainable import GPTLMConfig  # noqa: E402
+from jobs.entrypoints import load_job_config  # noqa: E402
 from workbench.lm.transfer import lr_sweep, optimal_lr, train_steps, transfer_report  # noqa: E402
 
-# The transfer protocol (after EleutherAI's nanoGPT-mup, note §3): a 2-layer byte-level GPT with
-# head size 8 on the order-1 Markov source over 16 symbols (entropy rate 1.969 nats), AdamW
-# (β2 0.95, clip 1.0, no weight decay), 10 warmup steps then cosine to 0.1x, 100 steps of 16 x 32
-# tokens, held-out loss over 8 fixed batches. Widths 32 -> 256 (8x); muP base width 16.
-TRANSFER = GPTLMConfig(width=32, depth=2, head_dim=8, seq_len=32, base_width=16, corpus="markov",
-                       markov_order=1, markov_alphabet=16, corpus_tokens=1 << 17, batch_size=16,
-                       warmup_steps=10, eval_batches=8, readout_zero_init=False)
+# The transfer protocol (after EleutherAI's nanoGPT-mup, note §3), jobs/configs/lm_transfer.yaml:
+# a 2-layer byte-level GPT with head size 8 on the order-1 Markov source over 16 symbols (entropy
+# rate 1.969 nats), AdamW (β2 0.95, clip 1.0, no weight decay), 10 warmup steps then cosine to
+# 0.1x, 100 steps of 16 x 32 tokens, held-out loss over 8 fixed batches. Widths 32 -> 256 (8x);
+# muP base width 16.
+REPO = Path(__file__).resolve().parents[1]
+TRANSFER = load_job_config(REPO / "jobs" / "configs" / "lm_transfer.yaml").model
 WIDTHS = (32, 64, 128, 256)
 MUP_LRS = [2.0 ** k for k in range(-8, -2)]
 SP_LRS = [2.0 ** k for k in range(-11, -4)]
+
+
+def test_transfer_config_is_the_documented_protocol():
+    assert (TRANSFER.markov_alphabet, TRANSFER.markov_order, TRANSFER.base_width, TRANSFER.depth) == (16, 1, 16, 2)
+    assert (TRANSFER.beta2, TRANSFER.grad_clip, TRANSFER.weight_decay, TRANSFER.warmup_steps) == (0.95, 1.0, 0.0, 10)
+    assert not TRANSFER.readout_zero_init and TRANSFER.eval_batches == 8 and TRANSFER.corpus_tokens == 1 << 17
+
+
+def test_transfer_cli_reports_best_lr_per_width_and_writes_its_files(tmp_path):
+    out = run_cli("lm", "transfer", "--widths", "16,32", "--lrs", "2^-7:2^-5", "--steps", "4",
+                  "--plot", str(tmp_path / "t.png"), "--out", str(tmp_path / "t.nc"), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == {"mup", "sp"} and report["mup"]["widths"] == [16, 32]
+    assert len(report["sp"]["best_lr"]) == 2 and math.isfinite(report["mup"]["drift_octaves"])
+    from workbench.store import open_dataset
+
+    ds = open_dataset(tmp_path / "t.nc")
+    assert dict(ds["val_loss"].sizes) == {"parametrization": 2, "width": 2, "lr": 3, "seed": 1}
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--lrs", "2^-5:2^-4"], "at least 3 powers of two"),
+    (["--lrs", "0.1,0.01,0.3"], "increasing"),
+    (["--widths", "36,72"], "not divisible by head_dim"),
+    (["--parametrizations", "ntk"], "choose from mup, sp"),
+    (["--seeds", "a"], "comma-separated integers"),
+])
+def test_transfer_cli_bad_input(args, fragment):
+    from tests.conftest import assert_clean_error
+
+    assert_clean_error(run_cli("lm", "transfer", *args), fragment)
 
 
 def test_optimal_lr_refines_by_a_parabola_in_log2_lr_and_keeps_edge_minima():

@@ -1,12 +1,14 @@
-"""`workbench lm ...`: muP language models. Verbs: coord-check, predict, doping-report."""
+"""`workbench lm ...`: muP language models. Verbs: coord-check, transfer, predict, doping-report, base-shapes."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from workbench.cli import add_json_flag, add_parser, emit
 from workbench.errors import InputError
 
+_CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
 HIDDEN_SLOPE_LIMIT = 0.15  # |log-log slope| over an 8x width range (reference note §7.1)
 # Same as workbench.lm.coord_check.VARIANTS, repeated so `workbench --help` need not import torch.
 VARIANTS = ("mup", "sp", "mup-torch-adamw", "mup-no-reinit", "mup-bad-delta")
@@ -22,6 +24,7 @@ def register(areas, name: str, help_text: str) -> None:
     _register_predict(verbs)
     _register_doping_report(verbs)
     _register_base_shapes(verbs)
+    _register_transfer(verbs)
 
 
 def _register_coord_check(verbs) -> None:
@@ -100,6 +103,12 @@ def _coord_check(args) -> int:
     return 0
 
 
+def _sweep_arguments(p) -> None:
+    """SWEEP and --loss, shared by the verbs that read a collected sweep."""
+    p.add_argument("sweep", metavar="SWEEP", help="sweep directory or collected sweep .nc file")
+    p.add_argument("--loss", default="final_val_loss", help="loss variable to fit (default final_val_loss)")
+
+
 def _register_predict(verbs) -> None:
     p = add_parser(
         verbs, "predict",
@@ -109,11 +118,10 @@ def _register_predict(verbs) -> None:
                     "print predicted vs actual loss for the held-out ones with a bootstrap band. Seeds are "
                     "averaged; N is the non-embedding parameter count unless --count params_total.",
         examples="  workbench lm predict runs/lm_mup_tiny\n  workbench lm predict runs/lm_mup_tiny --holdout 2 --json\n")
-    p.add_argument("sweep", metavar="SWEEP", help="sweep directory or collected sweep .nc file")
+    _sweep_arguments(p)
     p.add_argument("--holdout", type=int, default=1, help="number of largest widths to predict (default 1)")
     p.add_argument("--count", choices=("params", "params_total"), default="params",
                    help="N: non-embedding (params, default) or total parameters")
-    p.add_argument("--loss", default="final_val_loss", help="loss variable to fit (default final_val_loss)")
     p.add_argument("--boot", type=int, default=200, help="bootstrap refits for the band (default 200)")
     add_json_flag(p)
     p.set_defaults(handler=_predict)
@@ -148,8 +156,7 @@ def _register_doping_report(verbs) -> None:
                     "parameter count collapses the settings onto one curve (reference note §2.6, §7.6).",
         examples="  workbench lm doping-report runs/lm_doping_tiny\n"
                  "  workbench lm doping-report runs/lm_doping_tiny/sweep.nc --json\n")
-    p.add_argument("sweep", metavar="SWEEP", help="sweep directory or collected sweep .nc file")
-    p.add_argument("--loss", default="final_val_loss", help="loss variable to fit (default final_val_loss)")
+    _sweep_arguments(p)
     add_json_flag(p)
     p.set_defaults(handler=_doping_report)
 
@@ -219,4 +226,112 @@ def _base_shapes(args) -> int:
     emit(args, f"wrote {out}: base width {model.base_width}, delta {2 * model.base_width}, "
                f"{len(shapes)} parameters", {"path": str(out), "base_width": model.base_width,
                                               "parameters": len(shapes)})
+    return 0
+
+
+def _register_transfer(verbs) -> None:
+    p = add_parser(
+        verbs, "transfer",
+        help="learning-rate transfer across widths: best LR per width under muP and SP",
+        description="Train the config's model at every width x learning rate x seed (in this process, one "
+                    "thread per run; for a cluster use `workbench jobs sweep`), take the held-out loss, and "
+                    "report per parametrisation the best LR per width (parabola in log2 LR), its drift in "
+                    "octaves over the width range, and loss vs width at the base width's best LR.",
+        examples="  workbench lm transfer --widths 32,64,128,256 --lrs 2^-8:2^-3 --steps 100 --seeds 0,1\n"
+                 "  workbench lm transfer --parametrizations mup --steps 50 --json --plot transfer.png\n")
+    p.add_argument("--config", default=str(_CONFIGS / "lm_transfer.yaml"),
+                   help="a gpt_lm job config whose model section sets everything but width and lr "
+                        "(default jobs/configs/lm_transfer.yaml, the README's protocol)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--widths", default="32,64,128,256", help="comma-separated increasing widths")
+    p.add_argument("--lrs", default="2^-8:2^-3", help="learning rates: a comma list, or 2^A:2^B for every power "
+                                                     "of two from 2^A to 2^B")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, averaged")
+    p.add_argument("--parametrizations", default="mup,sp", help="comma-separated subset of: mup, sp")
+    p.add_argument("--plot", metavar="PATH", help="write loss vs learning rate per width (PNG)")
+    p.add_argument("--out", metavar="PATH", help="write the sweeps as one netCDF file (dim parametrization)")
+    add_json_flag(p)
+    p.set_defaults(handler=_transfer)
+
+
+def _lr_list(text: str) -> list[float]:
+    import re
+
+    match = re.fullmatch(r"\s*2\^(-?\d+)\s*:\s*2\^(-?\d+)\s*", text)
+    if match:
+        lo, hi = int(match.group(1)), int(match.group(2))
+        if hi - lo < 2:
+            raise InputError(f"--lrs {text}: needs at least 3 powers of two (2^A:2^B with B >= A + 2)")
+        return [2.0 ** k for k in range(lo, hi + 1)]
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise InputError(f"--lrs {text!r}: give a comma list (1e-3,3e-3,1e-2) or 2^A:2^B") from None
+    if len(values) < 3 or any(not v > 0 for v in values) or sorted(set(values)) != values:
+        raise InputError(f"--lrs {text!r}: needs at least 3 increasing positive learning rates")
+    return values
+
+
+def _transfer(args) -> int:
+    import dataclasses
+
+    from jobs.entrypoints import load_job_config
+    from workbench.lm.transfer import lr_sweep, transfer_report
+
+    widths = _int_list(args.widths, "--widths")
+    lrs = _lr_list(args.lrs)
+    try:
+        seeds = [int(item) for item in args.seeds.split(",") if item.strip()]
+    except ValueError:
+        raise InputError(f"--seeds {args.seeds!r} must be comma-separated integers") from None
+    if not seeds:
+        raise InputError("--seeds must name at least one seed")
+    pars = [p.strip() for p in args.parametrizations.split(",") if p.strip()]
+    if not pars or any(p not in ("mup", "sp") for p in pars):
+        raise InputError(f"--parametrizations {args.parametrizations!r}: choose from mup, sp")
+    if args.steps < 1:
+        raise InputError(f"--steps = {args.steps} must be >= 1")
+    config = load_job_config(args.config, args.set)
+    if config.kind != "gpt_lm":
+        raise InputError(f"{args.config}: kind is {config.kind!r}; the transfer check trains kind 'gpt_lm'")
+    model = config.model
+    for width in widths:  # every width must make a valid model before hours of training start
+        dataclasses.replace(model, width=width)
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(1)
+    sweeps, reports = {}, {}
+    with tqdm(total=len(pars) * len(widths) * len(lrs) * len(seeds), desc="lm transfer", unit="run",
+              disable=None) as bar:
+        for par in pars:
+            sweeps[par] = lr_sweep(dataclasses.replace(model, parametrization=par), widths, lrs,
+                                   steps=args.steps, seeds=seeds, progress=lambda *_: bar.update())
+            reports[par] = transfer_report(sweeps[par]).as_dict()
+    if args.out:
+        import xarray as xr
+
+        from workbench.store import atomic_write_netcdf
+
+        atomic_write_netcdf(xr.concat(list(sweeps.values()), dim="parametrization").assign_coords(
+            parametrization=pars), args.out)
+    if args.plot:
+        from scaling.report import plot_lr_transfer
+
+        plot_lr_transfer(sweeps, args.plot)
+    lines = [f"learning-rate transfer: widths {widths[0]}..{widths[-1]} ({widths[-1] / widths[0]:g}x), "
+             f"{len(lrs)} LRs, {args.steps} steps, seeds {seeds}"]
+    for par, r in reports.items():
+        best = ", ".join(f"{w}: {lr:.3g}{'*' if edge else ''}" for w, lr, edge in
+                         zip(r["widths"], r["best_lr"], r["on_edge"]))
+        losses = ", ".join(f"{v:.4f}" for v in r["loss_at_transferred"])
+        lines += [f"{par}: best LR per width {best}  -> drift {r['drift_octaves']:.2f} octaves",
+                  f"{'':5}loss at lr {r['transferred_lr']:.3g} by width: {losses}"
+                  f"  ({'decreasing' if r['monotone'] else 'not monotone'})"]
+    if any(any(r["on_edge"]) for r in reports.values()):
+        lines.append("* optimum on the grid's edge: only a bound; widen --lrs")
+    if args.plot:
+        lines.append(f"plot written to {args.plot}")
+    emit(args, "\n".join(lines), reports)
     return 0
