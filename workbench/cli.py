@@ -25,7 +25,7 @@ AREAS = (
     ("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit"),
     ("lm", "workbench.lm.cli", "muP language models: coordinate check, loss prediction from width sweeps"),
     ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
-    ("demo", "workbench.demo", "run the end-to-end demo on bundled data"),
+    ("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
 )
 
 EXAMPLES = """examples:

@@ -103,7 +103,7 @@ def _mup_text(result: dict, model) -> str:
     return "\n".join([
         f"muP width sweep: {len(rows)} byte-level GPTs (depth {model.depth}, head size {model.head_dim}, base width "
         f"{model.base_width}) on the order-{model.markov_order} Markov corpus, {result['steps']} steps each,",
-        f"all at the one learning rate {model.lr:g} tuned at the base width; ran as {len(rows)} jobs on the "
+        f"all at one learning rate ({model.lr:g}, chosen at the base width); ran as {len(rows)} jobs on the "
         f"{result['executor']} executor in {result['wall_s']:.0f} s ({result['sweep']}).",
         "",
         format_table(rows, [("width", "width"), ("params", "N (non-emb.)"), ("role", ""), ("loss", "val loss"),
