@@ -186,7 +186,8 @@ def submit(members: Sequence[Member], executor: str = "auto", *,
             raise InputError("all members of a sweep must share root and experiment")
     preflight = get_trainable(first.kind).preflight
     if preflight is not None:  # data files and base shapes, before any run directory exists
-        for model in {json.dumps(to_dict(m.config.model), sort_keys=True): m.config.model for m in members}.values():
+        for model in {json.dumps(to_dict(m.config.model), sort_keys=True, default=str): m.config.model
+                      for m in members}.values():
             preflight(model)
         create_run_dir(member.config.root, member.config.experiment,
                        member.config.resolved_run_id, member.config)
