@@ -1,0 +1,319 @@
+"""PROSE ODE families and data generation (reference/prose.md §2.2-2.4, acceptance checks §7)."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+from scipy.integrate import solve_ivp
+
+from operators import odes
+from operators.odes import FAMILIES, PRESETS, add_noise, family_names, generate, get_family, solve
+from workbench.errors import InputError
+
+# ---------------------------------------------------------------------------------------------
+# Independent right-hand sides, written from the §2.2 table with plain math (one state vector y,
+# parameters p in the table's order). Nothing here is taken from operators.odes.
+
+
+def _thomas(y, p):
+    x, v, z = y
+    (b,) = p
+    return [math.sin(v) - b * x, math.sin(z) - b * v, math.sin(x) - b * z]
+
+
+def _lorenz(y, p):
+    x, v, z = y
+    s, r, b = p
+    return [s * (v - x), x * (r - z) - v, x * v - b * z]
+
+
+def _aizawa(y, p):
+    x, v, z = y
+    a, b, c, d, f = p
+    return [(z - b) * x - d * v, d * x + (z - b) * v, c + a * z - z**3 / 3 - x**2 + f * z * x**3]
+
+
+def _chen_lee(y, p):
+    x, v, z = y
+    a, d = p
+    return [a * x - v * z, -10 * v + x * z, d * z + x * v / 3]
+
+
+def _dadras(y, p):
+    x, v, z = y
+    a, b, c, d, e = p
+    return [0.5 * v - a * x + b * v * z, c * v - 0.5 * x * z + 0.5 * z, d * x * v - e * z]
+
+
+def _rossler(y, p):
+    x, v, z = y
+    a, b, c = p
+    return [-v - z, x + a * v, b + z * (x - c)]
+
+
+def _halvorsen(y, p):
+    x, v, z = y
+    (a,) = p
+    return [a * x - v - z - 0.25 * v**2, a * v - z - x - 0.25 * z**2, a * z - x - v - 0.25 * x**2]
+
+
+def _fabrikant(y, p):
+    x, v, z = y
+    alpha, gamma = p
+    return [v * (z - 1 + x**2) + gamma * x, x * (3 * z + 1 - x**2) + gamma * v, -2 * z * (alpha + x * v)]
+
+
+def _sprott_b(y, p):
+    x, v, z = y
+    a, b, c = p
+    return [a * v * z, x - b * v, c - x * v]
+
+
+def _sprott_linz_f(y, p):
+    x, v, z = y
+    (a,) = p
+    return [v + z, -x + a * v, x**2 - z]
+
+
+def _four_wing(y, p):
+    x, v, z = y
+    a, b, c = p
+    return [a * x + v * z, b * x + c * v - x * z, -z - x * v]
+
+
+def _lorenz_96(y, p):
+    (F,) = p
+    n = len(y)
+    return [(y[(i + 1) % n] - y[i - 2]) * y[i - 1] - y[i] + F for i in range(n)]
+
+
+def _duffing(y, p):
+    t, x, v = y
+    alpha, beta, gamma, delta, omega = p
+    return [1.0, v, delta * v + alpha * x + beta * x**3 + gamma * math.cos(omega * t)]
+
+
+def _double_pendulum(y, p):
+    th1, th2, w1, w2 = y
+    g, l = p
+    a, b, c = -3 * g / l, -g / l, 4 * g / l
+    dl = th1 - th2
+    den = 3 - math.cos(2 * dl)
+    return [
+        w1,
+        w2,
+        (a * math.sin(th1) + b * math.sin(th1 - 2 * th2) - 2 * math.sin(dl) * (w2**2 + w1**2 * math.cos(dl))) / den,
+        math.sin(dl) * (4 * w1**2 + c * math.cos(th1) + w2**2 * math.cos(dl)) / den,
+    ]
+
+
+# name -> (hand RHS, dim, nominal p0, method), straight from the §2.2 table.
+TABLE = {
+    "thomas": (_thomas, 3, [0.17], "BDF"),
+    "lorenz_3d": (_lorenz, 3, [10, 28, 8 / 3], "BDF"),
+    "aizawa": (_aizawa, 3, [0.95, 0.7, 0.6, 3.5, 0.1], "BDF"),
+    "chen_lee": (_chen_lee, 3, [5, -0.38], "LSODA"),
+    "dadras": (_dadras, 3, [1.25, 1.15, 0.75, 0.8, 4], "LSODA"),
+    "rossler": (_rossler, 3, [0.1, 0.1, 14], "LSODA"),
+    "halvorsen": (_halvorsen, 3, [-0.35], "RK45"),
+    "fabrikant": (_fabrikant, 3, [0.98, 0.1], "BDF"),
+    "sprott_B": (_sprott_b, 3, [0.4, 1.2, 1], "BDF"),
+    "sprott_linz_F": (_sprott_linz_f, 3, [0.5], "BDF"),
+    "four_wing": (_four_wing, 3, [0.2, 0.01, -0.4], "BDF"),
+    "lorenz_96_4d": (_lorenz_96, 4, [8], "BDF"),
+    "lorenz_96_5d": (_lorenz_96, 5, [8], "BDF"),
+    "duffing": (_duffing, 3, [-1, -5, 8, -0.02, 0.5], "BDF"),
+    "double_pendulum": (_double_pendulum, 4, [9.81, 1], "BDF"),
+}
+Y_TEST = np.array([0.7, -1.3, 1.9, 0.4, -0.6])  # a fixed state; first `dim` entries used
+
+
+def _params(name):
+    # Nominal values moved by distinct factors, so a swapped parameter order would show.
+    p0 = np.array(TABLE[name][2], dtype=float)
+    return p0 * (1.0 + 0.037 * np.arange(1, p0.size + 1))
+
+
+def test_table_order_dims_methods_and_nominals():
+    assert list(FAMILIES) == list(TABLE)
+    for name, (_, dim, p0, method) in TABLE.items():
+        fam = FAMILIES[name]
+        assert (fam.dim, fam.method, len(fam.rhs)) == (dim, method, dim), name
+        np.testing.assert_allclose(fam.nominal, p0, rtol=1e-15, err_msg=name)
+        assert fam.states == tuple(sympy.Symbol(f"u_{i}") for i in range(dim))
+        # Only states and the free parameters occur: fixed constants are literal numbers.
+        free = set().union(*(e.free_symbols for e in fam.rhs))
+        assert free <= set(fam.states) | set(fam.params), name
+
+
+def test_presets():
+    assert len(PRESETS["chaotic_ode_3d"]) == 12
+    assert len(PRESETS["chaotic_ode_all"]) == 15
+    assert PRESETS["chaotic_ode_3d"] == tuple(n for n in TABLE if TABLE[n][1] == 3)
+    assert {FAMILIES[n].dim for n in PRESETS["chaotic_ode_3d"]} == {3}
+    assert family_names("chaotic_ode_all") == tuple(TABLE)
+    assert family_names("thomas, duffing") == ("thomas", "duffing")
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_numeric_rhs_matches_hand_written_equation(name):
+    hand, dim = TABLE[name][:2]
+    fam, p, y = FAMILIES[name], _params(name), Y_TEST[:dim]
+    expected = np.array(hand(y, p))
+    # Same formula, different evaluation order: agreement to a few ulps of the largest term.
+    np.testing.assert_allclose(fam.numeric_rhs()(0.0, y, p), expected, rtol=1e-12, atol=1e-12)
+
+    # Batched states (dim, n) give column-wise the same answer.
+    batch = np.random.default_rng(0).uniform(-2, 2, (dim, 7))
+    out = fam.numeric_rhs()(0.0, batch, p)
+    assert out.shape == (dim, 7)
+    for j in range(7):
+        np.testing.assert_allclose(out[:, j], hand(batch[:, j], p), rtol=1e-12, atol=1e-12)
+
+    # The symbolic target (numbers substituted) evaluates to the same vector.
+    exprs = fam.expressions(p)
+    assert all(e.free_symbols <= set(fam.states) for e in exprs), name
+    at_y = {s: float(v) for s, v in zip(fam.states, y)}
+    np.testing.assert_allclose([float(e.subs(at_y)) for e in exprs], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_numeric_rhs_is_cached():
+    fam = FAMILIES["lorenz_3d"]
+    assert fam.numeric_rhs() is fam.numeric_rhs()
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_solve_matches_tight_reference_on_short_horizon(name):
+    hand, dim, p0 = TABLE[name][:3]
+    fam = FAMILIES[name]
+    y0 = np.array([0.5, -0.8, 1.2, 0.3, -1.5])[:dim]
+    t = np.linspace(0.0, 1.0, 33)
+    u = solve(fam, p0, y0, t_eval=t)
+    assert u is not None and u.shape == (33, dim)
+    ref = solve_ivp(
+        lambda _, y: hand(y, p0), (0.0, 1.0), y0, method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12
+    ).y.T
+    # solve() runs at rtol 1e-5 / atol 1e-6 (§2.3): ~1e-5 local error per step, accumulated over
+    # O(100) steps and amplified by at most e^{lambda t} ~ e at t <= 1, gives <~1e-3 relative to
+    # the solution's scale (measured worst: 6e-4, Lorenz). A wrong term or coefficient moves the
+    # solution by >1e-2 at t = 1.
+    np.testing.assert_array_less(np.abs(u - ref), 2e-3 * (1.0 + np.abs(ref)))
+
+
+def test_solve_default_grid_and_rejection_threshold():
+    fam = FAMILIES["thomas"]  # |u| only decays from a large start (rate b = 0.17)
+    kept = solve(fam, [0.17], [900.0, 0.0, 0.0])
+    assert kept is not None and kept.shape == (192, 3)  # §2.3 grid: linspace(0, 6, 192)
+    assert kept.max() < 1e3
+    assert solve(fam, [0.17], [1500.0, 0.0, 0.0]) is None  # max|u| >= 1e3 is rejected
+    # A solver failure (status -1: this Sprott-Linz F orbit blows up before t = 6) is rejected.
+    assert solve(FAMILIES["sprott_linz_F"], [0.5], [0.0472865, 1.80185479, -1.42336155]) is None
+
+
+def test_solve_rejects_nonzero_status_even_with_bounded_values(monkeypatch):
+    real = odes.solve_ivp
+
+    def failing(*args, **kwargs):
+        sol = real(*args, **kwargs)
+        sol.status = -1  # full, bounded output but a solver failure: still rejected (§2.3 step 4)
+        return sol
+
+    monkeypatch.setattr(odes, "solve_ivp", failing)
+    assert solve(FAMILIES["thomas"], [0.17], [1.0, 0.0, 0.0]) is None
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_sample_params_within_ten_percent_and_three_significant_digits(name):
+    fam = FAMILIES[name]
+    p0 = np.array(fam.nominal)
+    draws = np.array([fam.sample_params(np.random.default_rng(s)) for s in range(200)])
+    # Rounding may step past p0 ± 10 % by at most half a unit in the 3rd significant digit.
+    half_unit = 0.5 * 10.0 ** (np.floor(np.log10(1.1 * np.abs(p0))) - 2)
+    assert np.all(np.abs(draws - p0) <= 0.1 * np.abs(p0) + half_unit + 1e-12)
+    for x in draws.ravel():
+        assert float(f"{x:.2e}") == x  # at most 3 significant digits
+    # The draws actually spread over the range (not stuck at p0).
+    assert np.all(draws.max(axis=0) > p0 + 0.05 * np.abs(p0))
+    assert np.all(draws.min(axis=0) < p0 - 0.05 * np.abs(p0))
+
+
+def test_sample_initial_in_box():
+    rng = np.random.default_rng(3)
+    for fam in FAMILIES.values():
+        y0 = np.array([fam.sample_initial(rng) for _ in range(50)])
+        assert y0.shape == (50, fam.dim)
+        assert np.all(np.abs(y0) <= 2.0) and np.abs(y0).max() > 1.5
+
+
+def test_add_noise_relative_l2_is_exact():
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(192, 3)) * [1.0, 10.0, 0.1]
+    noisy = add_noise(u, 0.02, rng)
+    assert np.linalg.norm(noisy - u) / np.linalg.norm(u) == pytest.approx(0.02, rel=1e-12)
+    np.testing.assert_array_equal(add_noise(u, 0.0, rng), u)
+
+
+@pytest.fixture(scope="module")
+def small_dataset():
+    return generate(["chen_lee", "lorenz_96_4d"], 3, seed=11)
+
+
+def test_generate_shapes_padding_and_noise(small_dataset):
+    ds = small_dataset
+    assert ds["families"] == ("chen_lee", "lorenz_96_4d")
+    n = len(ds["family"])
+    assert n == 6 - sum(ds["rejected"].values())
+    assert ds["clean"].shape == ds["noisy"].shape == (n, 192, 4)
+    np.testing.assert_array_equal(ds["t"], np.linspace(0, 6, 192))
+    for i in range(n):
+        fam = FAMILIES[ds["families"][ds["family"][i]]]
+        d = fam.dim
+        assert ds["dim"][i] == d
+        assert np.all(ds["clean"][i, :, d:] == 0) and np.all(ds["noisy"][i, :, d:] == 0)
+        # The grid starts at the IC (LSODA's dense output reproduces it only to rounding).
+        np.testing.assert_allclose(ds["clean"][i, 0, :d], ds["y0"][i, :d], rtol=1e-14, atol=1e-15)
+        assert np.all(np.abs(ds["clean"][i]) < 1e3)
+        rel = np.linalg.norm(ds["noisy"][i] - ds["clean"][i]) / np.linalg.norm(ds["clean"][i])
+        assert rel == pytest.approx(0.02, rel=1e-12)  # §2.4, per whole trajectory
+        p = ds["params"][i]
+        assert np.all(np.isnan(p[len(fam.params):]))
+        assert np.all(np.abs(p[: len(fam.params)] - fam.nominal) <= 0.11 * np.abs(fam.nominal))
+        # The clean trajectory is exactly what solve() gives for the recorded params and y0.
+        np.testing.assert_array_equal(solve(fam, p[: len(fam.params)], ds["y0"][i, :d]), ds["clean"][i, :, :d])
+
+
+def test_generate_is_deterministic_and_independent_of_workers(small_dataset):
+    again = generate(["chen_lee", "lorenz_96_4d"], 3, seed=11)
+    parallel = generate(["chen_lee", "lorenz_96_4d"], 3, seed=11, workers=2)
+    for other in (again, parallel):
+        for key in ("clean", "noisy", "params", "y0", "family", "dim"):
+            np.testing.assert_array_equal(other[key], small_dataset[key], err_msg=key)
+    different = generate(["chen_lee", "lorenz_96_4d"], 3, seed=12)
+    assert not np.array_equal(different["params"], small_dataset["params"])
+
+
+def test_unknown_family_lists_valid_names():
+    with pytest.raises(InputError) as err:
+        get_family("lorenz")
+    assert all(name in str(err.value) for name in TABLE)
+    with pytest.raises(InputError, match="'bogus'"):
+        family_names("thomas,bogus")
+    with pytest.raises(InputError, match="unknown ODE family"):
+        generate("bogus", 1, seed=0)
+
+
+def test_wrong_lengths_name_family_and_expected_length():
+    fam = FAMILIES["lorenz_3d"]
+    with pytest.raises(InputError, match=r"'lorenz_3d'.*length 3"):
+        solve(fam, fam.nominal, [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(InputError, match=r"'lorenz_3d' expects 3 parameter"):
+        solve(fam, [10.0, 28.0], [1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"'double_pendulum' expects 2 parameter"):
+        FAMILIES["double_pendulum"].expressions([9.81])
+    with pytest.raises(InputError, match="n_per_family"):
+        generate("thomas", 0, seed=0)
+
+
+def test_module_constants_follow_note():
+    assert (odes.T_RANGE, odes.T_NUM, odes.IC_ATTEMPTS, odes.NOISE_GAMMA) == (6.0, 192, 10, 0.02)

@@ -1,0 +1,477 @@
+"""PROSE symbolic encoding: tokens, floats, skeletons, corruption, decoding (prose.md §2.4-2.5, §7)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import sympy
+
+from operators.prose.tokens import (
+    BINARY,
+    EXPONENTS,
+    FLOAT_WORDS,
+    PLACEHOLDER,
+    SIGNS,
+    UNARY,
+    Decoded,
+    Vocabulary,
+    additive_terms,
+    candidate_monomials,
+    corrupt,
+    decode_float,
+    detokenize,
+    encode_float,
+    round_sig,
+    skeletonize,
+    tokenize,
+)
+from workbench.errors import InputError
+
+U = sympy.symbols("u_0:5")
+u0, u1, u2, u3, u4 = U
+
+
+def _sum(*terms):
+    """A sum kept in the written order, as the reference's trees are."""
+    return sympy.Add(*terms, evaluate=False)
+
+
+def _lorenz(sigma, rho, beta):
+    return [
+        _sum(sigma * u1, -sigma * u0),
+        _sum(rho * u0, -u0 * u2, -u1),
+        _sum(u0 * u1, -beta * u2),
+    ]
+
+
+NOTE_LORENZ = (  # §2.5, verbatim (a sampled draw: rho 30.6, beta 2.74)
+    "add mul + N100 E-1 u_1 mul - N100 E-1 u_0 | sub sub mul + N306 E-1 u_0 mul u_0 u_2 u_1 "
+    "| add mul u_0 u_1 mul - N274 E-2 u_2"
+)
+LORENZ_SKELETON = (
+    "add mul <PLACEHOLDER> u_1 mul <PLACEHOLDER> u_0 | sub sub mul <PLACEHOLDER> u_0 mul u_0 u_2 u_1 "
+    "| add mul u_0 u_1 mul <PLACEHOLDER> u_2"
+)
+
+
+def _evaluate(expr, point):
+    """Float value of an expression at u = point, walking the tree (lambdify's codegen is slow)."""
+    if expr.is_Symbol:
+        return point[int(expr.name[2:])]
+    if expr.is_number:
+        return float(expr)
+    args = [_evaluate(arg, point) for arg in expr.args]
+    if expr.is_Add:
+        return math.fsum(args)
+    if expr.is_Mul:
+        return math.prod(args)
+    if expr.is_Pow:
+        return args[0] ** args[1]
+    return {sympy.sin: math.sin, sympy.cos: math.cos}[expr.func](*args)
+
+
+def _assert_same_function(got, want, rng, n_points=3):
+    """Equal as functions: 1e-9 of the summed term magnitudes (round-off of reordered sums only)."""
+    assert len(got) == len(want)
+    for p in rng.uniform(-2.0, 2.0, size=(n_points, 5)):
+        for a, b in zip(got, want):
+            scale = 1.0 + sum(abs(_evaluate(t, p)) for t in additive_terms(b))
+            assert abs(_evaluate(a, p) - _evaluate(b, p)) <= 1e-9 * scale, (a, b, p)
+
+
+# --- the note's Lorenz example (§2.5, §7) ------------------------------------------------------
+def test_lorenz_example_is_the_notes_33_tokens_and_25_token_skeleton():
+    exprs = _lorenz(10, 30.6, 2.74)
+    tokens = tokenize(exprs)
+    assert " ".join(tokens) == NOTE_LORENZ
+    assert len(tokens) == 33
+    skeleton = tokenize(exprs, skeleton=True)
+    assert " ".join(skeleton) == LORENZ_SKELETON
+    assert len(skeleton) == 25
+    assert skeletonize(tokens) == skeleton
+    decoded = detokenize(NOTE_LORENZ.split())
+    assert decoded.valid, decoded.error
+    _assert_same_function(decoded.exprs, exprs, np.random.default_rng(0))
+
+
+def test_lorenz_nominal_parameters_encode_28_and_8_over_3():
+    exprs = _lorenz(10, 28, sympy.Rational(8, 3))
+    tokens = tokenize(exprs)
+    assert " ".join(tokens) == NOTE_LORENZ.replace("N306 E-1", "N280 E-1").replace("N274", "N267")
+    assert len(tokens) == 33 and len(tokenize(exprs, skeleton=True)) == 25
+    decoded = detokenize(tokens)
+    assert decoded.valid, decoded.error
+    _assert_same_function(decoded.exprs, [round_sig(e) for e in exprs], np.random.default_rng(1))
+
+
+def test_lorenz_in_sympy_canonical_order():
+    # Evaluated sympy sums are written in sympy's args order (documented deviation): the
+    # leading -u_1 becomes `neg`, so the second tree gains one token (34 in all, skeleton 26).
+    exprs = [10 * (u1 - u0), 28 * u0 - u0 * u2 - u1, u0 * u1 - sympy.Rational(8, 3) * u2]
+    tokens = tokenize(exprs)
+    assert " ".join(tokens) == (
+        "add mul - N100 E-1 u_0 mul + N100 E-1 u_1 | sub add neg u_1 mul + N280 E-1 u_0 mul u_0 u_2 "
+        "| add mul - N267 E-2 u_2 mul u_0 u_1"
+    )
+    assert len(tokenize(exprs, skeleton=True)) == 26
+    decoded = detokenize(tokens)
+    assert decoded.valid, decoded.error
+    _assert_same_function(decoded.exprs, [round_sig(e) for e in exprs], np.random.default_rng(2))
+
+
+def test_sub_and_neg_for_unit_coefficients():
+    # §2.4: deleting the leading term of `sub sub a b c` leaves `sub neg b c`.
+    assert tokenize([_sum(-u0 * u2, -u1)]) == "sub neg mul u_0 u_2 u_1".split()
+    assert tokenize([-u0]) == ["neg", "u_0"]
+    assert tokenize([sympy.Integer(-1)]) == ["-", "N100", "E-2"]  # a constant stays a float
+    assert tokenize([sympy.Float(-1.0) * u0]) == "mul - N100 E-2 u_0".split()
+
+
+# --- floats (§2.5) -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [
+        (0.17, "+ N170 E-3"),
+        (-28, "- N280 E-1"),
+        (8 / 3, "+ N267 E-2"),
+        (3.0, "+ N300 E-2"),
+        (0.0, "+ N000 E-2"),
+        (999.5, "+ N100 E1"),  # rounding carries into the exponent
+        (999.4, "+ N999 E0"),
+        (-0.0995, "- N995 E-4"),
+        (1.234e-8, "+ N123 E-10"),  # smallest exponent still written
+        (1e-12, "+ N000 E0"),  # exponent below -10: zero, per the note
+        (-3e-11, "- N000 E0"),
+        (9.99e12, "+ N999 E10"),
+    ],
+)
+def test_encode_float(value, tokens):
+    assert encode_float(value) == tokens.split()
+    expected = float(f"{value:.2e}") if abs(value) >= 1e-8 else 0.0
+    assert decode_float(tokens.split()) == expected
+
+
+@pytest.mark.parametrize("value", [9.995e12, -1e20, math.inf, -math.inf, math.nan])
+def test_encode_float_rejects_unwritable_values(value):
+    with pytest.raises(InputError):
+        encode_float(value)
+
+
+def test_decode_float_rejects_non_floats():
+    for bad in (["+", "N12", "E0"], ["+", "N120"], ["*", "N120", "E0"], ["+", "N120", "E11"]):
+        with pytest.raises(InputError):
+            decode_float(bad)
+
+
+def test_every_float_word_round_trips_through_the_codec():
+    # Each mantissa/exponent pair decodes to a value whose re-encoding is itself (when normalised).
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        mantissa, exponent = int(rng.integers(100, 1000)), int(rng.integers(-10, 11))
+        sign = SIGNS[int(rng.integers(2))]
+        tokens = [sign, f"N{mantissa:03d}", f"E{exponent}"]
+        assert encode_float(decode_float(tokens)) == tokens
+
+
+# --- round trips -------------------------------------------------------------------------------
+def _coefficient(rng):
+    if rng.random() < 0.1:
+        return sympy.Integer(int(rng.choice([-1, 1])))  # unit coefficients: sub/neg paths
+    if rng.random() < 0.1:
+        return sympy.Rational(int(rng.integers(-9, 10)) or 1, int(rng.integers(2, 8)))
+    magnitude = 10.0 ** rng.uniform(-3.0, 3.0)
+    return sympy.Float(magnitude if rng.random() < 0.5 else -magnitude)
+
+
+def _random_term(rng, d):
+    u = U[:d]
+    kind = rng.integers(6)
+    if kind == 0:
+        return _coefficient(rng)
+    if kind <= 2:  # monomial of degree 1..3
+        degree = int(rng.integers(1, 4))
+        return _coefficient(rng) * sympy.Mul(*(u[int(i)] for i in rng.integers(d, size=degree)))
+    if kind == 3:
+        trig = sympy.sin if rng.random() < 0.5 else sympy.cos
+        argument = u[int(rng.integers(d))]
+        if rng.random() < 0.3:
+            argument = _coefficient(rng) * argument + u[int(rng.integers(d))]
+        return _coefficient(rng) * trig(argument)
+    if kind == 4:  # product of a variable and a trig factor
+        return _coefficient(rng) * u[int(rng.integers(d))] * sympy.cos(u[int(rng.integers(d))])
+    # a quotient, as in the double pendulum
+    return _coefficient(rng) * u[int(rng.integers(d))] / (3 + u[int(rng.integers(d))] ** 2)
+
+
+def _random_system(rng):
+    d = int(rng.integers(3, 6))
+    return [sympy.Add(*(_random_term(rng, d) for _ in range(rng.integers(1, 5)))) for _ in range(d)]
+
+
+def test_round_trip_on_random_family_like_systems():
+    rng = np.random.default_rng(4)
+    vocabulary = Vocabulary()
+    n_components = 0
+    for _ in range(300):  # 300 systems of 3..5 components: > 1 000 expressions
+        exprs = _random_system(rng)
+        n_components += len(exprs)
+        tokens = tokenize(exprs)
+        assert vocabulary.decode(vocabulary.encode(tokens)) == tokens
+        decoded = detokenize(tokens)
+        assert decoded.valid, (exprs, decoded.error)
+        assert decoded.exprs is not None
+        _assert_same_function(decoded.exprs, [round_sig(e) for e in exprs], rng, n_points=2)
+        skeleton = tokenize(exprs, skeleton=True)
+        assert len(tokens) - len(skeleton) == 2 * skeleton.count(PLACEHOLDER)
+        assert not set(skeleton) & set(FLOAT_WORDS)
+    assert n_components >= 1000
+
+
+def test_round_trip_on_1000_sampled_family_systems():
+    """The issue's check on the real generators: parameters drawn as for the dataset (operators.odes),
+    every family, 1,050 systems; tokens -> sympy equals the 3-significant-digit target."""
+    from operators.odes import FAMILIES
+
+    rng = np.random.default_rng(11)
+    n = 0
+    for family in FAMILIES.values():
+        for _ in range(70):
+            exprs = family.expressions(family.sample_params(rng))
+            decoded = detokenize(tokenize(exprs), dim=family.dim)
+            assert decoded.valid, (family.name, decoded.error)
+            _assert_same_function(decoded.exprs, [round_sig(e) for e in exprs], rng, n_points=2)
+            n += 1
+    assert n >= 1000
+
+
+def test_round_trip_on_hand_written_families():
+    # Families with pow3, div, cos, a constant component and nested trig (note §2.2 table).
+    a, b, g = 0.95, 0.7, 9.81
+    delta = u0 - u1
+    systems = {
+        "aizawa": [(u2 - b) * u0 - 3.5 * u1, 3.5 * u0 + (u2 - b) * u1,
+                   0.6 + a * u2 - u2**3 / 3 - u0**2 + 0.1 * u2 * u0**3],
+        "duffing": [sympy.Float(1.0), u2, -0.02 * u2 - u1 - 5 * u1**3 + 8 * sympy.cos(0.5 * u0)],
+        "double_pendulum": [
+            u2, u3,
+            (-3 * g * sympy.sin(u0) - g * sympy.sin(u0 - 2 * u1)
+             - 2 * sympy.sin(delta) * (u3**2 + u2**2 * sympy.cos(delta))) / (3 - sympy.cos(2 * delta)),
+            sympy.sin(delta) * (4 * u2**2 + 4 * g * sympy.cos(u0) + u3**2 * sympy.cos(delta))
+            / (3 - sympy.cos(2 * delta)),
+        ],
+        "halvorsen": [-0.35 * u0 - 4 * u1 - 4 * u2 - u1**2, -0.35 * u1 - 4 * u2 - 4 * u0 - u2**2,
+                      -0.35 * u2 - 4 * u0 - 4 * u1 - u0**2],
+        "lorenz_96_5d": [(U[(i + 1) % 5] - U[(i - 2) % 5]) * U[(i - 1) % 5] - U[i] + 8 for i in range(5)],
+        "powers": [u0**4 + u1**5 + u2**6 / u0**2 + 1 / u1 + sympy.pi * u0 / 7],
+    }
+    rng = np.random.default_rng(5)
+    for name, exprs in systems.items():
+        tokens = tokenize(exprs)
+        assert "pow3" in tokens or name not in ("aizawa", "duffing")
+        assert "div" in tokens or name != "double_pendulum"
+        decoded = detokenize(tokens)
+        assert decoded.valid, (name, decoded.error)
+        _assert_same_function(decoded.exprs, [round_sig(e) for e in exprs], rng, n_points=5)
+
+
+def test_round_sig_rounds_numbers_not_powers():
+    assert round_sig(1234.5 * u0**3) == sympy.Float("1.23e3") * u0**3
+    assert round_sig(sympy.Rational(8, 3) * u0) == sympy.Float("2.67") * u0
+    assert round_sig(sympy.sin(0.123456 * u1)) == sympy.sin(sympy.Float("0.123") * u1)
+
+
+@pytest.mark.parametrize(
+    "exprs",
+    [[sympy.exp(u0)], [sympy.sqrt(u0)], [sympy.Symbol("x")], [u4 * 1e13], [sympy.I * u0], [], "u_0"],
+)
+def test_tokenize_rejects_what_the_vocabulary_cannot_write(exprs):
+    with pytest.raises(InputError):
+        tokenize(exprs)
+
+
+def test_tokenize_rejects_variables_beyond_max_dim():
+    with pytest.raises(InputError, match="u_3"):
+        tokenize([u3], max_dim=3)
+
+
+# --- corruption (§2.4) -------------------------------------------------------------------------
+def _check_corruption(before, after, record, dim):
+    counts_before = [len(additive_terms(e)) for e in before]
+    counts_after = [len(additive_terms(e)) for e in after]
+    others = [i for i in range(len(before)) if i != record.component]
+    if record.kind == "none":
+        assert after == before
+        return
+    assert all(after[i] == before[i] for i in others)
+    k = record.component
+    if record.kind == "add":
+        assert counts_after[k] == counts_before[k] + 1
+        assert additive_terms(after[k])[record.position] == record.term
+        coefficient, shape = record.term.as_coeff_Mul()
+        assert coefficient.is_Float and coefficient != 0
+        assert shape in candidate_monomials(dim)
+    else:
+        assert record.kind == "delete"
+        assert counts_before[k] >= 2
+        assert counts_after[k] == counts_before[k] - 1
+        remaining = Counter(additive_terms(before[k]))
+        remaining[record.term] -= 1
+        assert +remaining == Counter(additive_terms(after[k]))
+
+
+def test_corruption_changes_exactly_one_term():
+    rng = np.random.default_rng(6)
+    systems = [
+        _lorenz(10, 28, sympy.Rational(8, 3)),
+        [sympy.Float(1.0), u2, -0.02 * u2 - u1 - 5 * u1**3 + 8 * sympy.cos(0.5 * u0)],  # Duffing
+        [u1 + u2, -u0 + 0.5 * u1, u0**2 - u2],  # Sprott-Linz F
+    ]
+    kinds = Counter()
+    for draw in range(1500):
+        exprs = systems[draw % len(systems)]
+        after, record = corrupt(exprs, rng, add_prob=0.3, miss_prob=0.3)
+        _check_corruption(exprs, after, record, dim=3)
+        kinds[record.kind] += 1
+        # The corrupted input is still writable and its skeleton decodes structurally.
+        assert detokenize(tokenize(after)).valid
+    assert min(kinds.values()) > 300, kinds
+
+
+def test_corruption_never_deletes_from_single_term_components():
+    rng = np.random.default_rng(7)
+    exprs = [u1, 0.5 * u0 * u2, sympy.Float(1.0)]
+    for _ in range(300):
+        after, record = corrupt(exprs, rng, add_prob=0.0, miss_prob=1.0)
+        assert record.kind == "none" and after == exprs
+
+
+def test_corruption_rates_and_term_shapes():
+    # §7: add/delete rates 0.15 +- 0.01 over 1e4 samples (binomial sd 0.0036, so ~2.8 sd).
+    rng = np.random.default_rng(42)
+    exprs = _lorenz(10, 28, sympy.Rational(8, 3))
+    kinds, shapes = Counter(), Counter()
+    n = 10_000
+    for _ in range(n):
+        _, record = corrupt(exprs, rng)
+        kinds[record.kind] += 1
+        if record.kind == "add":
+            shapes[record.term.as_coeff_Mul()[1]] += 1
+    assert abs(kinds["add"] / n - 0.15) < 0.01, kinds
+    assert abs(kinds["delete"] / n - 0.15) < 0.01, kinds
+    assert abs(kinds["none"] / n - 0.70) < 0.015, kinds
+    assert set(shapes) == set(candidate_monomials(3)) and len(shapes) == 10  # uniform over 10 shapes
+    assert max(shapes.values()) < 2 * min(shapes.values())
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(add_prob=-0.1), dict(miss_prob=1.5), dict(add_prob=0.6, miss_prob=0.6), dict(dim=0)]
+)
+def test_corruption_rejects_bad_arguments(kwargs):
+    with pytest.raises(InputError):
+        corrupt([u0], np.random.default_rng(0), **kwargs)
+
+
+# --- decoding never raises (§2.5) --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["add", "u_0"], ["mul"], ["u_9"], ["+", "N12", "E0"], ["foo"], [], ["|"], ["u_0", "|"],
+        ["|", "u_0"], ["u_0", "|", "|", "u_1"], ["u_0", "u_1"], ["+", "N100"], ["N100", "E0"],
+        ["+", "N100", "E11"], ["<PLACEHOLDER>"], ["add", "u_0", "<PAD>"], ["<BOS>"], ["<EOS>", "u_0"],
+        ["inv", "+", "N000", "E-2"], ["div", "u_0", "sub", "u_1", "u_1"],
+        ["pow3", "pow3", "pow3", "pow3", "+", "N999", "E10"],  # overflows float64
+        ["sin", "pow3", "pow3", "pow3", "pow3", "pow3", "pow3", "pow3", "pow3", "+", "N999", "E10"],
+        [1, 2], None, 7, ["u_0", None], ["u_0", 3.5],
+    ],
+)
+def test_malformed_sequences_decode_to_invalid(tokens):
+    decoded = detokenize(tokens)
+    assert isinstance(decoded, Decoded)
+    assert not decoded.valid and decoded.exprs is None and decoded.error
+
+
+def test_model_output_framing_and_dim_check():
+    body = NOTE_LORENZ.split()
+    assert detokenize(["<BOS>", *body, "<EOS>", "<PAD>", "junk"]).valid
+    assert detokenize([*body, "<PAD>", "<PAD>"]).valid  # batch padding
+    assert not detokenize(["<PAD>", *body]).valid
+    assert detokenize(["div", "+", "N100", "E0", "+", "N000", "E0"]).error == "division by zero"
+    assert detokenize(body, dim=3).valid
+    assert not detokenize(body, dim=4).valid
+    assert "u_2" in detokenize(body, dim=2).error  # the variable is named
+
+
+def test_every_truncation_and_extension_of_a_valid_sequence_is_invalid():
+    body = NOTE_LORENZ.split()
+    for cut in range(1, len(body)):
+        prefix = body[:cut]
+        decoded = detokenize(prefix)
+        # A prefix is valid only if it ends exactly after a whole component tree.
+        complete = cut in (11, 23)
+        assert decoded.valid == complete, (prefix, decoded.error)
+    for extra in (["u_0"], ["add"], ["+", "N100", "E0"], ["|"]):
+        assert not detokenize(body + extra).valid
+
+
+def test_random_token_soups_never_raise():
+    vocabulary = Vocabulary()
+    rng = np.random.default_rng(8)
+    structural = ["|", *BINARY, *UNARY, "u_0", "u_1", "u_2", "u_3", "u_4"]
+    n_valid, n = 0, 3000
+    for draw in range(n):
+        length = int(rng.integers(1, 30))
+        if draw % 2:  # uniform over the whole vocabulary, specials included
+            tokens = vocabulary.decode(rng.integers(len(vocabulary), size=length).tolist())
+        else:  # structure-heavy: operators, variables and whole floats, so trees get deep
+            tokens = []
+            for _ in range(length):
+                if rng.random() < 0.02:  # a stray exponent word
+                    tokens.append(str(rng.choice(EXPONENTS)))
+                elif rng.random() < 0.2:  # a whole float, tiny to huge
+                    tokens += encode_float(rng.normal() * 10.0 ** rng.integers(-12, 12))
+                else:
+                    tokens.append(str(rng.choice(structural)))
+        decoded = detokenize(tokens)
+        assert isinstance(decoded, Decoded)
+        if decoded.valid:
+            n_valid += 1
+            assert decoded.error == "" and len(decoded.exprs) == tokens.count("|") + 1
+            assert not any(e.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) for e in decoded.exprs)
+        else:
+            assert decoded.exprs is None and decoded.error
+    assert n_valid < n // 10  # soups are almost never trees
+
+
+def test_deep_outputs_do_not_crash():
+    assert detokenize(["neg"] * 5000 + ["u_0"]).valid
+    assert not detokenize(["sin"] * 5000).valid
+
+
+# --- vocabulary (§2.5) -------------------------------------------------------------------------
+def test_vocabulary_layout_and_round_trip():
+    vocabulary = Vocabulary()
+    # 4 specials + '|' + 10 operators + 5 variables + 1 023 float words (reference: 1 074, §2.5)
+    assert len(vocabulary) == vocabulary.size == 4 + 1 + 10 + 5 + 1023 == 1043
+    assert len(Vocabulary(max_dim=3)) == 1041
+    assert len(set(vocabulary.words)) == len(vocabulary)
+    ids = list(range(len(vocabulary)))
+    assert vocabulary.encode(vocabulary.decode(ids)) == ids
+    specials = [vocabulary.pad_id, vocabulary.bos_id, vocabulary.eos_id, vocabulary.placeholder_id]
+    assert vocabulary.decode(specials) == ["<PAD>", "<BOS>", "<EOS>", "<PLACEHOLDER>"]
+    tokens = NOTE_LORENZ.split()
+    assert vocabulary.decode(vocabulary.encode(tokens)) == tokens
+
+
+@pytest.mark.parametrize("token", ["foo", "u_5", "N12", "E11", "", 3])
+def test_unknown_token_is_an_input_error(token):
+    with pytest.raises(InputError, match="position 1"):
+        Vocabulary().encode(["u_0", token])
+
+
+@pytest.mark.parametrize("index", [-1, 1043, 2.0, True])
+def test_bad_id_is_an_input_error(index):
+    with pytest.raises(InputError, match="position 0"):
+        Vocabulary().decode([index])
