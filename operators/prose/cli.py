@@ -1,0 +1,120 @@
+"""`workbench prose ...`: PROSE's ODE families and symbolic tokens. Verbs: families, tokenize, detokenize.
+
+The interface other tools rely on (issue 5):
+
+- `workbench prose families --json` lists each family's name, dimension and sympy right-hand side;
+- `workbench prose tokenize "EXPR|EXPR|..." --json` prints the token list;
+- `workbench prose detokenize TOKENS... --json` prints ``{"valid": bool, "expr": [...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli import add_json_flag, add_parser, emit
+from workbench.errors import InputError
+
+
+def register(areas, name: str, help_text: str) -> None:
+    parser = areas.add_parser(name, help=help_text, description=help_text,
+                              epilog="example:\n  workbench prose families --preset chaotic_ode_3d\n",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    p = add_parser(verbs, "families", help="the ODE families: name, dimension, right-hand side, method",
+                   description="List PROSE's ODE families (reference note prose.md §2.2) with their free "
+                               "parameters at nominal values and the solver each uses.",
+                   examples="  workbench prose families\n  workbench prose families --preset chaotic_ode_3d --json\n")
+    p.add_argument("--preset", default="chaotic_ode_all",
+                   help="a preset (chaotic_ode_3d, chaotic_ode_all) or comma-separated family names")
+    add_json_flag(p)
+    p.set_defaults(handler=_families)
+
+    p = add_parser(verbs, "tokenize", help="sympy right-hand side -> PROSE prefix tokens",
+                   description="Parse one expression per component in the state symbols u_0, u_1, ..., "
+                               "separated by '|', and print the prefix tokens (floats as sign, 3-digit "
+                               "mantissa, exponent).",
+                   examples='  workbench prose tokenize "10*(u_1 - u_0)|u_0*(28 - u_2) - u_1|u_0*u_1 - 8/3*u_2"\n'
+                            '  workbench prose tokenize "sin(u_1) - 0.17*u_0" --skeleton --json\n')
+    p.add_argument("expr", metavar="EXPR|EXPR|...", help="one expression per component, '|'-separated")
+    p.add_argument("--skeleton", action="store_true", help="replace every constant with <PLACEHOLDER>")
+    add_json_flag(p)
+    p.set_defaults(handler=_tokenize)
+
+    p = add_parser(verbs, "detokenize", help="PROSE prefix tokens -> sympy expressions, or 'invalid'",
+                   description="Decode a token sequence (as a model would emit it) into one sympy expression per "
+                               "component. Malformed sequences are reported as invalid, never as an error.",
+                   examples="  workbench prose detokenize add mul + N100 E-1 u_1 mul - N100 E-1 u_0 --json\n")
+    p.add_argument("tokens", nargs="+", metavar="TOKEN", help="the tokens, space-separated")
+    add_json_flag(p)
+    p.set_defaults(handler=_detokenize)
+
+
+def _families(args) -> int:
+    from operators.odes import family_names, get_family
+
+    rows = []
+    for name in family_names(args.preset):
+        family = get_family(name)
+        rows.append({"name": family.name, "dim": family.dim, "method": family.method,
+                     "params": {str(s): v for s, v in zip(family.params, family.nominal)},
+                     "rhs": [str(e) for e in family.rhs]})
+    lines = []
+    for row in rows:
+        params = ", ".join(f"{k}={v:g}" for k, v in row["params"].items())
+        lines.append(f"{row['name']} (d={row['dim']}, {row['method']}; {params})")
+        lines += [f"    du_{i}/dt = {e}" for i, e in enumerate(row["rhs"])]
+    emit(args, "\n".join(lines), rows)
+    return 0
+
+
+def parse_system(text: str) -> list:
+    """'EXPR|EXPR|...' in u_0..u_4 -> sympy expressions; InputError naming the bad component."""
+    import sympy
+    from sympy.parsing.sympy_parser import parse_expr, standard_transformations
+
+    from operators.prose.tokens import MAX_DIM
+
+    names = {f"u_{i}": sympy.Symbol(f"u_{i}") for i in range(MAX_DIM)}
+    names.update({"sin": sympy.sin, "cos": sympy.cos})
+    parts = text.split("|")
+    exprs = []
+    for index, part in enumerate(parts):
+        if not part.strip():
+            raise InputError(f"component {index} of {text!r} is empty")
+        try:
+            expr = parse_expr(part, local_dict=names, global_dict={"__builtins__": {}, **_sympy_globals()},
+                              transformations=standard_transformations)
+        except Exception as error:  # noqa: BLE001 - parse errors come in many types
+            raise InputError(f"component {index} ({part.strip()!r}) is not an expression: "
+                             f"{' '.join(str(error).split()) or type(error).__name__}") from None
+        unknown = sorted(str(s) for s in getattr(expr, "free_symbols", ()) if str(s) not in names)
+        if unknown:
+            raise InputError(f"component {index} uses {', '.join(unknown)}; the states are u_0 .. u_{MAX_DIM - 1}")
+        exprs.append(expr)
+    return exprs
+
+
+def _sympy_globals() -> dict:
+    import sympy
+
+    return {"Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational, "Symbol": sympy.Symbol}
+
+
+def _tokenize(args) -> int:
+    from operators.prose.tokens import tokenize
+
+    tokens = tokenize(parse_system(args.expr), skeleton=args.skeleton)
+    emit(args, " ".join(tokens), tokens)
+    return 0
+
+
+def _detokenize(args) -> int:
+    from operators.prose.tokens import detokenize
+
+    decoded = detokenize(args.tokens)
+    exprs = [str(e) for e in decoded.exprs] if decoded.valid else None
+    text = (" | ".join(exprs) if decoded.valid else f"invalid: {decoded.error}")
+    emit(args, text, {"valid": decoded.valid, "expr": exprs, "error": decoded.error})
+    return 0
