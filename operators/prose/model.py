@@ -454,7 +454,10 @@ class ProseModel(nn.Module):
 
     def _next_log_probs(self, encoded: Encoded, ids: torch.Tensor) -> torch.Tensor:
         logits = self.symbol_decoder(ids, encoded.symbols, encoded.symbol_padding)[:, -1]
-        return torch.log_softmax(logits.float(), dim=-1)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        # <BOS> and <PAD> are never generated (scores stay the model's own log-probabilities).
+        log_probs[:, [self.cfg.bos_id, self.cfg.pad_id]] = -math.inf
+        return log_probs
 
     def _check_max_len(self, max_len: int | None) -> int:
         max_len = self.cfg.max_symbol_len if max_len is None else max_len
