@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli import add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_json_flag, add_parser, emit
 
 EXECUTOR_HELP = "slurm | local | debug | auto (slurm when sbatch is on PATH and a controller answers, else local)"
 
 
 def register(areas, name: str, help_text: str) -> None:
-    parser = areas.add_parser(name, help=help_text, description=help_text)
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_area(areas, name, help_text)
 
     p = add_parser(verbs, "submit", help="submit one training job",
                    description="Submit one training job (a job config file, e.g. jobs/configs/*.yaml). "

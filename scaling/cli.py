@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from scaling import laws
-from workbench.cli import add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_json_flag, add_parser, emit
 from workbench.errors import InputError
 
 METHODS = ("parametric", "isoflop", "envelope", "kaplan")
@@ -18,9 +18,7 @@ PRESETS = {"hoffmann": laws.HOFFMANN_PRINTED, "hoffmann-unrounded": laws.HOFFMAN
 
 
 def register(areas, name: str, help_text: str) -> None:
-    parser = areas.add_parser(name, help=help_text, description=help_text)
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_area(areas, name, help_text)
     _register_fit(verbs)
     _register_reconcile(verbs)
     _register_simulate(verbs)

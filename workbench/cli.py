@@ -56,6 +56,16 @@ def add_parser(subparsers, name: str, *, help: str, description: str = "", examp
                                  formatter_class=HelpFormatter)
 
 
+def add_area(areas, name: str, help_text: str, example: str = ""):
+    """An area's parser (`workbench NAME VERB ...`); returns the subparsers its verbs go into."""
+    parser = areas.add_parser(name, help=help_text, description=help_text,
+                              epilog=f"example:\n  {example}\n" if example else None,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    return verbs
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 

@@ -9,18 +9,13 @@ The interface other tools rely on (issue 5):
 
 from __future__ import annotations
 
-import argparse
 
-from workbench.cli import add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_json_flag, add_parser, emit
 from workbench.errors import InputError
 
 
 def register(areas, name: str, help_text: str) -> None:
-    parser = areas.add_parser(name, help=help_text, description=help_text,
-                              epilog="example:\n  workbench prose families --preset chaotic_ode_3d\n",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_area(areas, name, help_text, "workbench prose families --preset chaotic_ode_3d")
 
     p = add_parser(verbs, "families", help="the ODE families: name, dimension, right-hand side, method",
                    description="List PROSE's ODE families (reference note prose.md §2.2) with their free "

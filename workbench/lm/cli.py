@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from workbench.cli import add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_json_flag, add_parser, emit
 from workbench.errors import InputError
 
 _CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
@@ -15,11 +14,7 @@ VARIANTS = ("mup", "sp", "mup-torch-adamw", "mup-no-reinit", "mup-bad-delta")
 
 
 def register(areas, name: str, help_text: str) -> None:
-    parser = areas.add_parser(name, help=help_text, description=help_text,
-                              epilog="example:\n  workbench lm coord-check --json --plot coord.png\n",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_area(areas, name, help_text, "workbench lm coord-check --json --plot coord.png")
     _register_coord_check(verbs)
     _register_predict(verbs)
     _register_doping_report(verbs)
