@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from workbench.cli import add_json_flag, emit
 
-BENCHMARKS = {"scaling": "scaling.bench", "jobs": "jobs.bench", "lm": "workbench.lm.bench"}
+BENCHMARKS = {"scaling": "scaling.bench", "jobs": "jobs.bench", "lm": "workbench.lm.bench",
+              "prose": "operators.prose.bench",
+              "diffusion": "workbench.generative.bench"}
 
 
 def register(areas, name: str, help_text: str) -> None:

@@ -24,7 +24,8 @@ AREAS = (
     ("scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws"),
     ("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit"),
     ("lm", "workbench.lm.cli", "muP language models: coordinate check, loss prediction from width sweeps"),
-    ("prose", "operators.prose.cli", "PROSE: ODE families and the symbolic tokenizer (sympy <-> prefix tokens)"),
+    ("prose", "operators.prose.cli", "PROSE: ODE families, symbolic tokens, data sets (make-data) and evaluation"),
+    ("diffusion", "workbench.generative.cli", "PFGM++ and corrected-schedule diffusion: schedules, timesteps, experiments"),
     ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     ("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
 )

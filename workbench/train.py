@@ -459,3 +459,5 @@ register_trainable("mlp_regression", MLPRegressionConfig, build_mlp_regression,
 
 # Model families that register themselves on import (kept last: they import this module).
 import workbench.lm.trainable  # noqa: E402,F401  - registers "gpt_lm"
+import operators.prose.trainable  # noqa: E402,F401  - registers "prose"
+import workbench.generative.trainable  # noqa: E402,F401  - registers "pfgmpp" and "diffusion"

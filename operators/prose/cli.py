@@ -1,10 +1,13 @@
-"""`workbench prose ...`: PROSE's ODE families and symbolic tokens. Verbs: families, tokenize, detokenize.
+"""`workbench prose ...`: PROSE's ODE families and symbolic tokens, its data sets and evaluation.
+Verbs: families, tokenize, detokenize, make-data, evaluate.
 
 The interface other tools rely on (issue 5):
 
 - `workbench prose families --json` lists each family's name, dimension and sympy right-hand side;
 - `workbench prose tokenize "EXPR|EXPR|..." --json` prints the token list;
 - `workbench prose detokenize TOKENS... --json` prints ``{"valid": bool, "expr": [...]}``.
+- `workbench prose make-data CONFIG [--set k=v ...] [--executor E] [--check] [--json]` builds (or
+  resumes) a sharded data set, operators/prose/dataset.py.
 """
 
 from __future__ import annotations
@@ -44,6 +47,30 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("tokens", nargs="+", metavar="TOKEN", help="the tokens, space-separated")
     add_json_flag(p)
     p.set_defaults(handler=_detokenize)
+
+    p = add_parser(verbs, "make-data", help="build (or resume) a sharded PROSE data set as a job array",
+                   description="Generate trajectories (reference note prose.md §2.3-2.4) and target tokens "
+                               "(§2.5) into OUT/shard-*.npz + .tokens.jsonl and OUT/manifest.json. Shards are "
+                               "deterministic in (seed, shard index) and written atomically, so rerunning the "
+                               "same command builds only the missing ones. Read back with "
+                               "operators.prose.dataset.load_dataset(OUT, split='train'|'val').",
+                   examples="  workbench prose make-data jobs/configs/prose_data_tiny.yaml\n"
+                            "  workbench prose make-data jobs/configs/prose_data_tiny.yaml --set out=/tmp/d --executor debug\n"
+                            "  workbench prose make-data jobs/configs/prose_data_paper.yaml --executor slurm --json\n"
+                            "  workbench prose make-data jobs/configs/prose_data_tiny.yaml --check\n")
+    p.add_argument("config", help="a make-data config (YAML/JSON), e.g. jobs/configs/prose_data_tiny.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set out=/tmp/prose --set n_per_family=50")
+    p.add_argument("--executor", default="auto", choices=("auto", "local", "slurm", "debug"),
+                   help="where shards run: a SLURM array, local processes, or in this process (debug)")
+    p.add_argument("--check", action="store_true",
+                   help="build nothing: verify that OUT holds every shard (exit 2 naming the first bad one)")
+    add_json_flag(p)
+    p.set_defaults(handler=_make_data)
+
+    from operators.prose.evaluate import register_evaluate
+
+    register_evaluate(verbs)
 
 
 def _families(args) -> int:
@@ -112,4 +139,28 @@ def _detokenize(args) -> int:
     exprs = [str(e) for e in decoded.exprs] if decoded.valid else None
     text = (" | ".join(exprs) if decoded.valid else f"invalid: {decoded.error}")
     emit(args, text, {"valid": decoded.valid, "expr": exprs, "error": decoded.error})
+    return 0
+
+
+def _make_data(args) -> int:
+    from operators.prose.dataset import load_data_config, load_dataset, make_data, print_progress
+
+    config = load_data_config(args.config, args.overrides)
+    if args.check:
+        counts = {}
+        for split in ("train", "val"):
+            if split == "val" and config.val_per_family == 0:
+                continue
+            counts[split] = len(load_dataset(config.out, split)["family"])
+        emit(args, f"{config.out}: complete ({', '.join(f'{k} {v} samples' for k, v in counts.items())})",
+             {"out": str(config.out), "complete": True, "samples": counts})
+        return 0
+    summary = make_data(config, args.executor, config_path=args.config, overrides=args.overrides,
+                        progress=print_progress)
+    rate = summary["trajectories_per_s"]
+    text = (f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete; "
+            f"samples train {summary['samples']['train']}, val {summary['samples']['val']}; "
+            f"{summary['built_samples']} trajectories in {summary['seconds']:.1f} s"
+            + (f" ({rate:,.0f} trajectories/s, engine {summary['engine']})" if rate else ""))
+    emit(args, text, summary)
     return 0

@@ -44,7 +44,7 @@ class _Conditioning(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """Residual MLP for vector data: x (B, N) → (B, N)."""
+    """Residual MLP: x (B, ...) with N = prod(...) features → same shape (images are flattened)."""
 
     def __init__(self, dim: int, width: int = 128, depth: int = 3, num_classes: int = 0, noise_scale: float = 250.0):
         super().__init__()
@@ -56,10 +56,10 @@ class MLPDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.cond(c_noise, labels)
-        h = self.inp(x) + emb
+        h = self.inp(x.reshape(x.shape[0], -1)) + emb
         for block in self.blocks:
             h = h + block(h + emb)
-        return self.out(h)
+        return self.out(h).reshape(x.shape)
 
 
 class _ResBlock(nn.Module):
@@ -106,7 +106,8 @@ class EMA(nn.Module):
 
     def __init__(self, module: nn.Module, half_life_steps: float = 500.0):
         super().__init__()
-        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        # Not put in eval mode: the nets have no dropout or batch norm, and Lightning warns about eval modules.
+        self.module = copy.deepcopy(module).requires_grad_(False)
         self.beta = 0.5 ** (1.0 / max(half_life_steps, 1e-8))
 
     @torch.no_grad()

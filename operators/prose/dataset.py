@@ -1,0 +1,354 @@
+"""PROSE training data on disk: a sharded, resumable build (`workbench prose make-data`).
+
+Reference note `reference/prose.md` §2.3 (generation), §2.4 (noise), §2.5 (target tokens) and
+§3 (512 000 training samples, 25 600 for validation; "Data generation cost").
+
+The data set is one global sample stream. Sample i belongs to family ``families[i % F]``
+(round-robin, §2.3 step 5) and draws everything from child i of ``SeedSequence(seed)``, exactly
+as `operators.odes.generate` does. The first ``n_per_family * F`` samples are the **train**
+split, the next ``val_per_family * F`` the **val** split (so adding a val split never changes
+train). Each split is cut into shards of ``shard_size`` consecutive samples; a shard is a pure
+function of (config, shard index), so the build is a job array whose members can run anywhere,
+in any order, and a rerun only builds the shards that are missing.
+
+Layout of ``out/``::
+
+    plan.json                 data settings, written first; a rerun must match them
+    shard-00000.npz           train shard 0: clean, noisy (n, 192, d_max), y0, dim, family,
+                              params, index (global sample ids), rejected (per family)
+    shard-00000.tokens.jsonl  one line per kept sample: {"family": name, "tokens": [...]}
+    val-00000.npz / val-00000.tokens.jsonl   the same for the val split
+    manifest.json             written last: config, families, shard list with sample counts,
+                              t grid, d_max, p_max, vocabulary max_dim
+
+Every file is written atomically (temp file + rename), the tokens file before the npz, so a
+shard is complete exactly when its npz exists. Read back with :func:`load_dataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from jobs.submit import JobSpec
+from workbench.config import apply_overrides, bounds, load, to_dict
+from workbench.errors import ConfigError, InputError
+
+SPLITS = ("train", "val")
+PREFIX = {"train": "shard", "val": "val"}
+FORMAT_VERSION = 1
+# The settings that determine the data; `workers`, `out` and `job` only say how it is built.
+DATA_KEYS = ("families", "n_per_family", "val_per_family", "shard_size", "seed", "engine", "noise_gamma")
+
+
+@dataclass(frozen=True)
+class ProseDataConfig:
+    """What `workbench prose make-data` builds and where (defaults run on a CPU in seconds).
+
+    families: a preset (chaotic_ode_3d, chaotic_ode_all) or a list of family names.
+    n_per_family / val_per_family: samples (one parameter draw + one kept trajectory each) per
+    family in the train / val split. engine: "batched" (operators/batched_solve.py) or
+    "solve_ivp" (the reference's per-trajectory scipy solve). workers: processes per shard.
+    """
+
+    out: Path = Path("data/prose")
+    families: str | tuple[str, ...] = "chaotic_ode_3d"
+    n_per_family: int = field(default=100, metadata=bounds(ge=1))
+    val_per_family: int = field(default=0, metadata=bounds(ge=0))
+    shard_size: int = field(default=4096, metadata=bounds(ge=1))
+    seed: int = 0
+    engine: Literal["batched", "solve_ivp"] = "batched"
+    workers: int = field(default=1, metadata=bounds(ge=1))
+    noise_gamma: float = field(default=0.02, metadata=bounds(ge=0))
+    job: JobSpec = field(default_factory=lambda: JobSpec(name="prose_data", timeout_min=60))
+
+    def __post_init__(self) -> None:
+        from operators.odes import family_names
+
+        try:
+            family_names(self.families)
+        except InputError as error:
+            raise ConfigError(f"families: {error}") from None
+
+    @property
+    def family_names(self) -> tuple[str, ...]:
+        from operators.odes import family_names
+
+        return family_names(self.families)
+
+    def data_settings(self) -> dict[str, Any]:
+        """The settings that determine the data (families resolved to names)."""
+        settings = {key: getattr(self, key) for key in DATA_KEYS}
+        settings["families"] = list(self.family_names)
+        return settings
+
+
+def load_data_config(path: str | Path, overrides: Sequence[str] = (), *, base_dir: Path | None = None
+                     ) -> ProseDataConfig:
+    """Read a make-data YAML/JSON config, apply ``key=value`` overrides; relative `out` and
+    `job.folder` become absolute (relative to `base_dir`, default the current directory)."""
+    config = apply_overrides(load(ProseDataConfig, path), overrides)
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    job = config.job
+    if job.folder is not None and not job.folder.is_absolute():
+        job = dataclasses.replace(job, folder=base / job.folder)
+    out = config.out if config.out.is_absolute() else base / config.out
+    return dataclasses.replace(config, out=out, job=job)
+
+
+# --------------------------------------------------------------------------------------------
+# Shards
+
+
+@dataclass(frozen=True)
+class Shard:
+    split: str
+    index: int
+    start: int  # global sample ids start..stop-1
+    stop: int
+
+    @property
+    def stem(self) -> str:
+        return f"{PREFIX[self.split]}-{self.index:05d}"
+
+    def npz(self, out: Path) -> Path:
+        return Path(out) / f"{self.stem}.npz"
+
+    def tokens(self, out: Path) -> Path:
+        return Path(out) / f"{self.stem}.tokens.jsonl"
+
+
+def plan_shards(settings: dict[str, Any]) -> list[Shard]:
+    """All shards of both splits, in order."""
+    n_fam = len(settings["families"])
+    bounds_ = {"train": (0, settings["n_per_family"] * n_fam)}
+    bounds_["val"] = (bounds_["train"][1], bounds_["train"][1] + settings["val_per_family"] * n_fam)
+    shards = []
+    for split in SPLITS:
+        lo, hi = bounds_[split]
+        for k, start in enumerate(range(lo, hi, settings["shard_size"])):
+            shards.append(Shard(split, k, start, min(start + settings["shard_size"], hi)))
+    return shards
+
+
+def build_shard(settings: dict[str, Any], shard: Shard, out: str, workers: int = 1) -> dict[str, Any]:
+    """Generate, tokenize and write one shard (a job-array member; deterministic in its inputs)."""
+    from operators.odes import FAMILIES, default_t_eval, generate_samples, pack_samples, sample_seeds
+    from workbench.store import atomic_write_bytes, atomic_write_text
+
+    names = settings["families"]
+    ids = np.arange(shard.start, shard.stop)
+    order = [names[i % len(names)] for i in ids]
+    t = default_t_eval()
+    start = time.perf_counter()
+    results = generate_samples(order, sample_seeds(settings["seed"], shard.start, shard.stop), t,
+                               settings["noise_gamma"], settings["engine"], workers)
+    packed = pack_samples(names, order, results, t)
+    kept = np.array([r[2] is not None for r in results], dtype=bool)
+    lines = []
+    for fam_index, p in zip(packed["family"], packed["params"]):
+        family = FAMILIES[names[fam_index]]
+        tokens = target_tokens(family, p[: len(family.params)])
+        lines.append(json.dumps({"family": family.name, "tokens": tokens}))
+    atomic_write_text(shard.tokens(out), "".join(line + "\n" for line in lines))
+    buffer = io.BytesIO()
+    np.savez(buffer, clean=packed["clean"], noisy=packed["noisy"], y0=packed["y0"], dim=packed["dim"],
+             family=packed["family"], params=packed["params"], index=ids[kept],
+             rejected=np.array([packed["rejected"][n] for n in names], dtype=np.int64))
+    atomic_write_bytes(shard.npz(out), buffer.getvalue())  # last: its presence marks the shard complete
+    return {"shard": shard.stem, "samples": int(kept.sum()), "seconds": time.perf_counter() - start}
+
+
+def target_tokens(family, params) -> list[str]:
+    """§2.5 target tokens of `family` with `params` = tokenize(family.expressions(params)).
+
+    `xreplace` instead of `expressions`' `subs`: the same tree here (tests compare the tokens for
+    every family) at a tenth of the cost, which otherwise dominates a shard's build time.
+    """
+    import sympy
+
+    from operators.prose.tokens import tokenize
+
+    values = {s: sympy.Float(float(v)) for s, v in zip(family.params, params)}
+    return tokenize([sympy.sympify(e).xreplace(values) for e in family.rhs])
+
+
+SHARD_KEYS = ("clean", "noisy", "y0", "dim", "family", "params", "index", "rejected")
+
+
+def _shard_arrays(shard: Shard, out: Path, rebuild: str, keys: Sequence[str] = SHARD_KEYS) -> dict[str, np.ndarray]:
+    path = shard.npz(out)
+    hint = f"rerun {rebuild} to rebuild it (complete shards are kept, only missing ones are built)"
+    if not path.exists():
+        raise InputError(f"shard file {path} is missing; {hint}")
+    try:
+        with np.load(path) as z:
+            arrays = {key: z[key] for key in keys}  # npz members are read lazily, one by one
+    except Exception as error:  # zipfile/pickle/EOF errors of a truncated or corrupt file
+        raise InputError(f"shard file {path} is truncated or corrupt ({type(error).__name__}); {hint}") from None
+    return arrays
+
+
+def _shard_tokens(shard: Shard, out: Path, samples: int, rebuild: str) -> list[dict]:
+    path = shard.tokens(out)
+    hint = f"rerun {rebuild} to rebuild it (complete shards are kept, only missing ones are built)"
+    if not path.exists():
+        raise InputError(f"shard file {path} is missing; {hint}")
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"shard file {path} is truncated or corrupt (bad JSON line); {hint}") from None
+    if len(rows) != samples:
+        raise InputError(f"shard file {path} has {len(rows)} lines, expected {samples} (truncated); {hint}")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+
+
+def rebuild_command(config_path: str | None, overrides: Sequence[str]) -> str:
+    if config_path is None:
+        return "`workbench prose make-data CONFIG` with the same settings"
+    sets = "".join(f" --set {item}" for item in overrides)
+    return f"`workbench prose make-data {config_path}{sets}`"
+
+
+def make_data(config: ProseDataConfig, executor: str = "auto", *, config_path: str | None = None,
+              overrides: Sequence[str] = (), progress=None) -> dict[str, Any]:
+    """Build the missing shards of `config.out` as one job array, then write manifest.json.
+
+    Returns a summary: shards built and skipped, samples, seconds, trajectories/s of the build.
+    """
+    from jobs.submit import resolve_executor
+    from jobs.sweep import run_array
+    from operators.odes import FAMILIES, default_t_eval
+    from workbench.store import atomic_write_json
+
+    out = Path(config.out)
+    settings = config.data_settings()
+    rebuild = rebuild_command(config_path, overrides)
+    plan_path = out / "plan.json"
+    if plan_path.exists():
+        try:
+            previous = json.loads(plan_path.read_text(encoding="utf-8"))["data"]
+        except (json.JSONDecodeError, KeyError, OSError):
+            raise InputError(f"{plan_path} is unreadable; delete {out} or choose another out") from None
+        changed = [k for k in DATA_KEYS if previous.get(k) != settings[k]]
+        if changed:
+            raise InputError(f"{out} holds data built with different {', '.join(changed)} "
+                             f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); "
+                             f"use another out or delete it")
+    else:
+        atomic_write_json(plan_path, {"format": FORMAT_VERSION, "data": settings, "rebuild": rebuild})
+
+    shards = plan_shards(settings)
+    missing = [s for s in shards if not s.npz(out).exists()]
+    say = progress or (lambda text: None)
+    say(f"make-data {out}: {len(shards)} shards, {len(shards) - len(missing)} complete, "
+        f"building {len(missing)} (executor {executor})")
+    start = time.perf_counter()
+    built: list[dict] = []
+    if missing and resolve_executor(executor) == "debug":
+        # In this process (what run_array's debug executor does), with a line per shard.
+        for k, shard in enumerate(missing):
+            built.append(build_shard(settings, shard, str(out), config.workers))
+            say(f"  {shard.stem} ({k + 1}/{len(missing)}): {built[-1]['samples']} samples in "
+                f"{built[-1]['seconds']:.1f} s")
+    elif missing:
+        folder = (config.job.folder if config.job.folder is not None else out / "submitit") / "%j"
+        _, built = run_array(build_shard, [(settings, s, str(out), config.workers) for s in missing],
+                             config.job, executor, folder)
+    seconds = time.perf_counter() - start
+
+    d_max = max(FAMILIES[n].dim for n in settings["families"])
+    records = []
+    for shard in shards:
+        arrays = _shard_arrays(shard, out, rebuild, keys=("family", "rejected"))
+        records.append({"file": shard.npz(out).name, "tokens": shard.tokens(out).name, "split": shard.split,
+                        "index": shard.index, "start": shard.start, "stop": shard.stop,
+                        "samples": int(arrays["family"].size),
+                        "rejected": dict(zip(settings["families"], arrays["rejected"].tolist()))})
+    manifest = {
+        "format": FORMAT_VERSION, "config": _plain_config(config), "data": settings,
+        "families": settings["families"], "rebuild": rebuild,
+        "n": {split: sum(r["samples"] for r in records if r["split"] == split) for split in SPLITS},
+        "shards": records, "t": default_t_eval().tolist(), "d_max": d_max,
+        "p_max": max(len(FAMILIES[n].params) for n in settings["families"]),
+        "vocabulary_max_dim": d_max,
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    n_built = sum(b["samples"] for b in built)
+    summary = {"out": str(out), "shards": len(shards), "built": [b["shard"] for b in built],
+               "skipped": len(shards) - len(missing), "samples": manifest["n"],
+               "built_samples": n_built, "seconds": seconds,
+               "trajectories_per_s": n_built / seconds if built and seconds > 0 else None,
+               "engine": settings["engine"], "executor": executor}
+    return summary
+
+
+def _plain_config(config: ProseDataConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(to_dict(config), default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_dataset(path: str | Path, split: str = "train") -> dict[str, Any]:
+    """A make-data output as `operators.odes.generate` returns it, plus ``tokens`` and ``split``.
+
+    split is "train" or "val" (the val split exists when the build had val_per_family > 0).
+    Keys: t, clean, noisy, y0, dim, family, params, families, rejected, seed (as generate) and
+    tokens (one target token list per sample), index (global sample ids), split.
+    A missing or truncated shard is an InputError naming the file and how to rebuild it.
+    """
+    out = Path(path)
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if not out.is_dir():
+        raise InputError(f"{out}: no such data directory; build one with `workbench prose make-data CONFIG`")
+    manifest_path = out / "manifest.json"
+    if not manifest_path.exists():
+        if (out / "plan.json").exists():
+            raise InputError(f"{out} is an unfinished make-data build (no manifest.json); rerun "
+                             f"make-data with the same config to resume it")
+        raise InputError(f"{out} has no manifest.json: not a `workbench prose make-data` output")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        names, records, rebuild = tuple(manifest["families"]), manifest["shards"], manifest["rebuild"]
+        d_max, p_max, t = manifest["d_max"], manifest["p_max"], np.array(manifest["t"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(f"{manifest_path} is unreadable or incomplete; rerun make-data to rewrite it") from None
+    records = [r for r in records if r["split"] == split]
+    if not records:
+        raise InputError(f"{out} has no {split} split (make-data with "
+                         f"{'val_per_family > 0' if split == 'val' else 'n_per_family > 0'})")
+    parts, tokens = [], []
+    for r in records:
+        shard = Shard(split, r["index"], r["start"], r["stop"])
+        arrays = _shard_arrays(shard, out, rebuild)
+        if arrays["family"].size != r["samples"]:
+            raise InputError(f"shard file {shard.npz(out)} holds {arrays['family'].size} samples, the manifest "
+                             f"says {r['samples']}; rerun {rebuild} to rebuild it")
+        rows = _shard_tokens(shard, out, r["samples"], rebuild)
+        parts.append(arrays)
+        tokens += [row["tokens"] for row in rows]
+    cat = {key: np.concatenate([p[key] for p in parts]) for key in
+           ("clean", "noisy", "y0", "dim", "family", "params", "index")}
+    rejected = np.sum([p["rejected"] for p in parts], axis=0)
+    assert cat["clean"].shape[1:] == (t.size, d_max) and cat["params"].shape[1] == p_max
+    return {"t": t, **cat, "families": names, "rejected": dict(zip(names, rejected.tolist())),
+            "seed": manifest["data"]["seed"], "tokens": tokens, "split": split}
+
+
+def print_progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,147 @@
+"""Generative trainables, sampling from trained runs, experiment machinery and bad input (issue 6)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import assert_clean_error, run_cli
+from workbench.errors import ConfigError, InputError
+from workbench.generative.trainable import DiffusionConfig, PFGMPPConfig
+
+
+# --- configs and bad input ------------------------------------------------------------------------
+def test_bad_D_and_epsilon_with_zero_snr_are_config_errors():
+    with pytest.raises(ConfigError, match="D = 0.0 must be > 0"):
+        PFGMPPConfig(D=0.0)
+    with pytest.raises(ConfigError, match="D = -3.0 must be > 0"):
+        PFGMPPConfig(D=-3.0)
+    with pytest.raises(ConfigError, match="'epsilon' cannot be used with zero_terminal_snr"):
+        DiffusionConfig(zero_terminal_snr=True, prediction_type="epsilon")
+    DiffusionConfig(zero_terminal_snr=True, prediction_type="v_prediction")
+
+
+def test_cli_rejects_bad_D_spacing_and_prediction(tmp_path):
+    config = "jobs/configs/diffusion_robustness.yaml"
+    assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "D=[8, -1]", "--executor", "debug"),
+                       "every D must be > 0")
+    assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "model.D=0", "--executor", "debug"),
+                       "D = 0")
+    assert_clean_error(run_cli("diffusion", "timesteps", "--spacing", "middle"), "unknown timestep spacing 'middle'")
+    assert_clean_error(run_cli("diffusion", "brightness", "jobs/configs/diffusion_brightness.yaml", "--set",
+                               "model.prediction_type=x0", "--executor", "debug"),
+                       "prediction_type", "'v_prediction'")
+    assert_clean_error(run_cli("diffusion", "brightness", "jobs/configs/diffusion_brightness.yaml", "--set",
+                               "arms=[eps_sideways]", "--executor", "debug"), "unknown brightness arm 'eps_sideways'")
+
+
+def test_image_folder_with_mixed_sizes_is_refused(tmp_path):
+    from PIL import Image
+
+    from workbench.generative.data import load_images
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "b.png")
+    assert load_images(folder).shape == (2, 1, 8, 8)
+    Image.fromarray(np.zeros((16, 8), np.uint8)).save(folder / "c.png")
+    with pytest.raises(InputError, match="mixed sizes: a.png is 8x8 but c.png is 8x16"):
+        load_images(folder)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"kind: pfgmpp\nexperiment: t\nroot: {tmp_path}\nmodel:\n  data: images\n  net: unet\n"
+                      f"  data_path: {folder}\n")
+    assert_clean_error(run_cli("jobs", "submit", str(config), "--executor", "debug"), "mixed sizes")
+
+
+def test_schedule_and_timesteps_json_interface():
+    result = run_cli("diffusion", "schedule", "--betas", "scaled_linear", "--zero-terminal-snr", "--steps", "1000",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    abar = json.loads(result.stdout)["alphas_cumprod"]
+    assert len(abar) == 1000 and abar[-1] == 0.0 and abar[0] == pytest.approx(0.99915)
+    result = run_cli("diffusion", "timesteps", "--spacing", "leading", "--train-steps", "1000", "--steps", "10",
+                     "--json")
+    assert json.loads(result.stdout)["timesteps"] == [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
+
+
+# --- training, sampling, quantisation -----------------------------------------------------------
+def _train(tmp_path, config, kind, steps=30):
+    from workbench.generative.experiments import _RunConfig
+    from workbench.store import create_run_dir
+    from workbench.train import TrainConfig, train
+
+    tc = TrainConfig(max_steps=steps, checkpoint_every=steps)
+    run = create_run_dir(tmp_path, "t", kind, _RunConfig(kind, config, tc))
+    train(config, tc, run, kind=kind)
+    return run
+
+
+def test_pfgmpp_run_trains_loads_and_samples(tmp_path):
+    from workbench.generative.sampling import load_trained, sample_pfgmpp
+
+    config = PFGMPPConfig(D=8.0, n_data=256, batch_size=64, width=32, depth=1)
+    run = _train(tmp_path, config, "pfgmpp")
+    trained = load_trained(run.path)
+    assert trained.config == config and trained.data.shape == (256, 2)
+    ema = {k: v for k, v in torch.load(run.path / "model.pt", weights_only=True).items() if k.startswith("ema.")}
+    live = {k: v for k, v in torch.load(run.path / "model.pt", weights_only=True).items() if k.startswith("model.")}
+    assert ema and len(ema) == len(live)
+    assert any(not torch.equal(ema["ema.module." + k[6:]], v) for k, v in live.items())  # EMA lags the weights
+    samples = sample_pfgmpp(trained.model, config, 50, (2,), steps=6)
+    assert samples.shape == (50, 2) and np.all(np.isfinite(samples))
+
+
+def test_diffusion_run_samples_with_both_samplers_and_guidance(tmp_path):
+    from workbench.generative.sampling import load_trained, sample_diffusion
+
+    config = DiffusionConfig(data="digits", net="unet", width=8, class_conditional=True, batch_size=16,
+                             zero_terminal_snr=True, prediction_type="v_prediction")
+    trained = load_trained(_train(tmp_path, config, "diffusion", steps=5).path)
+    labels = np.arange(6) % 10
+    for sampler in ("ddim", "ddpm"):
+        out = sample_diffusion(trained.model, config, 6, (1, 8, 8), steps=5, sampler=sampler, labels=labels,
+                               guidance=3.0, guidance_rescale=0.7)
+        assert out.shape == (6, 1, 8, 8) and np.all(np.isfinite(out))
+
+
+def test_quantize_keeps_at_most_2_to_the_bits_levels():
+    from workbench.generative.networks import MLPDenoiser
+    from workbench.generative.sampling import quantize
+
+    torch.manual_seed(0)
+    net = MLPDenoiser(4, 32, 2)
+    for bits in (3, 8):
+        q = quantize(net, bits)
+        for (name, w), (_, w0) in zip(q.named_parameters(), net.named_parameters()):
+            if name.endswith("weight") and w.dim() == 2:
+                assert torch.unique(w).numel() <= 2**bits
+                step = (w0.max() - w0.min()) / (2**bits - 1)
+                assert torch.max(torch.abs(w - w0)) <= step / 2 + 1e-6
+            elif name.endswith("bias"):
+                assert torch.equal(w, w0)
+    with pytest.raises(InputError, match="bits must be an integer in 2..16"):
+        quantize(net, 1)
+
+
+def test_robustness_experiment_machinery(tmp_path):
+    """Two D values × 2 seeds at a few training steps, through the CLI and a job array (debug executor):
+    the netCDF has every (D, seed, level) filled, and the figure is written. (Numbers: closing note.)"""
+    import xarray as xr
+
+    result = run_cli("diffusion", "robustness", "jobs/configs/diffusion_robustness.yaml", "--executor", "debug",
+                     "--set", f"root={tmp_path}", "--set", "D=[4, .inf]", "--set", "seeds=2",
+                     "--set", "train.max_steps=10", "--set", "samples=60", "--set", "steps=[3, 6]",
+                     "--set", "bits=[4, 8]", "--set", "alphas=[0, 0.2]", "--set", "heun_steps=6",
+                     "--set", "model.width=32", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(result.stdout)
+    ds = xr.open_dataset(payload["results"])
+    assert ds["swd_alpha"].shape == (2, 2, 2) and ds["swd_steps"].shape == (2, 2, 2) and ds["swd_bits"].shape == (2, 2, 2)
+    for name in ("swd_alpha", "swd_steps", "swd_bits", "mmd_alpha"):
+        assert np.all(np.isfinite(ds[name].values))
+    assert (tmp_path / "pfgmpp_robustness" / "robustness.png").stat().st_size > 10_000
+    assert [row["D"] for row in payload["rows"]] == [4.0, None]  # JSON null for inf

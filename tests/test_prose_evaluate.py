@@ -1,0 +1,215 @@
+"""PROSE evaluation (operators.prose.evaluate): §2.7 metrics on known answers, the CLI verb, and the
+slow learning checks of the tiny CPU configuration (reference note prose.md §7)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from operators.odes import generate  # noqa: E402
+from operators.prose.evaluate import evaluate, load_run, register_evaluate, relative_l2  # noqa: E402
+from operators.prose.model import ProseOutput, SymbolDecoding  # noqa: E402
+from operators.prose.tokens import Vocabulary  # noqa: E402
+from operators.prose.trainable import ProseData, ProseTrainableConfig, prepare_data  # noqa: E402
+from workbench.errors import InputError  # noqa: E402
+from workbench.store import create_run_dir, open_dataset  # noqa: E402
+from workbench.train import TrainConfig, train  # noqa: E402
+
+VOCABULARY = Vocabulary(max_dim=3)
+
+
+@pytest.fixture(scope="module")
+def small_data() -> ProseData:
+    return prepare_data(generate("thomas,rossler,dadras", 6, seed=5), 3)
+
+
+class OracleModel(torch.nn.Module):
+    """Answers with the data's own trajectory (``noisy`` or ``clean``) and target tokens.
+
+    It finds each sample by its first observed point; ``garbage_rows`` get an undecodable output.
+    """
+
+    def __init__(self, data: ProseData, trajectory: str = "clean", garbage_rows=()):
+        super().__init__()
+        from operators.prose.model import ProseConfig
+
+        self.cfg = ProseConfig(d_max=3, vocab_size=VOCABULARY.size)
+        self.data, self.trajectory, self.garbage = data, trajectory, set(garbage_rows)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def _rows(self, data_values):
+        first = torch.from_numpy(self.data.noisy[:, 0])
+        return [int(torch.nonzero((first == v).all(dim=1))[0]) for v in data_values[:, 0]]
+
+    def forward(self, data_times, data_values, symbol_ids=None, symbol_mask=None, *, query_times, target_ids=None):
+        rows = self._rows(data_values)
+        source = self.data.clean if self.trajectory == "clean" else self.data.noisy
+        return ProseOutput(torch.from_numpy(source[rows, -len(query_times):]).double(), None)
+
+    def greedy_decode(self, data_times, data_values, symbol_ids=None, symbol_mask=None, *, max_len=None):
+        rows = self._rows(data_values)
+        outputs = [[VOCABULARY.id("add"), VOCABULARY.id("u_0")] if r in self.garbage else self.data.target_ids[r]
+                   for r in rows]
+        length = max(len(o) for o in outputs) + 1
+        tokens = torch.full((len(rows), 1, length), VOCABULARY.pad_id)
+        lengths = torch.zeros(len(rows), 1, dtype=torch.long)
+        for i, o in enumerate(outputs):
+            tokens[i, 0, : len(o) + 1] = torch.tensor(o + [VOCABULARY.eos_id])
+            lengths[i, 0] = len(o) + 1
+        return SymbolDecoding(tokens, lengths, torch.zeros(len(rows), 1))
+
+
+def test_relative_l2_is_the_sqrt_form_with_the_mask():
+    target = np.array([[[3.0, 7.0], [4.0, 7.0]]])  # (1 sample, 2 times, 2 dims); dim 1 is padding
+    predicted = np.array([[[0.0, 0.0], [0.0, 0.0]]])
+    mask = np.array([[[True, False]]])
+    assert relative_l2(predicted, target, mask)[0] == pytest.approx(np.sqrt(25 / (25 + 1e-6)))
+    assert relative_l2(target, target, mask)[0] == 0.0
+
+
+def test_perfect_predictions_score_zero(small_data):
+    ds = evaluate(OracleModel(small_data, "noisy"), small_data, resolve_ode=False)
+    assert np.all(ds["data_rel_l2"].sel(target="noisy").values == 0.0)
+    assert float(ds["valid_fraction"]) == 1.0
+    assert float(ds["mean_expr_rel_l2"]) == 0.0  # the target expression itself
+    assert list(ds["family_name"].values) == ["thomas", "rossler", "dadras"]
+    assert list(ds["family_count"].values) == [6, 6, 6]
+
+
+def test_noise_only_error_is_about_two_percent_and_clean_error_zero(small_data):
+    # §5.1/§6: predicting the clean trajectory scores ~2% against the noisy targets (reference
+    # re-implementation: 2.07 %, per family 1.7-2.9 %); 18 samples leave a few tenths of a percent.
+    ds = evaluate(OracleModel(small_data, "clean"), small_data, resolve_ode=False)
+    noisy = float(ds["mean_data_rel_l2"].sel(target="noisy", window="2-6"))
+    assert 0.015 < noisy < 0.03
+    assert float(ds["mean_data_rel_l2"].sel(target="clean", window="2-6")) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_invalid_outputs_are_excluded_from_the_expression_error(small_data):
+    ds = evaluate(OracleModel(small_data, "clean", garbage_rows={0, 4}), small_data, resolve_ode=False)
+    assert list(np.flatnonzero(~ds["valid"].values)) == [0, 4]
+    assert float(ds["valid_fraction"]) == pytest.approx(16 / 18)
+    assert np.isnan(ds["expr_rel_l2"].values[[0, 4]]).all() and float(ds["mean_expr_rel_l2"]) == 0.0
+
+
+def test_resolving_the_true_equation_tracks_the_clean_trajectory(small_data):
+    """Metric 4 on the exact equation: only the noisy u(0) separates it from the clean path."""
+    subset = small_data.subset([0, 3])  # thomas: slow, non-chaotic over [0, 6]
+    ds = evaluate(OracleModel(subset, "clean"), subset, resolve_ode=True)
+    assert int(ds["resolve_successes"]) == 2
+    assert float(ds["mean_resolve_rel_l2"].sel(target="clean", window="2-6")) < 0.05
+
+
+def test_last_value_baseline_is_the_held_last_observation():
+    t = np.linspace(0, 6, 192)
+    u = np.stack([1.0 + t, np.zeros_like(t), np.zeros_like(t)], axis=-1)[None]
+    raw = {"t": t, "clean": u, "noisy": u, "dim": np.array([1]), "family": np.array([0]),
+           "families": ("thomas",), "tokens": [["u_0"]]}
+    data = prepare_data(raw, 3)
+    ds = evaluate(OracleModel(data, "clean"), data, resolve_ode=False, config=ProseTrainableConfig())
+    held, future = 1.0 + t[63], 1.0 + t[64:]
+    expected = np.sqrt(((held - future) ** 2).sum() / ((future**2).sum() + 1e-6))  # only dim 0 counts
+    # Trajectories are kept in float32 (ProseData), hence rel 1e-6.
+    assert float(ds["baseline_rel_l2"].sel(target="clean", window="2-6")[0]) == pytest.approx(expected, rel=1e-6)
+    late = t[64:] > 4
+    expected_late = np.sqrt(((held - future[late]) ** 2).sum() / ((future[late] ** 2).sum() + 1e-6))
+    assert float(ds["baseline_rel_l2"].sel(target="clean", window="4-6")[0]) == pytest.approx(expected_late, rel=1e-6)
+
+
+def test_test_corruption_is_fixed_by_seed_42(small_data):
+    a = evaluate(OracleModel(small_data, "clean"), small_data, resolve_ode=False)
+    b = evaluate(OracleModel(small_data, "clean"), small_data, resolve_ode=False)
+    assert list(a["symbol_input"].values) == list(b["symbol_input"].values)
+    c = evaluate(OracleModel(small_data, "clean"), small_data, resolve_ode=False, seed=7)
+    assert list(a["symbol_input"].values) != list(c["symbol_input"].values)
+
+
+# --- runs and the CLI verb ----------------------------------------------------------------------
+TINY = ProseTrainableConfig(hidden=32, heads=2, ffn=64, fusion_layers=1, data_decoder_layers=1,
+                            symbol_decoder_layers=1, families="thomas,rossler", n_train=12, n_val=4,
+                            batch_size=8, lr=1e-3, warmup_steps=5, eval_every=4, eval_samples=6,
+                            max_symbol_len=40)
+
+
+def _cli(*argv: str) -> int:
+    from workbench.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="workbench prose")
+    register_evaluate(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["evaluate", *argv])
+    return args.handler(args)
+
+
+def test_unknown_run_or_unfinished_run_is_one_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    run = create_run_dir(tmp_path, "prose", "unfinished", config=TINY)
+    with pytest.raises(InputError, match="no model.pt"):
+        _cli(str(run.path))
+
+
+def test_evaluate_verb_on_a_trained_run(tmp_path, capsys):
+    run = create_run_dir(tmp_path, "prose", "tiny", config=TINY)
+    train(TINY, TrainConfig(max_steps=2, checkpoint_every=2), run)
+    out = tmp_path / "eval"
+    assert _cli(str(run.path), "--n", "3", "--out", str(out), "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_samples"] == 3 and set(summary["families"]) == {"thomas", "rossler"}
+    ds = open_dataset(out / "metrics.nc")
+    assert ds.sizes["sample"] == 3 and "resolve_success" in ds
+    assert (out / "trajectories.png").stat().st_size > 10_000
+    model, config = load_run(run.path)
+    assert config == TINY and not model.training
+
+
+# --- learning (slow): the tiny CPU configuration of jobs/configs/prose_tiny.yaml ---------------
+LEARN = ProseTrainableConfig(hidden=64, heads=4, ffn=128, data_encoder_layers=1, symbol_encoder_layers=1,
+                             fusion_layers=1, data_decoder_layers=1, symbol_decoder_layers=1,
+                             families="thomas,rossler,dadras", n_train=200, n_val=20, data_seed=0,
+                             batch_size=32, lr=2e-3, warmup_steps=100, eval_every=100, eval_samples=60)
+LEARN_STEPS = 600
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """Multimodal and data_only models, same steps, same data, same seed; both evaluated."""
+    root = tmp_path_factory.mktemp("prose_learn")
+    results = {}
+    for name, config in (("multimodal", LEARN), ("data_only", dataclasses.replace(LEARN, data_only=True))):
+        run = create_run_dir(root, "prose", name, config=config)
+        train(config, TrainConfig(max_steps=LEARN_STEPS, checkpoint_every=LEARN_STEPS, cpu_threads=2), run)
+        results[name] = evaluate(run.path, resolve_ode=False)
+    return results
+
+
+@pytest.mark.slow
+def test_tiny_model_beats_the_last_value_baseline(learned):
+    ds = learned["multimodal"]
+    model = float(ds["mean_data_rel_l2"].sel(target="noisy", window="2-6"))
+    baseline = float(ds["mean_baseline_rel_l2"].sel(target="noisy", window="2-6"))
+    print(f"data rel L2 {model:.3f} vs last-value baseline {baseline:.3f}")
+    assert model < 0.7 * baseline
+
+
+@pytest.mark.slow
+def test_tiny_model_decodes_valid_expressions(learned):
+    ds = learned["multimodal"]
+    print(f"valid {float(ds['valid_fraction']):.3f}, expression rel L2 {float(ds['mean_expr_rel_l2']):.3f}")
+    assert float(ds["valid_fraction"]) >= 0.9
+
+
+@pytest.mark.slow
+def test_multimodal_beats_data_only_at_the_same_budget(learned):
+    """§7 gate (c) at tiny scale. Measured (600 steps, 2 CPU threads, in-process data from the batched
+    engine): training seed 0 gives 0.231 vs 0.261 here (0.246 vs 0.260 on 300 fresh samples); seeds
+    1 and 2 gave 0.291 vs 0.295 and 0.246 vs 0.287 here (fresh: 0.286 vs 0.291, 0.251 vs 0.280).
+    The margin is small and seed-dependent (with solve_ivp-generated data one seed of three lost);
+    this deterministic CPU run checks seed 0."""
+    both = {k: float(v["mean_data_rel_l2"].sel(target="noisy", window="2-6")) for k, v in learned.items()}
+    print(f"data rel L2: multimodal {both['multimodal']:.3f}, data_only {both['data_only']:.3f}")
+    assert both["multimodal"] < both["data_only"]

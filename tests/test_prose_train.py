@@ -1,0 +1,306 @@
+"""The `prose` trainable (operators.prose.trainable): schedule, token-level corruption, harness runs.
+
+Fast tests only; the learning checks are in tests/test_prose_evaluate.py (marked slow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+
+from operators.odes import FAMILIES
+from operators.prose.skeleton import SkeletonCorruptor, component_terms, join_terms
+from operators.prose.tokens import (
+    PLACEHOLDER,
+    Vocabulary,
+    additive_terms,
+    corrupt,
+    detokenize,
+    tokenize,
+)
+from operators.prose.trainable import ProseTrainableConfig, inverse_sqrt_lr
+from workbench.errors import ConfigError, InputError
+
+VOCABULARY = Vocabulary(max_dim=5)
+
+
+def _target(name: str, seed: int = 0) -> list:
+    family = FAMILIES[name]
+    return family.expressions(family.sample_params(np.random.default_rng(seed)))
+
+
+# --- schedule (§3) ------------------------------------------------------------------------------
+def test_inverse_sqrt_schedule_matches_the_reference_values():
+    # §7 model checks: 1e-4 at step 20k and 1e-4 * sqrt(1/2) ~ 7.07e-5 at 40k.
+    assert inverse_sqrt_lr(20_000, 1e-4, 20_000) == pytest.approx(1e-4, rel=1e-12)
+    assert inverse_sqrt_lr(40_000, 1e-4, 20_000) == pytest.approx(7.0711e-5, rel=1e-4)
+    assert inverse_sqrt_lr(0, 1e-4, 20_000) == pytest.approx(1e-7)  # warmup starts at ~0
+    assert inverse_sqrt_lr(10_000, 1e-4, 20_000) == pytest.approx(0.5 * (1e-4 + 1e-7), rel=1e-9)
+    steps = np.arange(0, 60_000, 97)
+    values = np.array([inverse_sqrt_lr(int(s), 1e-4, 20_000) for s in steps])
+    peak = int(np.argmax(values))
+    assert np.all(np.diff(values[: peak + 1]) > 0) and np.all(np.diff(values[peak:]) < 0)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="not divisible by heads"):
+        ProseTrainableConfig(hidden=66, heads=4)
+    with pytest.raises(ConfigError, match="d_max: 5"):
+        ProseTrainableConfig(families="chaotic_ode_all", d_max=3)
+    with pytest.raises(ConfigError, match="families"):
+        ProseTrainableConfig(families="lorenz_3d,nope")
+    with pytest.raises(ConfigError, match="must be <= 1"):
+        ProseTrainableConfig(add_term_prob=0.6, miss_term_prob=0.6)
+
+
+# --- token-level corruption (§2.4) --------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_terms_are_sympys_additive_terms(name):
+    exprs = _target(name)
+    tokens = tokenize(exprs)
+    terms = component_terms(tokens)
+    assert [len(c) for c in terms] == [len(additive_terms(e)) for e in exprs]
+    # Joining the terms again gives back the tokens exactly.
+    rebuilt = []
+    for index, component in enumerate(terms):
+        rebuilt += (["|"] if index else []) + join_terms(component, "add", "sub", "neg")
+    assert rebuilt == tokens
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_corruption_draws_equal_tokens_corrupt(name):
+    """Same generator state -> the same skeleton as tokens.corrupt + tokenize(skeleton=True)."""
+    exprs, dim = _target(name), FAMILIES[name].dim
+    corruptor = SkeletonCorruptor(VOCABULARY)
+    terms = corruptor.prepare(tokenize(exprs))
+    assert VOCABULARY.decode(corruptor.skeleton(terms)) == tokenize(exprs, skeleton=True)
+    checked = 0
+    for seed in range(150):
+        expected, what = corrupt(exprs, np.random.default_rng(seed), dim=dim)
+        ids, kind = corruptor.corrupt(terms, np.random.default_rng(seed), dim)
+        assert kind == what.kind
+        if kind == "add" and additive_terms(exprs[what.component])[0].is_number and \
+                len(additive_terms(exprs[what.component])) == 1:
+            # Duffing's constant component: sympy folds c + 1 into one number; the token lists keep
+            # the added term, as the reference's tree surgery does (§2.4 "add one term").
+            continue
+        assert VOCABULARY.decode(ids) == tokenize(expected, skeleton=True), (seed, what)
+        checked += 1
+    assert checked > 140
+
+
+def _fill(words: list[str], rng) -> list[str]:
+    out = []
+    for word in words:
+        out += ["+", f"N{int(rng.integers(100, 1000))}", "E-2"] if word == PLACEHOLDER else [word]
+    return out
+
+
+@pytest.mark.parametrize("name", ["lorenz_3d", "rossler", "four_wing", "halvorsen", "chen_lee", "sprott_B"])
+def test_corruption_adds_or_removes_exactly_one_term(name):
+    """Filled with numbers, a corrupted skeleton detokenizes to one term more or fewer (§2.4)."""
+    exprs, dim = _target(name), FAMILIES[name].dim
+    corruptor = SkeletonCorruptor(VOCABULARY)
+    terms = corruptor.prepare(tokenize(exprs))
+    before = [len(additive_terms(e)) for e in exprs]
+    fill_rng = np.random.default_rng(1)
+    kinds = set()
+    for seed in range(200):
+        ids, kind = corruptor.corrupt(terms, np.random.default_rng(seed), dim)
+        filled = _fill(VOCABULARY.decode(ids), fill_rng)
+        decoded = detokenize(filled, dim=dim)
+        assert decoded.valid, decoded.error
+        tokens_change = [len(c) - b for c, b in zip(component_terms(filled), before)]
+        sympy_change = [len(additive_terms(e)) - b for e, b in zip(decoded.exprs, before)]
+        expected = {"none": 0, "add": 1, "delete": -1}[kind]
+        assert sorted(tokens_change) == sorted([expected] + [0] * (dim - 1)), (kind, tokens_change)
+        if kind == "add":
+            # sympy folds an added c*u_0 into an existing 10*u_0 (the same monomial): +1 or 0.
+            assert sum(sympy_change) in (0, 1) and min(sympy_change) == 0
+        else:
+            assert sorted(sympy_change) == sorted(tokens_change)
+        kinds.add(kind)
+    assert kinds == {"add", "delete", "none"}
+
+
+def test_leading_negative_term_becomes_neg_after_delete():
+    # Rossler u_0' = -u_1 - u_2: deleting -u_1 leaves "neg u_2", deleting -u_2 leaves "neg u_1".
+    corruptor = SkeletonCorruptor(VOCABULARY, add_prob=0.0, miss_prob=1.0)
+    terms = corruptor.prepare(tokenize([-sympy.Symbol("u_1") - sympy.Symbol("u_2"), sympy.Symbol("u_0")]))
+    seen = set()
+    for seed in range(40):
+        ids, kind = corruptor.corrupt(terms, np.random.default_rng(seed))
+        assert kind == "delete"
+        seen.add(" ".join(VOCABULARY.decode(ids)))
+    assert seen == {"neg u_2 | u_0", "neg u_1 | u_0"}
+
+
+def test_corruption_rates_are_fifteen_percent():
+    # §7 tokeniser check: add and delete rates 0.15 +- 0.01 over 10^4 draws (binomial sd 0.0036).
+    corruptor = SkeletonCorruptor(VOCABULARY)
+    terms = corruptor.prepare(tokenize(_target("lorenz_3d")))
+    rng = np.random.default_rng(0)
+    kinds = [corruptor.corrupt(terms, rng, 3)[1] for _ in range(10_000)]
+    assert kinds.count("add") / 1e4 == pytest.approx(0.15, abs=0.01)
+    assert kinds.count("delete") / 1e4 == pytest.approx(0.15, abs=0.01)
+
+
+def test_added_terms_are_drawn_uniformly_from_the_ten_shapes():
+    corruptor = SkeletonCorruptor(VOCABULARY, add_prob=1.0, miss_prob=0.0)
+    shapes = [" ".join(VOCABULARY.decode(s)) for s in corruptor.shapes(3)]
+    assert len(shapes) == 10 and shapes[0] == PLACEHOLDER and "mul <PLACEHOLDER> pow2 u_0" in shapes
+    skeleton = tokenize(_target("lorenz_3d"), skeleton=True)
+    terms = corruptor.prepare(tokenize(_target("lorenz_3d")))
+
+    def term_strings(words):
+        return Counter(" ".join(body) for component in component_terms(words) for _, body in component)
+
+    original = term_strings(skeleton)
+    rng = np.random.default_rng(0)
+    added = Counter()
+    for _ in range(5000):
+        ids, kind = corruptor.corrupt(terms, rng, 3)
+        added += term_strings(VOCABULARY.decode(ids)) - original
+    assert set(added) == set(shapes) and sum(added.values()) == 5000
+    # 500 expected per shape, binomial sd ~21: +-100 is ~5 sd.
+    assert all(abs(count - 500) < 100 for count in added.values()), added
+
+
+# --- training through the harness ---------------------------------------------------------------
+torch = pytest.importorskip("torch")
+
+from workbench.store import create_run_dir, open_dataset  # noqa: E402
+from workbench.train import TrainConfig, get_trainable, load_weights, train  # noqa: E402
+
+TINY = ProseTrainableConfig(hidden=32, heads=2, ffn=64, fusion_layers=1, data_decoder_layers=1,
+                            symbol_decoder_layers=1, families="thomas,rossler", n_train=12, n_val=4,
+                            batch_size=8, lr=1e-3, warmup_steps=5, eval_every=4, eval_samples=6,
+                            max_symbol_len=80)
+
+
+def test_registered_with_preflight():
+    trainable = get_trainable("prose")
+    assert trainable.config_type is ProseTrainableConfig and trainable.preflight is not None
+    trainable.preflight(TINY)  # in-process data: nothing to check
+
+
+def test_preflight_rejects_a_missing_data_directory(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        get_trainable("prose").preflight(dataclasses.replace(TINY, data=str(tmp_path / "nope")))
+
+
+def test_trains_records_validation_losses_and_resumes_exactly(tmp_path):
+    whole = create_run_dir(tmp_path, "prose", "whole", config=TINY)
+    result = train(TINY, TrainConfig(max_steps=8, checkpoint_every=4, seed=3), whole)
+    assert result["status"] == "completed" and result["steps"] == 8
+    ds = open_dataset(whole.metrics_path)
+    assert list(ds["eval_step"].values) == [0, 4, 8]
+    assert np.all(np.isfinite(ds["val_data_loss"].values)) and np.all(np.isfinite(ds["val_symbol_loss"].values))
+    assert ds["val_symbol_loss"].values[-1] < ds["val_symbol_loss"].values[0]  # lr 1e-3: CE falls at once
+    assert int(ds["params"]) == sum(int(ds[f"params_{b}"]) for b in
+                                    ("data_embedder", "data_encoder", "symbol_encoder", "fusion",
+                                     "data_decoder", "symbol_decoder"))
+    split = create_run_dir(tmp_path, "prose", "split", config=TINY)
+    train(TINY, TrainConfig(max_steps=5, checkpoint_every=4, seed=3), split)
+    resumed = train(TINY, TrainConfig(max_steps=8, checkpoint_every=4, seed=3), split)
+    assert resumed["resumed_from_step"] == 5
+    a, b = load_weights(whole), load_weights(split)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # step-seeded batches: resume is exact on CPU
+    other = open_dataset(split.metrics_path)
+    assert list(other["eval_step"].values) == [0, 4, 5, 8]  # + the end of the first leg
+    assert np.array_equal(other["val_data_loss"].sel(eval_step=[0, 4, 8]).values, ds["val_data_loss"].values)
+
+
+def test_data_only_ablation_trains_without_symbols(tmp_path):
+    config = dataclasses.replace(TINY, data_only=True)
+    run = create_run_dir(tmp_path, "prose", "data_only", config=config)
+    train(config, TrainConfig(max_steps=3, checkpoint_every=3), run)
+    ds = open_dataset(run.metrics_path)
+    assert np.all(np.isnan(ds["val_symbol_loss"].values)) and int(ds["params_symbol_decoder"]) == 0
+
+
+def test_schedule_reaches_the_optimizer(tmp_path):
+    """The LightningModule's scheduler follows inverse_sqrt_lr step by step."""
+    module = get_trainable("prose").build(dataclasses.replace(TINY, lr=1e-3, warmup_steps=3), 0)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    group = optimizer.param_groups[0]
+    assert (group["betas"], group["eps"], group["weight_decay"]) == ((0.9, 0.999), 1e-8, 1e-4)
+    seen = []
+    for _ in range(6):
+        seen.append(group["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([inverse_sqrt_lr(s, 1e-3, 3) for s in range(6)], rel=1e-12)
+    assert seen[3] == pytest.approx(1e-3) and seen[5] == pytest.approx(1e-3 * math.sqrt(3 / 5))
+
+
+def test_loader_workers_give_the_same_batches_in_step_order():
+    module = get_trainable("prose").build(TINY, 7)
+    batches = type(module).StepBatches(module.train_data, TINY, module.corruptor, 7, 3, 0, 1)
+
+    def first(loader, k=5):
+        out = []
+        for batch in loader:
+            out.append(batch)
+            if len(out) == k:
+                return out
+
+    alone = first(torch.utils.data.DataLoader(batches, batch_size=None))
+    pooled = first(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=2))
+    for a, b in zip(alone, pooled):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def made_data(tmp_path_factory):
+    from operators.prose.dataset import load_data_config, make_data
+
+    out = tmp_path_factory.mktemp("prose_data") / "data"
+    config = load_data_config(Path(__file__).resolve().parents[1] / "jobs" / "configs" / "prose_data_tiny.yaml",
+                              [f"out={out}", "n_per_family=8", "val_per_family=3", "shard_size=10",
+                               "families=[thomas,rossler]"])
+    make_data(config, "debug")
+    return out
+
+
+def test_trains_from_a_make_data_directory(tmp_path, made_data):
+    config = dataclasses.replace(TINY, data=str(made_data), eval_samples=100)
+    get_trainable("prose").preflight(config)
+    module = get_trainable("prose").build(config, 0)
+    assert (len(module.train_data), len(module.val_data)) == (16, 6)  # train split; val split
+    run = create_run_dir(tmp_path, "prose", "from_disk", config=config)
+    assert train(config, TrainConfig(max_steps=2, checkpoint_every=2), run)["status"] == "completed"
+
+
+def test_preflight_names_a_missing_shard(made_data, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(made_data, broken)
+    (broken / "shard-00001.npz").unlink()
+    with pytest.raises(InputError, match="shard-00001.npz is missing"):
+        get_trainable("prose").preflight(dataclasses.replace(TINY, data=str(broken)))
+
+
+def test_job_configs_load_and_follow_the_note():
+    from jobs.entrypoints import load_job_config
+    from operators.prose.model import ProseConfig
+    from operators.prose.trainable import model_config
+
+    configs = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+    tiny = load_job_config(configs / "prose_tiny.yaml")
+    assert tiny.kind == "prose" and tiny.model.data == "" and tiny.job.gpus_per_node == 0
+    paper = load_job_config(configs / "prose_paper.yaml")
+    m, expected = paper.model, ProseConfig.paper()
+    assert dataclasses.replace(model_config(m), vocab_size=expected.vocab_size) == expected  # §2.1 sizes
+    assert (m.batch_size, m.lr, m.warmup_steps, paper.train.max_steps) == (256, 1e-4, 20_000, 160_000)  # §3
+    assert (m.weight_decay, m.beta1, m.beta2, m.eps, m.grad_clip) == (1e-4, 0.9, 0.999, 1e-8, 1.0)
+    assert (m.add_term_prob, m.miss_term_prob, m.input_len) == (0.15, 0.15, 64)  # §2.4, §2.1
+    assert paper.job.gpus_per_node == 1 and m.data == "data/prose_paper"
