@@ -105,6 +105,8 @@ def _robustness(args) -> int:
     import math
     from pathlib import Path
 
+    import numpy as np
+
     from jobs.sweep import run_array
     from workbench.generative import experiments
     from workbench.store import atomic_write_netcdf
@@ -116,6 +118,10 @@ def _robustness(args) -> int:
     ds = experiments.assemble_robustness(config, members)
     atomic_write_netcdf(ds, out / "results.nc")
     experiments.plot_robustness(ds, out / "robustness.png")
+    for m in members:
+        if m["seed"] == 0 and m.get("grid") is not None:
+            name = "inf" if math.isinf(m["D"]) else f"{m['D']:g}"
+            experiments.save_grid(np.asarray(m["grid"]), out / f"samples_D{name}.png")
     rows, lines = [], [f"PFGM++ robustness ({config.model.data}, {config.seeds} seeds, executor {executor}); "
                        "sliced W1 to data, mean ± 95 % t-interval"]
     for D in config.D:

@@ -118,14 +118,19 @@ def robustness_member(config: RobustnessConfig, D: float, seed: int) -> dict[str
     images = len(shape) == 3
     reference = trained.data[np.random.default_rng(seed).permutation(len(trained.data))[: config.samples]]
 
+    grid: list = []
+
     def score(model, **kwargs) -> tuple[float, float]:
         samples = sample_pfgmpp(model, model_config, config.samples, shape, seed=1000 + seed, **kwargs)
+        if not grid and images:  # the first (unperturbed) setting's samples, for the PNG grid
+            grid.append(np.asarray(samples[:16], dtype=np.float32).tolist())
         return _score(samples, reference, images)
 
     out: dict[str, Any] = {"D": float(D), "seed": int(seed), "run": str(run.path)}
     out["alpha"] = [score(trained.model, steps=config.heun_steps, noise_alpha=a) for a in config.alphas]
     out["steps"] = [score(trained.model, steps=s) for s in config.steps]
     out["bits"] = [score(quantize(trained.model, b), steps=config.heun_steps) for b in config.bits]
+    out["grid"] = grid[0] if grid else None
     return out
 
 
