@@ -11,7 +11,8 @@ from workbench.cli import add_json_flag, emit
 
 BENCHMARKS = {"scaling": "scaling.bench", "jobs": "jobs.bench", "lm": "workbench.lm.bench",
               "prose": "operators.prose.bench",
-              "diffusion": "workbench.generative.bench"}
+              "diffusion": "workbench.generative.bench",
+              "medida": "scaling.medida_bench"}
 
 
 def register(areas, name: str, help_text: str) -> None:

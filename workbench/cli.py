@@ -26,6 +26,7 @@ AREAS = (
     ("lm", "workbench.lm.cli", "muP language models: coordinate check, loss prediction from width sweeps"),
     ("prose", "operators.prose.cli", "PROSE: ODE families, symbolic tokens, data sets (make-data) and evaluation"),
     ("diffusion", "workbench.generative.cli", "PFGM++ and corrected-schedule diffusion: schedules, timesteps, experiments"),
+    ("medida", "scaling.medida_cli", "MEDIDA: discover interpretable model errors of a KS model from sparse, noisy observations"),
     ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     ("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
 )

@@ -1,0 +1,242 @@
+"""`workbench medida ...`: discover the model error of an imperfect KS model (MEDIDA).
+
+The interface other tools rely on: `workbench medida run CASE|CONFIG --json` prints
+``{"true": {term: coef}, "discovered": {term: {"coef": x, "std": s}}, ...}`` with terms named like
+`u*u_x`, `u_xx`, `u_xxxx` (extra keys: relative_error, spurious, corrected_lhs, sympy, diagnostics, config).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workbench.cli import add_area, add_json_flag, add_parser, emit
+
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def register(areas, name: str, help_text: str) -> None:
+    verbs = add_area(areas, name, help_text, "workbench medida run KS12 --set noise=0.01 --set ensemble=256")
+
+    p = add_parser(verbs, "run", help="run one case end to end: true vs discovered error, coefficient errors",
+                   description="Run MEDIDA once: truth windows, (noisy) observations, one-step error (with an "
+                               "EnKF when noise > 0 and ensemble is set), sparse Bayesian regression. CASE is a "
+                               "built-in case (`workbench medida cases`); CONFIG a YAML/JSON file of MedidaConfig "
+                               "fields (see jobs/configs/medida_case.yaml).",
+                   examples="  workbench medida run KS2\n"
+                            "  workbench medida run KS12 --set noise=0.01 --set ensemble=1024 --json\n"
+                            "  workbench medida run jobs/configs/medida_case.yaml --set library.derivatives=fd\n")
+    p.add_argument("target", metavar="CASE|CONFIG", help="a built-in case name or a config file")
+    _add_set(p, "pairs=2")
+    add_json_flag(p)
+    p.set_defaults(handler=_run)
+
+    p = add_parser(verbs, "cases", help="list the built-in cases: model coefficients, true error, note",
+                   description="The built-in imperfect models (the truth is standard KS, λ = [1, 1, 1]): the "
+                               "model's LHS coefficients [λ0, λ1, λ2] of u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx "
+                               "(+ extra terms) = 0 and the RHS error u_t(truth) − u_t(model) MEDIDA should find.",
+                   examples="  workbench medida cases\n  workbench medida cases --json\n")
+    add_json_flag(p)
+    p.set_defaults(handler=_cases)
+
+    p = add_parser(verbs, "sweep", help="cases × noise × ensemble × seeds as a job array, results to netCDF",
+                   description="Run a MEDIDA sweep as one job array (SLURM, local processes or this process) and "
+                               "write <root>/<name>/results.nc with dims (case, noise, ensemble, seed, term); "
+                               "ensemble 0 means no data assimilation.",
+                   examples="  workbench medida sweep jobs/configs/medida_sweep.yaml\n"
+                            "  workbench medida sweep jobs/configs/medida_sweep.yaml --set base.pairs=2 "
+                            "--executor debug --json\n")
+    p.add_argument("config", help="a sweep config (YAML/JSON)")
+    _add_set(p, "base.pairs=2")
+    p.add_argument("--executor", default="auto", choices=("auto", "local", "slurm", "debug"),
+                   help="where members run: a SLURM array, local processes, or in this process (debug)")
+    add_json_flag(p)
+    p.set_defaults(handler=_sweep)
+
+
+def _add_set(parser, example: str) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config key (repeatable), e.g. --set {example}")
+
+
+def _overrides(items: list[str]) -> list[str]:
+    """`ensemble=none` means no data assimilation (YAML would read `none` as a string)."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep and key.strip().rsplit(".", 1)[-1] == "ensemble" and value.strip().lower() == "none":
+            item = f"{key}=null"
+        out.append(item)
+    return out
+
+
+def _looks_like_file(target: str) -> bool:
+    return target.lower().endswith(_CONFIG_SUFFIXES) or os.sep in target or Path(target).is_file()
+
+
+def load_run_config(target: str, overrides: list[str]):
+    """The MedidaConfig of `workbench medida run CASE|CONFIG --set ...`, validated (InputError otherwise)."""
+    from scaling.medida import MedidaConfig
+    from scaling.medida_cases import CASES
+    from scaling.medida_sweep import canonical_case, validate
+    from workbench.config import apply_overrides, load
+    from workbench.errors import ConfigError, InputError
+
+    if _looks_like_file(target):
+        try:
+            config = load(MedidaConfig, target)
+        except ConfigError:
+            raise
+        except InputError as exc:  # MedidaConfig's own checks do not know the file
+            raise InputError(f"{exc} (in {target})") from None
+    else:
+        if target.strip().lower() not in {c.lower() for c in CASES}:
+            raise InputError(f"{target!r} is neither a built-in MEDIDA case nor a config file (.yaml/.json); "
+                             f"`workbench medida cases` lists the cases ({', '.join(list(CASES)[:3])}, …)")
+        config = MedidaConfig(case=canonical_case(target))
+    if overrides:
+        overrides = _overrides(overrides)
+        try:
+            config = apply_overrides(config, overrides)
+        except ConfigError:
+            raise
+        except InputError as exc:
+            raise InputError(f"{exc} (with --set {' --set '.join(overrides)})") from None
+    if config.case:
+        config = _replace(config, case=canonical_case(config.case))
+    return validate(config)
+
+
+def _replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _run(args) -> int:
+    from scaling.medida import equations, run
+
+    config = load_run_config(args.target, args.overrides)
+    result = run(config)
+    truth, model = equations(config)
+    expr, stds = result.sympy()
+    truth_rhs, model_rhs = truth.rhs_terms(), model.rhs_terms()
+    rel = result.relative_errors()
+
+    # The corrected model's LHS coefficient of each term: λ_model − ξ (RHS error ξ, LHS = −RHS).
+    lhs_terms = [t for t in result.terms if t in model_rhs or t in truth_rhs or t in result.discovered]
+    lhs_terms += sorted((set(model_rhs) | set(truth_rhs)) - set(lhs_terms))
+    corrected = {t: {"model": 0.0 - model_rhs.get(t, 0.0),
+                     "corrected": 0.0 - model_rhs.get(t, 0.0) - result.discovered.get(t, {"coef": 0.0})["coef"],
+                     "truth": 0.0 - truth_rhs.get(t, 0.0)} for t in lhs_terms}
+
+    payload = result.to_json()
+    payload.update(case=config.case or None, max_relative_error=result.max_relative_error(),
+                   corrected_lhs=corrected, sympy=str(expr),
+                   config=_plain_config(config))
+
+    da = (f"EnKF {config.ensemble} members" if config.noise > 0 and config.ensemble is not None
+          else "no data assimilation")
+    lam = ", ".join(_fmt(0.0 - model_rhs.get(t, 0.0)) for t in ("u*u_x", "u_xx", "u_xxxx"))
+    extra = "".join(f" + {_fmt(-model_rhs[t])}·{t}" for t in ("u_xxx", "u^2*u_x") if t in model_rhs)
+    lines = [f"MEDIDA {config.case or Path(args.target).name}: model u_t + [{lam}]·(u·u_x, u_xx, u_xxxx){extra} = 0, "
+             f"truth λ = [{', '.join(_fmt(v) for v in config.lambda_true)}]",
+             f"noise {config.noise:g}·std(u), {da}, {config.pairs} pairs, Δt {config.dt:g}, {config.estimate}, "
+             f"library {len(result.terms)} terms ({config.library.derivatives}), {config.regression.method}",
+             "",
+             f"  {'term':<10} {'true error':>12} {'discovered (coef ± std)':>30} {'rel. error':>11}"]
+    shown = list(result.true) + [t for t in result.discovered if t not in result.true]
+    for t in shown:
+        true = _fmt(result.true[t]) if t in result.true else "0"
+        found = result.discovered.get(t)
+        found_text = f"{found['coef']:.6g} ± {found['std']:.2g}" if found else "— (pruned)"
+        err = f"{100 * rel[t]:.3g} %" if t in rel else "spurious"
+        lines.append(f"  {t:<10} {true:>12} {found_text:>30} {err:>11}")
+    spurious = result.spurious()
+    lines.append(f"spurious terms: {', '.join(spurious) if spurious else 'none'}")
+    lines.append("corrected model LHS coefficients (λ_model − ξ → truth): " + ", ".join(
+        f"{t} {_fmt(c['model'])} → {_fmt(c['corrected'])} ({_fmt(c['truth'])})" for t, c in corrected.items()))
+    lines.append(f"discovered error (RHS): u_t(truth) − u_t(model) = {expr}")
+    d = result.diagnostics
+    parts = [f"state relative rmse {d['state_relative_rmse']:.3g}", f"residual std {d['residual_std']:.3g}"]
+    if "analysis_spread" in d:
+        parts.append(f"analysis spread {d['analysis_spread']:.3g}")
+    parts.append("time " + ", ".join(f"{k[:-2]} {d[k]:.2f} s" for k in ("truth_s", "estimate_s", "regression_s")))
+    lines.append("diagnostics: " + "; ".join(parts))
+    emit(args, "\n".join(lines), payload)
+    return 0
+
+
+def _plain_config(config) -> dict:
+    from workbench.config import to_dict
+
+    return to_dict(config)
+
+
+def _cases(args) -> int:
+    from scaling.medida import MedidaConfig, equations, true_error
+    from scaling.medida_cases import CASES
+
+    rows, lines = [], [f"  {'case':<14} {'model [λ0, λ1, λ2] + extra':<32} {'true error (RHS)':<34} note"]
+    for name, case in CASES.items():
+        error = true_error(*equations(MedidaConfig(case=name)))
+        rows.append({"case": name, "lambda_model": case["lambda_model"], "extra_model": case["extra_model"],
+                     "true_error": error, "note": case["note"]})
+        model = f"[{', '.join(_fmt(v) for v in case['lambda_model'])}]" + "".join(
+            f" + {_fmt(v)}·{t}" for t, v in case["extra_model"].items())
+        err = " ".join(f"{'+' if c >= 0 else '−'}{_fmt(abs(c))}·{t}" for t, c in error.items()) or "0"
+        lines.append(f"  {name:<14} {model:<32} {err:<34} {case['note']}")
+    lines.append("truth: standard KS u_t + u·u_x + u_xx + u_xxxx = 0; model: u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx "
+                 "(+ extra) = 0")
+    emit(args, "\n".join(lines), {"cases": rows})
+    return 0
+
+
+def _sweep(args) -> int:
+    from jobs.submit import JobSpec
+    from jobs.sweep import run_array
+    from scaling.medida_sweep import MedidaSweepConfig, assemble, member_batch, member_chunks
+    from workbench.config import apply_overrides, from_dict, load, save
+    from workbench.errors import ConfigError, InputError
+    from workbench.store import atomic_write_netcdf
+
+    if not args.config.lower().endswith(_CONFIG_SUFFIXES) and not Path(args.config).is_file():
+        raise InputError(f"sweep config {args.config!r} must be a .yaml/.yml/.json file")
+    try:
+        config = apply_overrides(load(MedidaSweepConfig, args.config), _overrides(args.overrides))
+    except ConfigError:
+        raise
+    except InputError as exc:
+        raise InputError(f"{exc} (in {args.config})") from None
+    spec = from_dict(JobSpec, {"name": config.name, **config.job}, source=f"{args.config} job")
+    chunks = member_chunks(config)  # validates every member before anything runs
+    out = Path(config.root) / config.name
+    out.mkdir(parents=True, exist_ok=True)
+    save(config, out / "config.yaml")
+    executor, batches = run_array(member_batch, [(chunk,) for chunk in chunks], spec, args.executor,
+                                  out / "submitit")
+    members = [m for batch in batches for m in batch]
+    ds = assemble(config, members)
+    atomic_write_netcdf(ds, out / "results.nc")
+
+    rows, lines = [], [f"MEDIDA sweep {config.name}: {len(members)} runs in {len(chunks)} jobs, executor "
+                       f"{executor}; max relative coefficient error (mean over {config.seeds} seed"
+                       f"{'s' * (config.seeds > 1)}), spurious terms (mean), time"]
+    lines.append(f"  {'case':<14} {'noise':>7} {'ensemble':>9} {'max rel. error':>15} {'spurious':>9} {'time':>8}")
+    for case in config.cases:
+        for noise in config.noise:
+            for size in config.ensemble:
+                sel = ds.sel(case=case, noise=float(noise), ensemble=size)
+                row = {"case": case, "noise": float(noise), "ensemble": int(size),
+                       "max_relative_error": float(sel["max_relative_error"].mean()),
+                       "spurious": float(sel["spurious"].mean()), "timing_s": float(sel["timing"].mean())}
+                rows.append(row)
+                lines.append(f"  {case:<14} {noise:>7g} {size or 'none':>9} {100 * row['max_relative_error']:>13.3g} %"
+                             f" {row['spurious']:>9.3g} {row['timing_s']:>6.2f} s")
+    lines.append(f"wrote {out / 'results.nc'}")
+    emit(args, "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"), "rows": rows})
+    return 0

@@ -1,0 +1,212 @@
+"""MEDIDA sweeps: cases × noise levels × ensemble sizes × seeds as one job array (`workbench medida sweep`).
+
+    config = load(MedidaSweepConfig, "jobs/configs/medida_sweep.yaml")
+    items = [(chunk,) for chunk in member_chunks(config)]       # plain dicts, picklable
+    executor, batches = jobs.sweep.run_array(member_batch, items, spec, "auto", folder)
+    ds = assemble(config, [m for batch in batches for m in batch])
+
+Each member is one `scaling.medida.run`; `member` and `member_batch` are module-level and return
+plain data, so submitit can run them anywhere. The truth trajectory is cached per process, so a
+batch of `per_job` members pays for it once (it is the same for every case of a sweep).
+
+Ensemble size 0 stands for "no data assimilation" (`ensemble: None` in MedidaConfig): netCDF
+coordinates cannot hold a null. In the sweep config it may be written `none`, `null` or 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scaling.medida import MedidaConfig
+from scaling.medida_cases import CASES, case_model
+from workbench.config import bounds, from_dict, to_dict
+from workbench.errors import ConfigError, InputError
+
+__all__ = ["MedidaSweepConfig", "member_configs", "member_chunks", "member", "member_batch", "assemble",
+           "canonical_case", "validate"]
+
+NO_DA = 0  # the ensemble coordinate meaning "no data assimilation"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*")
+_BASE_SET_BY_SWEEP = {"case": "cases", "lambda_model": "cases", "extra_model": "cases", "noise": "noise",
+                      "ensemble": "ensemble", "seed": "seeds"}
+
+
+def canonical_case(name: str) -> str:
+    """The built-in case's spelling (KS2 for ks2); InputError naming the valid cases otherwise."""
+    case_model(name)  # raises for an unknown name
+    key = name.strip()
+    return key if key in CASES else next(c for c in CASES if c.lower() == key.lower())
+
+
+def validate(config: MedidaConfig) -> MedidaConfig:
+    """Checks run() would make only after its truth run: the case exists, the library covers the error."""
+    from scaling.medida import _check_library_covers, equations, true_error
+
+    if config.case:
+        canonical_case(config.case)
+    _check_library_covers(true_error(*equations(config)), config.library)
+    return config
+
+
+def _ensemble_size(value: Any) -> int:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "0")):
+        return NO_DA
+    if isinstance(value, int) and not isinstance(value, bool) and (value == NO_DA or value >= 2):
+        return int(value)
+    raise ConfigError(f"ensemble value {value!r} in the sweep: use an integer ≥ 2, or none / 0 for no data "
+                      "assimilation")
+
+
+@dataclass(frozen=True)
+class MedidaSweepConfig:
+    """A sweep over built-in cases × noise levels × ensemble sizes × seeds, each member one MEDIDA run.
+
+    `base` holds every other MedidaConfig field (pairs, dt, library, regression, ...); the swept fields
+    (case, noise, ensemble, seed) and the case-given model (lambda_model, extra_model) must stay unset there.
+    """
+
+    name: str = "medida_sweep"
+    root: str = "runs"
+    cases: tuple[str, ...] = ("KS1", "KS2", "KS3")
+    noise: tuple[float, ...] = (0.0,)
+    ensemble: tuple[int | str | None, ...] = (None,)  # none / 0: no data assimilation
+    seeds: int = field(default=1, metadata=bounds(ge=1))
+    per_job: int = field(default=4, metadata=bounds(ge=1))  # members run one after another in one job
+    base: MedidaConfig = MedidaConfig()
+    job: dict = field(default_factory=dict)  # a jobs.submit.JobSpec mapping (name defaults to `name`)
+
+    def __post_init__(self):
+        if not _SAFE_NAME.fullmatch(self.name) or ".." in self.name:
+            raise ConfigError(f"name {self.name!r} must be a plain directory name (letters, digits, _ . - + = ,)")
+        for what, values in (("cases", self.cases), ("noise", self.noise), ("ensemble", self.ensemble)):
+            if not values:
+                raise ConfigError(f"{what} must list at least one value")
+        object.__setattr__(self, "cases", tuple(canonical_case(c) for c in self.cases))
+        object.__setattr__(self, "ensemble", tuple(_ensemble_size(e) for e in self.ensemble))
+        for what, values in (("cases", self.cases), ("noise", self.noise), ("ensemble", self.ensemble)):
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{what} = {list(values)} repeats a value")
+        for n in self.noise:
+            if not (n >= 0 and np.isfinite(n)):
+                raise ConfigError(f"noise = {list(self.noise)}: every level must be a fraction ≥ 0 of std(u)")
+        default = MedidaConfig()
+        for key, owner in _BASE_SET_BY_SWEEP.items():
+            if getattr(self.base, key) != getattr(default, key):
+                raise ConfigError(f"base.{key} is set by the sweep's `{owner}`; remove it from base")
+
+    def ensemble_members(self, size: int) -> int | None:
+        return None if size == NO_DA else int(size)
+
+
+def member_configs(config: MedidaSweepConfig) -> list[MedidaConfig]:
+    """Every member's MedidaConfig, case-major; each validated before anything is submitted."""
+    out = []
+    for case in config.cases:
+        for noise in config.noise:
+            for size in config.ensemble:
+                for seed in range(config.seeds):
+                    try:
+                        member_config = dataclasses.replace(config.base, case=case, noise=float(noise),
+                                                            ensemble=config.ensemble_members(size), seed=seed)
+                        out.append(validate(member_config))
+                    except InputError as exc:
+                        raise type(exc)(f"{exc} (sweep member case {case}, noise {noise:g}, ensemble "
+                                        f"{size or 'none'}, seed {seed})") from None
+    return out
+
+
+def member_chunks(config: MedidaSweepConfig) -> list[list[dict[str, Any]]]:
+    """Members as plain-dict configs, `per_job` to a job."""
+    plain = [to_dict(c) for c in member_configs(config)]
+    return [plain[i:i + config.per_job] for i in range(0, len(plain), config.per_job)]
+
+
+def member(config: MedidaConfig | dict[str, Any]) -> dict[str, Any]:
+    """One MEDIDA run (a job-array member): plain data only."""
+    from scaling.medida import run
+
+    if not isinstance(config, MedidaConfig):
+        config = from_dict(MedidaConfig, config, source="sweep member")
+    start = time.perf_counter()
+    result = run(config)
+    wall = time.perf_counter() - start
+    return {"case": config.case, "noise": float(config.noise),
+            "ensemble": NO_DA if config.ensemble is None else int(config.ensemble), "seed": int(config.seed),
+            "true": dict(result.true), "discovered": {t: dict(v) for t, v in result.discovered.items()},
+            "relative_error": result.relative_errors(), "spurious": result.spurious(),
+            "max_relative_error": float(result.max_relative_error()),
+            "diagnostics": {k: v for k, v in result.diagnostics.items() if isinstance(v, (int, float, type(None)))},
+            "wall_s": wall}
+
+
+def member_batch(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several members in one job (they share the cached truth trajectory)."""
+    return [member(c) for c in configs]
+
+
+def _term_order(config: MedidaSweepConfig, terms: set[str]) -> list[str]:
+    from scaling.medida_library import library_terms, term_name
+
+    lib = config.base.library
+    order = [term_name(p, d) for p, d in library_terms(lib.max_power, lib.max_derivative)]
+    return [t for t in order if t in terms] + sorted(terms - set(order))
+
+
+def assemble(config: MedidaSweepConfig, members: list[dict[str, Any]]):
+    """Members → Dataset with dims (case, noise, ensemble, seed, term).
+
+    coef/std: discovered coefficient and posterior std (0 where the regression pruned the term);
+    true_coef (case, term); relative_error: per true error term (NaN for other terms);
+    spurious: number of discovered terms outside the true error; timing: seconds of the run.
+    """
+    import json
+
+    import xarray as xr
+
+    cases, noise, ens, seeds = list(config.cases), [float(n) for n in config.noise], list(config.ensemble), \
+        list(range(config.seeds))
+    terms = _term_order(config, {t for m in members for t in (*m["true"], *m["discovered"])})
+    shape = (len(cases), len(noise), len(ens), len(seeds))
+    coef, std, rel = (np.full((*shape, len(terms)), np.nan) for _ in range(3))
+    true = np.zeros((len(cases), len(terms)))
+    spurious = np.full(shape, -1, dtype=np.int64)
+    scalars = {k: np.full(shape, np.nan) for k in ("max_relative_error", "timing", "state_relative_rmse",
+                                                    "residual_std")}
+    for m in members:
+        i = (cases.index(m["case"]), noise.index(m["noise"]), ens.index(m["ensemble"]), seeds.index(m["seed"]))
+        for k, t in enumerate(terms):
+            found = m["discovered"].get(t, {"coef": 0.0, "std": 0.0})
+            coef[i + (k,)], std[i + (k,)] = found["coef"], found["std"]
+            if t in m["relative_error"]:
+                rel[i + (k,)] = m["relative_error"][t]
+            true[i[0], k] = m["true"].get(t, 0.0)
+        spurious[i] = len(m["spurious"])
+        scalars["max_relative_error"][i] = m["max_relative_error"]
+        scalars["timing"][i] = m["wall_s"]
+        for key in ("state_relative_rmse", "residual_std"):
+            value = m["diagnostics"].get(key)
+            scalars[key][i] = np.nan if value is None else value
+    dims = ("case", "noise", "ensemble", "seed")
+    ds = xr.Dataset(coords={"case": cases, "noise": noise, "ensemble": np.asarray(ens, dtype=np.int64),
+                            "seed": seeds, "term": terms})
+    ds["coef"] = (dims + ("term",), coef, {"description": "discovered RHS error coefficient (0: pruned)"})
+    ds["std"] = (dims + ("term",), std, {"description": "posterior standard deviation (0: pruned)"})
+    ds["true_coef"] = (("case", "term"), true, {"description": "true RHS error u_t(truth) - u_t(model)"})
+    ds["relative_error"] = (dims + ("term",), rel, {"description": "corrected-model coefficient error per "
+                                                    "true error term (MedidaResult.relative_errors)"})
+    ds["spurious"] = (dims, spurious, {"description": "discovered terms outside the true error (-1: missing)"})
+    ds["max_relative_error"] = (dims, scalars["max_relative_error"])
+    ds["timing"] = (dims, scalars["timing"], {"units": "s", "description": "wall time of the member's run"})
+    ds["state_relative_rmse"] = (dims, scalars["state_relative_rmse"])
+    ds["residual_std"] = (dims, scalars["residual_std"])
+    ds["ensemble"].attrs["description"] = "EnKF members; 0 = no data assimilation"
+    ds["noise"].attrs["description"] = "observation noise std as a fraction of std(u)"
+    ds.attrs.update(name=config.name, description="MEDIDA model-error discovery sweep (KS)",
+                    base_config=json.dumps(to_dict(config.base)))
+    return ds
