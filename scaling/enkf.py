@@ -136,6 +136,11 @@ def kalman_gain(forecast: torch.Tensor, obs_std: float, config: EnKFConfig, *, l
         K = B @ torch.linalg.inv(S)
         return X, lambda D: D @ K.T
     chol = torch.linalg.cholesky(S)
+    if m > n:
+        # More members than state: form K = B S⁻¹ = (S⁻¹B)ᵀ once by a solve (n³), then K·d for all
+        # members (n²m), instead of solving for every member's innovation (2n²m) and applying B (n²m).
+        K = torch.cholesky_solve(B, chol).T
+        return X, lambda D: D @ K.T
     return X, lambda D: (B @ torch.cholesky_solve(D.T, chol)).T
 
 
