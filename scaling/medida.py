@@ -11,10 +11,15 @@ Pipeline of one run (`run(config)`):
 2. **Observations.** Each window state plus Gaussian noise of standard deviation `noise`·std(u)
    (all three states; the analysis at t uses the noisy observation, not the truth: pitfall 4).
 3. **One-step error** (medida.md §2.4): y = (u_a(t) − ū_f(t))/Δt, with ū_f one CNAB2 step of the
-   imperfect model from the observed u(t−Δt), u(t−2Δt). With noise, u_a and ū_f come from a
-   stochastic EnKF (`scaling.enkf`). `estimate: richardson` instead extrapolates two one-step
-   errors of length Δt and 2Δt of an accurate (ETDRK4) model forecast, 2y(Δt) − y(2Δt), which
-   removes the O(Δt) bias of the one-step estimate (pitfall 10).
+   imperfect model from u(t−Δt), u(t−2Δt). `estimate: richardson` instead extrapolates two
+   one-step errors of length Δt and 2Δt of an accurate (ETDRK4) model forecast, 2y(Δt) − y(2Δt),
+   which removes the O(Δt) bias of the one-step estimate (pitfall 10).
+   With noise and an ensemble, the states are first replaced by stochastic-EnKF analyses
+   (`scaling.enkf`): `assimilation: climatology` analyses every observation with a background
+   ensemble drawn from the climatology estimated from the observations (gain ≈ 1 where the state
+   dominates the noise, ≈ 0 where the noise dominates); `assimilation: public` is the public
+   code's filter (members around the observed u(t−Δt) with a white σ_b spread, one CNAB2 step,
+   one analysis at t), which keeps the noise and fails at 1 %.
 4. **Regression.** y ≈ Θ(u_a(t))·ξ over the 24-term library, sparse Bayesian (ARD) or STLSQ.
 
 The model error is reported as RHS terms, u_t(truth) − u_t(model) = Σ ξ_j·term_j, named like
