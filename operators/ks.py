@@ -27,7 +27,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import math
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -308,7 +307,3 @@ def initial_condition(grid: KSGrid, kind: str = "medida") -> np.ndarray:
     if kind == "kassam_trefethen":
         return np.cos(x / 16) * (1 + np.sin(x / 16))
     raise InputError(f"unknown KS initial condition {kind!r}; choose medida or kassam_trefethen")
-
-
-def as_batch(states: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(states, dtype=np.float64))

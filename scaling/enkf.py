@@ -32,9 +32,7 @@ import torch
 
 from workbench.errors import InputError
 
-__all__ = ["EnKFConfig", "gaspari_cohn", "periodic_taper", "analysis", "kalman_gain", "PAPER_MEMBERS_PER_STATE"]
-
-PAPER_MEMBERS_PER_STATE = 10  # N_ens = 10·M = 10,240 for M = 1,024 (medida.md §3.1)
+__all__ = ["EnKFConfig", "gaspari_cohn", "periodic_taper", "analysis", "kalman_gain"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,10 +45,6 @@ def term_powers(name: str) -> tuple[int, int]:
 
 def library_terms(max_power: int = 4, max_derivative: int = 4) -> list[tuple[int, int]]:
     """(p, d) of every column, in the library's order (24 for P = D = 4)."""
-    return _terms(max_power, max_derivative)
-
-
-def _terms(max_power: int, max_derivative: int) -> list[tuple[int, int]]:
     # PDE-FIND's columns are u^p·∂ᵈu for p = 0..P, d = 0..D, minus the constant (p = d = 0 gives
     # u^0·u = u, so the constant is the separate "1" column it drops). Here (p, d) means u^p·∂ᵈu:
     # d = 0 terms are u^(p+1), i.e. u … u^(P) for p = 0..P−1, plus derivative terms.
@@ -129,7 +125,7 @@ def build_library(u: np.ndarray, L: float, *, max_power: int = 4, max_derivative
     for _ in range(max_power):
         powers.append(powers[-1] * u)
     cols, names = [], []
-    for p, d in _terms(max_power, max_derivative):
+    for p, d in library_terms(max_power, max_derivative):
         cols.append((powers[p] * derivs[d]).reshape(-1))
         names.append(term_name(p, d))
     return np.stack(cols, axis=1), names
