@@ -5,94 +5,75 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli import add_area, add_json_flag, add_parser, emit
-
-EXECUTOR_HELP = "slurm | local | debug | auto (slurm when sbatch is on PATH and a controller answers, else local)"
+from workbench.cli import EXECUTOR_HELP, add_area, add_executor_flag, add_job_flags, add_parser, emit
 
 
 def register(areas, name: str, help_text: str) -> None:
     verbs = add_area(areas, name, help_text)
 
-    p = add_parser(verbs, "submit", help="submit one training job",
-                   description="Submit one training job (a job config file, e.g. jobs/configs/*.yaml). "
-                               "With --wait, exit status 1 means the job failed.",
-                   examples="  workbench jobs submit jobs/configs/mlp_tiny.yaml --wait --json\n"
-                            "  workbench jobs submit jobs/configs/mlp_tiny.yaml --executor slurm "
-                            "--set model.width=64 --set job.timeout_min=30\n"
-                            "  workbench jobs submit jobs/configs/mlp_tiny.yaml --executor slurm --dry-run")
+    p = add_parser(verbs, "submit", run_submit)
     _add_config_flags(p)
-    p.set_defaults(handler=run_submit)
 
-    p = add_parser(verbs, "sweep", help="submit a grid of configs as one job array",
-                   description="Submit every combination of the --grid values as one job array "
-                               "(one sbatch --array on SLURM). Writes <root>/<experiment>/manifest.jsonl.",
-                   examples="  workbench jobs sweep jobs/configs/mlp_tiny.yaml --grid model.lr=3e-3,1e-2 "
-                            "--grid train.seed=0,1\n"
-                            "  workbench jobs sweep jobs/configs/mlp_tiny.yaml --grid model.width=16,32,64 "
-                            "--set experiment=widths --wait")
+    p = add_parser(verbs, "sweep", run_sweep)
     _add_config_flags(p)
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a swept key and its values (repeatable: the grid is the product)")
-    p.set_defaults(handler=run_sweep)
 
-    p = add_parser(verbs, "status", help="state and log path of every member of a sweep",
-                   examples="  workbench jobs status runs/mlp_tiny\n  workbench jobs status runs/mlp_tiny --json")
+    p = add_parser(verbs, "status", run_status, json=True)
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment> (holds manifest.jsonl)")
-    add_json_flag(p)
-    p.set_defaults(handler=run_status)
 
-    p = add_parser(verbs, "collect", help="combine the members' metrics.nc into one Dataset",
-                   description="Combine the done members' metrics.nc into one netCDF over the sweep "
-                               "grid (NaN where a member is missing), default <sweep>/sweep.nc.",
-                   examples="  workbench jobs collect runs/mlp_tiny\n"
-                            "  workbench jobs collect runs/mlp_tiny --out sweep.nc --json")
+    p = add_parser(verbs, "collect", run_collect, json=True)
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment>")
     p.add_argument("--out", help="netCDF file to write (default: <sweep>/sweep.nc)")
-    add_json_flag(p)
-    p.set_defaults(handler=run_collect)
 
-    p = add_parser(verbs, "resubmit", help="rerun only the failed or missing members",
-                   description="Submit again the members that failed (or finished without metrics.nc); "
-                               "each resumes from its last checkpoint.",
-                   examples="  workbench jobs resubmit runs/mlp_tiny\n"
-                            "  workbench jobs resubmit runs/mlp_tiny --executor local --wait --json")
+    p = add_parser(verbs, "resubmit", run_resubmit, json=True)
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment>")
-    p.add_argument("--executor", choices=("auto", "slurm", "local", "debug"),
-                   help="default: the executor the members ran on; " + EXECUTOR_HELP)
+    add_executor_flag(p, default=None, help="default: the executor the members ran on; " + EXECUTOR_HELP)
     p.add_argument("--wait", action="store_true", help="wait until the reruns end")
-    add_json_flag(p)
-    p.set_defaults(handler=run_resubmit)
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="job config file (.yaml/.json), e.g. jobs/configs/mlp_tiny.yaml")
-    p.add_argument("--executor", default="auto", choices=("auto", "slurm", "local", "debug"), help=EXECUTOR_HELP)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. model.lr=3e-4 or job.timeout_min=30 (repeatable)")
-    p.add_argument("--wait", action="store_true", help="wait until the job(s) end, then report")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the config and print the resolved config and sbatch script; submit nothing")
-    add_json_flag(p)
+    add_job_flags(p, config_help="job config file (.yaml/.json), e.g. jobs/configs/mlp_tiny.yaml",
+                  set_example="model.lr=3e-4 or job.timeout_min=30", wait=True, dry_run=True)
 
 
 # ------------------------------------------------------------------------------------ handlers
 
 
 def run_submit(args) -> int:
+    """Submit one training job.
+
+    CONFIG is a job config file (e.g. jobs/configs/*.yaml). With --wait, exit status 1 means the job
+    failed.
+
+    examples:
+      workbench jobs submit jobs/configs/mlp_tiny.yaml --wait --json
+      workbench jobs submit jobs/configs/mlp_tiny.yaml --executor slurm --set model.width=64 --set job.timeout_min=30
+      workbench jobs submit jobs/configs/mlp_tiny.yaml --executor slurm --dry-run
+    """
     from jobs.entrypoints import load_job_config
     from jobs.sweep import Member
 
-    config = load_job_config(args.config, args.set)
+    config = load_job_config(args.config, args.overrides)
     return _submit_members(args, [Member(config, {}, ())], single=True)
 
 
 def run_sweep(args) -> int:
+    """Submit a grid of configs as one job array.
+
+    Submit every combination of the --grid values as one job array (one sbatch --array on SLURM).
+    Writes <root>/<experiment>/manifest.jsonl.
+
+    examples:
+      workbench jobs sweep jobs/configs/mlp_tiny.yaml --grid model.lr=3e-3,1e-2 --grid train.seed=0,1
+      workbench jobs sweep jobs/configs/mlp_tiny.yaml --grid model.width=16,32,64 --set experiment=widths --wait
+    """
     from jobs.sweep import expand_grid, parse_grid
     from workbench.errors import InputError
 
     if not args.grid:
         raise InputError("give at least one --grid KEY=V1,V2 (or use `workbench jobs submit`)")
-    members = expand_grid(args.config, parse_grid(args.grid), args.set)
+    members = expand_grid(args.config, parse_grid(args.grid), args.overrides)
     return _submit_members(args, members, single=False)
 
 
@@ -146,6 +127,12 @@ def _dry_run(args, members) -> int:
 
 
 def run_status(args) -> int:
+    """State and log path of every member of a sweep.
+
+    examples:
+      workbench jobs status runs/mlp_tiny
+      workbench jobs status runs/mlp_tiny --json
+    """
     from jobs.sweep import status
 
     members = status(args.sweep)
@@ -165,6 +152,15 @@ def _status_table(members) -> str:
 
 
 def run_collect(args) -> int:
+    """Combine the members' metrics.nc into one Dataset.
+
+    The done members' metrics.nc become one netCDF over the sweep grid (NaN where a member is
+    missing), by default <sweep>/sweep.nc.
+
+    examples:
+      workbench jobs collect runs/mlp_tiny
+      workbench jobs collect runs/mlp_tiny --out sweep.nc --json
+    """
     import numpy as np
 
     from jobs.sweep import collect, status
@@ -191,6 +187,15 @@ def run_collect(args) -> int:
 
 
 def run_resubmit(args) -> int:
+    """Rerun only the failed or missing members.
+
+    The members that failed (or finished without metrics.nc) are submitted again; each resumes from
+    its last checkpoint.
+
+    examples:
+      workbench jobs resubmit runs/mlp_tiny
+      workbench jobs resubmit runs/mlp_tiny --executor local --wait --json
+    """
     from jobs import sweep
 
     records = sweep.resubmit(args.sweep, args.executor)

@@ -27,11 +27,12 @@ from typing import Any, Sequence
 
 import submitit
 
-from jobs.submit import JobSpec, check_name
 from workbench.config import apply_overrides, from_dict, load, to_dict
 from workbench.errors import ConfigError
+from workbench.jobspec import JobSpec, check_name
+from workbench.registry import get_trainable
 from workbench.store import RunDir, create_run_dir
-from workbench.train import TrainConfig, get_trainable
+from workbench.train import TrainConfig
 
 __all__ = ["TrainJob", "TrainJobConfig", "job_config_from_dict", "load_job_config"]
 

@@ -37,8 +37,9 @@ from jobs.entrypoints import TrainJob, TrainJobConfig, job_config_from_dict, loa
 from jobs.submit import make_executor, resolve_executor
 from workbench.config import to_dict
 from workbench.errors import InputError
+from workbench.jobspec import SAFE_PATH_NAME
 from workbench.store import append_manifest, create_run_dir, read_manifest
-from workbench.train import get_trainable
+from workbench.registry import get_trainable
 
 __all__ = [
     "Member",
@@ -156,11 +157,9 @@ def _get_dotted(config: Any, key: str) -> Any:
 
 
 def _member_run_id(index: int, params: Mapping[str, Any]) -> str:
-    from jobs.submit import _SAFE_PATH_NAME
-
     run_id = f"{index:03d}_" + ",".join(f"{k}={v}" for k, v in params.items())
     # Fall back to the index alone when a value would make an unsafe or unwieldy name.
-    if len(run_id) > 80 or not _SAFE_PATH_NAME.fullmatch(run_id) or ".." in run_id:
+    if len(run_id) > 80 or not SAFE_PATH_NAME.fullmatch(run_id) or ".." in run_id:
         run_id = f"{index:03d}"
     return run_id
 
@@ -184,11 +183,11 @@ def submit(members: Sequence[Member], executor: str = "auto", *,
     for member in members:
         if member.config.sweep_dir != first.sweep_dir:
             raise InputError("all members of a sweep must share root and experiment")
-    preflight = get_trainable(first.kind).preflight
-    if preflight is not None:  # data files and base shapes, before any run directory exists
+    trainable = get_trainable(first.kind)
+    if trainable.preflight is not None:  # data files and base shapes, before any run directory exists
         for model in {json.dumps(to_dict(m.config.model), sort_keys=True, default=str): m.config.model
                       for m in members}.values():
-            preflight(model)
+            trainable.check(model)
         create_run_dir(member.config.root, member.config.experiment,
                        member.config.resolved_run_id, member.config)
     name = resolve_executor(executor)

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # PFGM++ robustness across D, and the brightness leak of common diffusion schedules
 #
-# Two CPU-scale studies (issue 6; reference note `diffusion.md`):
+# Two CPU-scale studies (code in `workbench/generative/`):
 #
 # 1. **PFGM++** (Xu et al. 2023) embeds N-dimensional data in N+D dimensions; D = ∞ is EDM. The paper
 #    claims smaller D is more robust to sampling noise, fewer steps and weight quantisation.
@@ -41,7 +41,7 @@ from workbench.generative.brightness import ARMS, oracle_brightness
 from workbench.generative.data import brightness_images
 from workbench.generative.oracle import pfgmpp_denoiser
 from workbench.generative.samplers import edm_sigmas, heun_sample
-from workbench.generative.trainable import DiffusionConfig, PFGMPPConfig
+from workbench.generative.config import DiffusionConfig, PFGMPPConfig
 from workbench.train import TrainConfig
 
 SMALL = os.environ.get("WORKBENCH_SMALL") == "1"
@@ -144,7 +144,7 @@ bright = experiments.BrightnessConfig(
     samples=100 if SMALL else 1000,
     sample_steps=20 if SMALL else 50,
 )
-results = [m for arms, seed in experiments.brightness_groups(bright)
+results = [m for _, arms, seed in experiments.brightness_groups(bright)
            for m in experiments.brightness_member(bright, arms, seed)]
 data = brightness_images(bright.model.n_data, 16, np.random.default_rng(bright.model.data_seed))
 bri = experiments.assemble_brightness(bright, results, data)

@@ -14,11 +14,11 @@
 # %% [markdown]
 # # MEDIDA: discovering the structural error of an imperfect Kuramoto–Sivashinsky model
 #
-# MEDIDA (Mojgani, Chattopadhyay & Hassanzadeh 2022; reference note `medida.md`) finds what is
-# missing from an imperfect PDE model, as an interpretable equation, from a few observations of
+# MEDIDA (Mojgani, Chattopadhyay & Hassanzadeh 2022, Chaos 32, 061105; public code
+# github.com/envfluids/MEDIDA) finds what is missing from an imperfect PDE model, as an interpretable equation, from a few observations of
 # the true system. The truth here is the KS equation u_t + u·u_x + u_xx + u_xxxx = 0 on L = 100;
 # an imperfect model drops or rescales terms (case KS6: u_t = −u_xxxx only). One run
-# (`scaling.medida.run`):
+# (`scaling.medida.pipeline.run`):
 #
 # 1. **One-step model error.** From observed states u(t−2Δt), u(t−Δt) step the imperfect model
 #    once (CNAB2) and take y = (u(t) − u_model(t))/Δt: the tendency the model lacks.
@@ -43,8 +43,8 @@ import pandas as pd
 import torch
 
 from operators.ks import ETDRK4, KSEquation, KSGrid, initial_condition, spectral_derivative
-from scaling.medida import MedidaConfig, equations, observe, one_step_error, run, truth_windows
-from scaling.medida_cases import CASES, case_description
+from scaling.medida.cases import CASES, case_description
+from scaling.medida.pipeline import MedidaConfig, equations, observe, one_step_error, run, truth_windows
 
 SMALL = os.environ.get("WORKBENCH_SMALL") == "1"
 START = time.perf_counter()

@@ -36,7 +36,7 @@ import sympy
 import jobs
 from jobs.entrypoints import load_job_config
 from operators.prose.evaluate import evaluate, load_run, summarize, format_summary
-from operators.prose.trainable import load_data
+from operators.prose.samples import load_data
 from operators.prose.tokens import detokenize
 from workbench.store import create_run_dir
 from workbench.train import train
@@ -49,7 +49,8 @@ CONFIG = os.environ.get("PROSE_CONFIG") or str(Path(jobs.__file__).parent / "con
 # ## 1. Train the tiny model (or load a finished run)
 #
 # d = 64, one layer per block (0.32 M parameters), thomas / rossler / dadras with 200 parameter
-# draws each, loss = 6 × relative squared L² of the trajectory + symbol cross-entropy (§2.6).
+# draws each, loss = 6 × relative squared L² of the trajectory + symbol cross-entropy (the official
+# PROSE loss, Liu, Zhang & Schaeffer 2023; github.com/felix-lyx/prose).
 
 # %%
 run_dir = os.environ.get("PROSE_RUN")
@@ -64,7 +65,7 @@ model, config = load_run(run_dir)
 print(f"run: {run_dir}; families {config.families}; data_only = {config.data_only}")
 
 # %% [markdown]
-# ## 2. Metrics on the validation set (§2.7)
+# ## 2. Metrics on the validation set (those of the official PROSE `evaluate.py`)
 #
 # Data relative L² on (2,6], (2,4] and (4,6] against the noisy targets (the official metric, with a
 # ≈2 % floor from the noise itself) and the clean ones; the baseline holds the last observed value.

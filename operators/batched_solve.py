@@ -1,8 +1,9 @@
 """Dormand–Prince 5(4) for a batch of independent trajectories of one ODE family.
 
-Reference note `reference/prose.md` §2.3 (rtol 1e-5, atol 1e-6, t = linspace(0, 6, 192), keep
-only status 0 and max|u| < 1e3) and §3 "Data generation cost" (≈127 ms per trajectory with
-scipy, one trajectory at a time). Here B trajectories (one family, each with its own parameters
+The official PROSE generator (github.com/felix-lyx/prose, `prose_ode/symbolicregression/envs/`)
+calls scipy's `solve_ivp` once per trajectory (rtol 1e-5, atol 1e-6, t = linspace(0, 6, 192), keep
+only status 0 and max|u| < 1e3): ≈127 ms per trajectory on 2 CPU cores (`workbench bench prose`
+times that loop side by side with this one). Here B trajectories (one family, each with its own parameters
 and initial state) advance together: every Runge–Kutta stage is ONE call of the family's
 lambdified right-hand side on a (dim, B_active) array, so the Python overhead per step is paid
 once per batch instead of once per trajectory.
@@ -23,10 +24,10 @@ for the continuous extension):
 
 A member fails (ok = False, its row of the output is undefined) on: step size underflow
 (h < 10 ulp of t, what scipy's status -1 means for a blow-up), too many steps, a non-finite
-state, or a value ≥ `max_abs` at an output time (§2.3 step 4). States far beyond `max_abs`
+state, or a value ≥ `max_abs` at an output time (PROSE's rejection rule). States far beyond `max_abs`
 (`BLOWUP_FACTOR`× it) stop the member at once, since such a trajectory is rejected anyway.
 
-None of the 15 PROSE families is stiff at these tolerances over t ∈ [0, 6] (the reference uses
+None of the 15 PROSE families is stiff at these tolerances over t ∈ [0, 6] (the official code uses
 BDF/LSODA for most; an explicit method needs no more steps there), so one explicit method
 serves all of them; `tests/test_odes.py` checks every family against a tight reference.
 """

@@ -1,6 +1,8 @@
 """Kuramoto–Sivashinsky solvers, batched over an ensemble dimension, in torch with an FFT.
 
-The equation in the "λ form" of MEDIDA (medida.md §2.1), with two optional extra LHS terms:
+The equation in the "λ form" of MEDIDA (Mojgani, Chattopadhyay & Hassanzadeh 2022, Chaos 32,
+061105; the public code github.com/envfluids/MEDIDA, `experiments/KS/case_select.py`), with two
+optional extra LHS terms:
 
     u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx + λ3·u_xxx + c·u²·u_x = 0     on a periodic [−L/2, L/2).
 
@@ -13,9 +15,11 @@ linear part and a conservative nonlinear part,
 so (u_xxx → (ik)³ = −ik³, moved to the RHS: +iλ3k³). Two integrators:
 
 - `ETDRK4`: exponential time differencing RK4 of Cox & Matthews with the contour-integral
-  coefficients of Kassam & Trefethen (2005), medida.md §2.2 — the truth.
+  coefficients of Kassam & Trefethen (2005, SIAM J. Sci. Comput. 26, 1214, "KT"; eq. (2.5)) —
+  the truth.
 - `cnab2_step`: one Crank–Nicolson (linear) / Adams–Bashforth 2 (nonlinear) step from u(t−Δt)
-  and u(t−2Δt), medida.md §2.3 — the imperfect model of the public MEDIDA protocol.
+  and u(t−2Δt) — the imperfect model of the public MEDIDA protocol (`CNAB2intKS_onestep` in the
+  public code's `code/canonicalPDEs/canonicalPDEs.py`).
 
 Every function takes states of shape (..., N): any leading dimensions are an ensemble (batch) and
 are advanced together with one batched FFT per stage. Float64 throughout by default: the
@@ -39,7 +43,7 @@ __all__ = ["KSGrid", "KSEquation", "ETDRK4", "cnab2_step", "etdrk4_coefficients"
 
 @dataclasses.dataclass(frozen=True)
 class KSGrid:
-    """A periodic grid: N points on [x0, x0 + L), spacing L/N (medida.md §3.1: L = 100, N = 1024)."""
+    """A periodic grid: N points on [x0, x0 + L), spacing L/N (MEDIDA's preset: L = 100, N = 1024)."""
 
     L: float = 100.0
     N: int = 1024
@@ -174,7 +178,7 @@ class ETDRK4:
         return torch.fft.rfft(u)
 
     def _step_(self, v: torch.Tensor) -> torch.Tensor:
-        """One step in place on v (KT eq. (2.5), stages a, b, c, v⁺ of medida.md §2.2):
+        """One step in place on v (Kassam & Trefethen 2005, eq. (2.5): stages a, b, c, v⁺):
 
             a = E2·v + Q·N(v),   b = E2·v + Q·N(a),   c = E2·a + Q·(2N(b) − N(v)),
             v⁺ = E·v + f1·N(v) + 2f2·(N(a) + N(b)) + f3·N(c),
@@ -196,7 +200,7 @@ class ETDRK4:
         return v.addcmul_(self._f3s, self._flux_hat(c))
 
     def step_hat(self, v: torch.Tensor) -> torch.Tensor:
-        """One step in Fourier space (KT eq. (2.5); the four stages a, b, c, v⁺ of medida.md §2.2)."""
+        """One step in Fourier space (Kassam & Trefethen 2005, eq. (2.5): stages a, b, c, v⁺)."""
         return self._step_(v.clone())
 
     def run(self, u0, steps: int, *, every: int | None = None) -> torch.Tensor:
@@ -257,12 +261,14 @@ class ETDRK4:
 
 def cnab2_step(u_prev: torch.Tensor, u_prev2: torch.Tensor, equation: KSEquation, grid: KSGrid,
                dt: float) -> torch.Tensor:
-    """One CNAB2 step of the imperfect model (medida.md §2.3), batched over leading dimensions:
+    """One CNAB2 step of the imperfect model (the public MEDIDA code's `CNAB2intKS_onestep`),
+    batched over leading dimensions:
 
         û(t) = (1 − ΔtL/2)⁻¹ [(1 + ΔtL/2)·û(t−Δt) + (3Δt/2)·N(u(t−Δt)) − (Δt/2)·N(u(t−2Δt))].
 
-    For an anti-diffusive model (λ2 = 0, λ1 > 0) the factor has a pole near k = √(2/(λ1Δt)),
-    pitfall 7; `cn_pole_wavenumber` reports it.
+    For an anti-diffusive model (λ2 = 0, λ1 > 0) the factor has a pole near k = √(2/(λ1Δt)):
+    k = 20 at Δt = 5e-3, inside the grid's k ≤ 32.2 at L = 100, N = 1024, where the one-step
+    amplification reaches ~1000 (MEDIDA cases 3, 4, 5, 11); `cn_pole_wavenumber` reports it.
     """
     u_prev = torch.as_tensor(u_prev, dtype=torch.float64)
     u_prev2 = torch.as_tensor(u_prev2, dtype=u_prev.dtype, device=u_prev.device)
@@ -279,7 +285,7 @@ def cnab2_step(u_prev: torch.Tensor, u_prev2: torch.Tensor, equation: KSEquation
 
 
 def cn_pole_wavenumber(equation: KSEquation, grid: KSGrid, dt: float) -> float | None:
-    """The grid wavenumber where |(1 + ΔtL/2)/(1 − ΔtL/2)| peaks above 10, or None (pitfall 7)."""
+    """The grid wavenumber where |(1 + ΔtL/2)/(1 − ΔtL/2)| peaks above 10, or None (see `cnab2_step`)."""
     k = grid.k
     hl = 0.5 * dt * equation.linear_symbol(k)
     amp = np.abs((1 + hl) / (1 - hl))

@@ -5,12 +5,12 @@ the other:
 
 - `NumpyETDRK4`: ETDRK4 (Cox & Matthews 2002) for ONE state with numpy's rfft — the per-member
   loop that `workbench bench medida` compares the batched torch solver against. The Kassam &
-  Trefethen (2005) coefficients are written through the φ-functions
+  Trefethen (2005; "KT" below) coefficients are written through the φ-functions
       φ1(z) = (eᶻ − 1)/z,  φ2(z) = (eᶻ − 1 − z)/z²,  φ3(z) = (eᶻ − 1 − z − z²/2)/z³,
   Q = (h/2)·φ1(z/2), f1 = h(φ1 − 3φ2 + 4φ3), f2 = h(φ2 − 2φ3), f3 = h(−φ2 + 4φ3) at z = hL(k)
-  (algebraically KT eq. (2.5), medida.md §2.2), each φ a trapezoid mean over a FULL circle of
-  2M points around z (KT §3: Cauchy's integral formula). For real z this equals KT's real part of
-  an M-point upper-half-circle mean; for complex z (the u_xxx term) the full circle is required.
+  (algebraically KT eq. (2.5)), each φ a trapezoid mean over a FULL circle of 2M points around
+  z (KT §3: Cauchy's integral formula). For real z this equals KT's real part of an M-point
+  upper-half-circle mean; for complex z (the u_xxx term) the full circle is required.
 - `dop853_reference`: an independent high-accuracy solution of u_t = −uu_x − u_xx − u_xxxx by
   scipy's DOP853 (rtol 1e-12, atol 1e-14) on the Fourier-space ODE, the Kassam–Trefethen setup
   (N = 128, L = 32π, x = 32π(1:N)/N, u0 = cos(x/16)(1 + sin(x/16))).
@@ -18,7 +18,7 @@ the other:
 Conventions shared with the torch solver (so the two agree to round-off): the equation is
 u_t + λ0uu_x + λ1u_xx + λ2u_xxxx + λ3u_xxx + c·u²u_x = 0, the nonlinear term is
 N(u) = −ik·rfft(λ0u²/2 + cu³/3) with the Nyquist mode of the odd derivative set to zero
-(KT's kursiv.m), no dealiasing (medida.md §2.2).
+(KT's kursiv.m), no dealiasing (as in the public MEDIDA code).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class NumpyETDRK4:
         return np.fft.rfft(f)
 
     def step_hat(self, v: np.ndarray) -> np.ndarray:
-        """One ETDRK4 step in Fourier space (KT eq. (2.5); stages a, b, c of medida.md §2.2)."""
+        """One ETDRK4 step in Fourier space (KT eq. (2.5): stages a, b, c, v⁺)."""
         Fv = self.flux_hat(v)
         a = self.E2 * v + self.Q * Fv
         Fa = self.flux_hat(a)

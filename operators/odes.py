@@ -1,12 +1,17 @@
 """The 15 ODE families of PROSE and their trajectory generator (Liu, Zhang, Schaeffer 2023).
 
-Reference note: `reference/prose.md` §2.2 (the family table, "equations as implemented"),
-§2.3 (trajectory generation) and §2.4 (data noise). Each family is a frozen `ODEFamily` whose
-right-hand side is a tuple of sympy expressions in the states `u_0, u_1, ...` and the family's
-*free* (sampled) parameters; fixed constants (0.5, 3, -10, 0.25, ...) are literal numbers.
+The ground truth is the official code, github.com/felix-lyx/prose, folder `prose_ode/`:
+`ODEGenerator` in `symbolicregression/envs/generators.py` (the families "as implemented", their
+nominal parameters and solver methods, parameter and initial-condition draws) and
+`symbolicregression/envs/environment.py` (`EnvDataset`: integration and rejection), plus the data
+noise of `symbolicregression/trainer.py`; "the reference" below means that code. Each family is a
+frozen `ODEFamily` whose right-hand side is a tuple of sympy expressions in the states
+`u_0, u_1, ...` and the family's *free* (sampled) parameters; fixed constants (0.5, 3, -10,
+0.25, ...) are literal numbers.
 
 Deviations from the PROSE code, on purpose:
-- Aizawa's `e` is drawn but unused in PROSE; it is not a parameter here (§5.5).
+- Aizawa's `e` is drawn but unused in PROSE; it is not a parameter here (its
+  −(x²+y²)(1+ez) term is reduced to −x² there).
 - Double pendulum: PROSE draws g, l *unrounded* and rounds a = -3g/l, b = -g/l, c = 4g/l to 3
   significant digits. Here g, l are the parameters (rounded like every other family) and
   a, b, c are the exact expressions of them.
@@ -31,25 +36,25 @@ from scipy.integrate import solve_ivp
 
 from workbench.errors import InputError
 
-T_RANGE, T_NUM = 6.0, 192  # §2.3: t_eval = linspace(0, 6, 192), dt ~ 0.0314
-PARAM_RANGE_GAMMA = 0.1  # §2.3 step 1: p ~ U[p0 - 0.1|p0|, p0 + 0.1|p0|]
-SIGNIFICANT_DIGITS = 3  # §2.3 step 1: `refine_floats`
-IC_LOW, IC_HIGH = -2.0, 2.0  # §2.3 step 2
-MAX_ABS = 1e3  # §2.3 step 4: keep only if status == 0 and max|u| < 1e3
-IC_ATTEMPTS = 10  # §2.3 step 4: up to 10x the needed ICs are tried
-NOISE_GAMMA = 0.02  # §2.4: ||sigma eps||_2 = 0.02 ||u||_2 per whole trajectory
+T_RANGE, T_NUM = 6.0, 192  # --t_range 6.0 --t_num 192: t_eval = linspace(0, 6, 192), dt ~ 0.0314
+PARAM_RANGE_GAMMA = 0.1  # --ode_param_range_gamma: p ~ U[p0 - 0.1|p0|, p0 + 0.1|p0|]
+SIGNIFICANT_DIGITS = 3  # the reference's `refine_floats`
+IC_LOW, IC_HIGH = -2.0, 2.0  # u(0) ~ U[-2, 2]^d
+MAX_ABS = 1e3  # rejection: keep only if status == 0 and max|u| < 1e3
+IC_ATTEMPTS = 10  # rejection: up to 10x the needed ICs are tried
+NOISE_GAMMA = 0.02  # --train/eval_noise_gamma: ||sigma eps||_2 = 0.02 ||u||_2 per whole trajectory
 
 RHS = Callable[[float, np.ndarray, Sequence[float]], np.ndarray]
 
 
 def default_t_eval() -> np.ndarray:
-    """The PROSE time grid, §2.3: 192 points on [0, 6]."""
+    """The PROSE time grid: 192 points on [0, 6]."""
     return np.linspace(0.0, T_RANGE, T_NUM)
 
 
 @dataclass(frozen=True)
 class ODEFamily:
-    """One row of the §2.2 table.
+    """One row of the family table (`_TABLE` below).
 
     `rhs[i]` is du_i/dt as a sympy expression in `states` and `params`; `nominal` holds p0 for
     each entry of `params` (same order); `method` is the `solve_ivp` method of the table.
@@ -87,7 +92,7 @@ class ODEFamily:
         return y
 
     def sample_params(self, rng: np.random.Generator) -> np.ndarray:
-        """§2.3 step 1: p ~ U[p0 - 0.1|p0|, p0 + 0.1|p0|], rounded to 3 significant digits.
+        """p ~ U[p0 - 0.1|p0|, p0 + 0.1|p0|], rounded to 3 significant digits.
 
         Rounding can move a draw just past the ±10 % bound by at most half a unit in the third
         significant digit (e.g. g: 10.79 -> 10.8), exactly as PROSE's `refine_floats` does.
@@ -98,7 +103,7 @@ class ODEFamily:
         return np.array([round_significant(x) for x in draw])
 
     def sample_initial(self, rng: np.random.Generator) -> np.ndarray:
-        """§2.3 step 2: u(0) ~ U[-2, 2]^d."""
+        """u(0) ~ U[-2, 2]^d."""
         return rng.uniform(IC_LOW, IC_HIGH, self.dim)
 
     def expressions(self, params: Sequence[float]) -> list[sympy.Expr]:
@@ -133,7 +138,7 @@ def round_significant(x: float, digits: int = SIGNIFICANT_DIGITS) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# The §2.2 table, "equations as implemented".
+# The family table: the equations as implemented in the reference's `generators.py`.
 
 
 def _u(dim: int) -> tuple[sympy.Symbol, ...]:
@@ -164,7 +169,8 @@ def _lorenz_96(dim: int):
 
 
 def _double_pendulum(th1, th2, w1, w2, g, l):
-    # Row 15: a = -3g/l, b = -g/l, c = 4g/l; coefficient 1 on w2^2 cos(Delta) is PROSE's (§5.5).
+    # Row 15: a = -3g/l, b = -g/l, c = 4g/l; coefficient 1 on w2^2 cos(Delta) is PROSE's
+    # (the textbook form has 2); kept so targets match the reference.
     a, b, c = -3 * g / l, -g / l, 4 * g / l
     delta = th1 - th2
     den = 3 - cos(2 * delta)
@@ -228,7 +234,7 @@ _TABLE = [
 
 FAMILIES: dict[str, ODEFamily] = {f.name: f for f in _TABLE}
 PRESETS: dict[str, tuple[str, ...]] = {
-    # §2.2: the default 3-D set is rows 1-11 and 14; `chaotic_ode_all` is all 15 (d_max 5).
+    # The reference's default `--types chaotic_ode_3d` is rows 1-11 and 14; `chaotic_ode_all` is all 15 (d_max 5).
     "chaotic_ode_3d": tuple(f.name for f in _TABLE if f.row <= 11 or f.row == 14),
     "chaotic_ode_all": tuple(FAMILIES),
 }
@@ -266,7 +272,7 @@ def family_names(spec: str | Iterable[str]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Generation, §2.3-2.4.
+# Generation: draws, integration, rejection and data noise.
 
 
 def solve(
@@ -277,7 +283,7 @@ def solve(
     rtol: float = 1e-5,
     atol: float = 1e-6,
 ) -> np.ndarray | None:
-    """Integrate with the family's method (§2.3 step 3); None if rejected (step 4).
+    """Integrate with the family's method; None if rejected (see below).
 
     y0 is the state at t_eval[0]. Returns shape (len(t_eval), dim). A trajectory is kept only if
     the solver reports status 0 and every |u| < 1e3; solver exceptions count as rejections.
@@ -309,7 +315,7 @@ def solve(
 
 
 def add_noise(u: np.ndarray, gamma: float = NOISE_GAMMA, rng: np.random.Generator | None = None) -> np.ndarray:
-    """§2.4 additive noise on a whole trajectory: u + sigma eps, ||sigma eps||_2 = gamma ||u||_2."""
+    """PROSE's `--noise_type additive` on a whole trajectory: u + sigma eps, ||sigma eps||_2 = gamma ||u||_2."""
     if gamma < 0:
         raise InputError(f"noise gamma must be >= 0, got {gamma}")
     rng = np.random.default_rng() if rng is None else rng
@@ -386,7 +392,7 @@ def generate_samples(
     """(params, y0, clean, noisy) for sample i of family order[i] drawn from seeds[i]; y0, clean and
     noisy are None when all IC_ATTEMPTS initial conditions were rejected.
 
-    engine "solve_ivp": one scipy solve per trajectory with the family's method (§2.3 step 3).
+    engine "solve_ivp": one scipy solve per trajectory with the family's method.
     engine "batched": `operators.batched_solve.integrate_batch`, all samples of a family together
     in chunks of BATCH_CHUNK; `workers` processes take chunks. Both are deterministic and
     independent of `workers`.
@@ -458,7 +464,7 @@ def generate(
     noise_gamma: float = NOISE_GAMMA,
     engine: str = "solve_ivp",
 ) -> dict[str, object]:
-    """A PROSE data set (§2.3-2.4): `n_per_family` samples of each family, round-robin.
+    """A PROSE data set: `n_per_family` samples of each family, round-robin.
 
     Sample i (families visited round-robin, i = k * n_families + j) draws everything from
     `SeedSequence(seed).spawn(n)[i]`, so the result is identical for any `workers`.
@@ -473,7 +479,7 @@ def generate(
 
     Returns a dict of arrays, padded to d_max (the largest family dimension) so that the
     families stack; `dim` says how many leading components are real (padded ones are zero,
-    in both `clean` and `noisy`, and must be masked in losses and metrics, §5.4):
+    in both `clean` and `noisy`, and must be masked in losses and metrics):
       t (T,), clean (n, T, d_max), noisy (n, T, d_max), y0 (n, d_max), dim (n,),
       family (n,) index into `families`, params (n, p_max) NaN-padded, families (names),
       rejected {name: count}, seed.

@@ -5,7 +5,8 @@
 under `scaling/data/` has a SOURCE.md (provenance) and a LICENSE.
 
 The Epoch AI digitisation of Hoffmann et al. (2022) Fig. 4 has no licence, so it is not bundled:
-`load_epoch_chinchilla()` reads it from the project's shared reference data folder when present.
+`load_epoch_chinchilla()` reads it from a data folder outside the package when one is present
+(see `shared_data_dir`).
 """
 
 from __future__ import annotations
@@ -149,11 +150,11 @@ def _muennighoff(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def shared_data_dir() -> Path | None:
-    """The project's shared reference data folder, or None if there is none.
+    """The data folder kept outside the package (unlicensed test data), or None if there is none.
 
-    `$WORKBENCH_SHARED_DATA` wins when set. Otherwise look for `shared/data` in the repository
-    root (the folder holding the `scaling` package) or in any folder above it, which finds the
-    sibling layout `<repo>/../shared/data`.
+    `$WORKBENCH_SHARED_DATA` wins when set. Otherwise look for a folder `shared` holding `data`
+    in the repository root (the folder holding the `scaling` package) or in any folder above it,
+    which also finds one beside the checkout.
     """
     override = os.environ.get("WORKBENCH_SHARED_DATA")
     if override:

@@ -1,14 +1,17 @@
-"""Which parameter count does loss scale with? A doping sweep (Chatelain et al. 2021, arXiv
-2109.11928) read against three candidate laws.
+"""Which parameter count does loss scale with? A doping sweep (Chatelain et al. 2021, "Is the
+number of trainable parameters all that actually matters?", arXiv:2109.11928) read against three
+candidate laws.
 
-Reference note ../shared/reference/mup-doping.md §2.6 and §7.6. A doping sweep trains the same
-models at several widths and several doping settings (a `frozen_ratio` or `mlp_kind` sweep
-dim; seeds optional). One joint law L = a·X^b + c (scaling.mup_predict.fit_power_law) is fitted
-over *all* settings at once with
+The paper dopes models with frozen random parameters or fast structured transforms and finds
+that "the scaling relationship between test loss and compute depends only on the actual number
+of trainable parameters". A doping sweep trains the same models at several widths and several
+doping settings (a `frozen_ratio` or `mlp_kind` sweep dim; seeds optional). One joint law
+L = a·X^b + c (scaling.mup_predict.fit_power_law) is fitted over *all* settings at once with
 
 - X = N_trainable (`params`, non-embedding trainable),
 - X = N_total = params + params_frozen (trainable plus frozen doping weights),
-- X = C = flops_per_token · tokens seen (tokens = tokens_per_step · steps_done),
+- X = C = flops_per_token · tokens seen (tokens = tokens_per_step · steps_done; a frozen weight
+  still costs its forward and input-gradient FLOPs, so C ≈ (6·N_trainable + 4·N_frozen) per token),
 
 and the count whose joint fit leaves the smallest residual RMS is the one that *collapses* the
 doping settings onto one curve. The paper's claim is that it is the trainable count; this
@@ -16,18 +19,21 @@ module reports what the data show. Per-setting mean residuals show how a count f
 setting systematically above or below the joint curve). With several seeds, the residual RMS
 is compared with the seed noise of a seed-mean (pooled seed std / sqrt(seeds)).
 
-Reads a collected sweep only (jobs.sweep.collect or a sweep .nc); never imports a model.
+Reads a collected sweep only (an xarray Dataset or a sweep .nc; collecting a sweep directory with
+`jobs.sweep.collect` is the caller's job); never imports a model.
 CLI: `workbench lm doping-report SWEEP [--json]`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
-from scaling.mup_predict import fit_power_law, load_sweep
+from scaling.mup_predict import fit_power_law, open_sweep
 from workbench.errors import InputError
 
 __all__ = ["DOPING_DIMS", "doping_report", "sweep_points"]
@@ -106,7 +112,7 @@ def sweep_points(ds, loss_var: str = "final_val_loss") -> dict[str, Any]:
     return {"doping_dim": dim, "points": points, "seed_noise": seed_noise, "n_seeds": n_seeds}
 
 
-def doping_report(sweep, loss_var: str = "final_val_loss") -> dict[str, Any]:
+def doping_report(sweep: xr.Dataset | str | os.PathLike, loss_var: str = "final_val_loss") -> dict[str, Any]:
     """Joint fits of L against trainable N, total N and compute over every doping setting.
 
     Returns ``{"doping_dim", "settings", "points", "fits": {"trainable" | "total" | "compute":
@@ -115,7 +121,7 @@ def doping_report(sweep, loss_var: str = "final_val_loss") -> dict[str, Any]:
     count with the smaller joint rmse; `separated` says whether the two rmse differ by more than
     the seed noise of a seed-mean (without seeds: by more than 10 %) with the loss falling in both.
     """
-    ds = sweep if hasattr(sweep, "data_vars") else load_sweep(sweep)
+    ds = open_sweep(sweep)
     table = sweep_points(ds, loss_var)
     points = table["points"]
     settings = list(dict.fromkeys(p["setting"] for p in points))

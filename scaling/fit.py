@@ -1,10 +1,12 @@
-"""Approach 3: the parametric fit of L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann §3.3).
+"""Approach 3: the parametric fit of L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022,
+"Training Compute-Optimal Large Language Models", §3.3).
 
 Fitted in log space as  log L̂ = LSE(a - alpha·log N, b - beta·log D, e)  with A = e^a, B = e^b,
 E = e^e, minimising the Huber loss (delta = 1e-3) of log L̂ - log L **summed** over the runs
-(Hoffmann App. D.2; Epoch 2024). L-BFGS is started from every point of Hoffmann/Epoch's grid
-(4500 starts) and the best run is kept. All starts, and all bootstrap replicates, are advanced
-together by `scaling.lbfgs.minimize_batched`.
+(Hoffmann App. D.2; "Epoch 2024" = Besiroglu et al. 2024, "Chinchilla Scaling: A replication
+attempt", repo epoch-research/analyzing-chinchilla). L-BFGS is started from every point of
+Hoffmann/Epoch's grid (4500 starts) and the best run is kept. All starts, and all bootstrap
+replicates, are advanced together by `scaling.lbfgs.minimize_batched`.
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA,
 
     `reduction="mean"` is accepted for compatibility with code that averages the Huber loss, and is
     rescaled to the sum: the optimum is the same, and our stopping test is relative, so the smaller
-    scale cannot stop the optimiser early (the pitfall Epoch found in Hoffmann's setup).
+    scale cannot stop the optimiser early (with scipy's default tolerances a mean objective stops
+    L-BFGS too early: Besiroglu et al. 2024, notebook section "Replicate with lower loss scale").
     """
     if reduction not in ("sum", "mean"):
         raise InputError(f"unknown reduction '{reduction}'; valid: sum, mean")
@@ -255,7 +258,7 @@ def _inverse_sqrt_hessian(objective, x: torch.Tensor, step: float = 1e-5) -> tor
 def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, seed: int = 42,
                          delta: float = HUBER_DELTA, max_iter: int = 1000, progress=None,
                          device=None) -> ParametricFit:
-    """Resample runs with replacement `n_boot` times and refit each replicate (Epoch 2024 §3).
+    """Resample runs with replacement `n_boot` times and refit each replicate (as Besiroglu et al. 2024).
 
     Every replicate starts from the full-data optimum (Epoch starts from Hoffmann's constants);
     all replicates run as one batch, each with its own multinomial weights. The replicates are

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import Akima1DInterpolator
 
-from scaling.laws import CHINCHILLA_BUDGET
+from scaling.laws import CHINCHILLA_BUDGET, PowerLaw
 from scaling.table import group_budgets
 from workbench.errors import InputError
 
@@ -67,18 +67,6 @@ class BudgetOptimum:
             "unstable-bootstrap": "fewer than half of the noise-bootstrap minima are interior",
             "no-curvature": "the parabola through the sizes around the minimum opens downward",
         }[self.status]
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """y = coef · C^exponent from weighted least squares in log-log space."""
-
-    exponent: float
-    coef: float
-    r2: float
-
-    def __call__(self, C):
-        return self.coef * np.asarray(C, float) ** self.exponent
 
 
 @dataclass(frozen=True)
@@ -133,7 +121,10 @@ class IsoflopFit(ComputeOptimalLaws):
         return float(self.N_law(C)), self._ci(draws)
 
     def rho_range(self) -> list[float]:
-        """Range of the 95 % band of tokens per parameter rho*(C) = C / (6 N*²) over the fitted budgets."""
+        """Range of the 95 % band of tokens per parameter rho*(C) = C / (6 N*²) over the fitted budgets
+        (NaN without bootstrap draws: the parabola, or no replicates)."""
+        if self.coef_draws.size == 0:
+            return [float("nan"), float("nan")]
         Cs = np.geomspace(min(o.C for o in self.used), max(o.C for o in self.used), 50)
         rho = Cs[None, :] / (6.0 * (self.coef_draws[:, None] * Cs[None, :] ** self.a_draws[:, None]) ** 2)
         return [float(np.quantile(rho, 0.025, axis=0).min()), float(np.quantile(rho, 0.975, axis=0).max())]
@@ -158,7 +149,7 @@ def weighted_power_law(C, y, weights=None) -> PowerLaw:
     intercept = ym - slope * xm
     resid = ly - (intercept + slope * x)
     r2 = 1.0 - np.sum(w * resid**2) / np.sum(w * (ly - ym) ** 2)
-    return PowerLaw(exponent=float(slope), coef=float(np.exp(intercept)), r2=float(r2))
+    return PowerLaw(coef=float(np.exp(intercept)), exponent=float(slope), r2=float(r2))
 
 
 def _batched_power_law_slopes(C, Y, weights):
@@ -217,6 +208,16 @@ def _parabola_optimum(x_sorted, losses):
     grid = np.geomspace(x_sorted[0], x_sorted[-1], 200)
     return {"point": float(np.exp(vertex)), "loss": float(np.exp(c0 + c1 * vertex + c2 * vertex**2)),
             "grid": grid, "curve": np.exp(np.polyval([c2, c1, c0], np.log(grid)))}
+
+
+def estimate_noise(runs: pd.DataFrame) -> tuple[float, str]:
+    """Seed-noise sigma for the bootstrap, and where it came from: the pooled std of the loss across
+    seeds at the same (C, N) when the runs have seed replicates, else Porian's RefinedWeb value."""
+    if "seed" in runs.columns and runs["seed"].nunique() > 1:
+        var = runs.groupby(["C", "N"])["loss"].var(ddof=1).dropna()
+        if len(var):
+            return float(var.mean() ** 0.5), "estimated from seed replicates"
+    return DEFAULT_NOISE, "default (Porian's RefinedWeb seed noise)"
 
 
 def isoflop_optima(runs: pd.DataFrame, *, method: str = "akima", noise: float = DEFAULT_NOISE,

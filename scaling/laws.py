@@ -15,6 +15,44 @@ PF_DAY = 8.64e19  # FLOPs in one petaflop/s-day (Kaplan §2.1)
 
 
 @dataclass(frozen=True)
+class PowerLaw:
+    """y = coef · x^exponent + offset, one power law in one variable.
+
+    Without an offset it is a compute-optimal frontier N*(C) ∝ C^a or D*(C) ∝ C^b (Hoffmann et
+    al. 2022, Approaches 1 and 2; fitted by `scaling.isoflop.weighted_power_law`). With one it is
+    the loss law L(N) = a·N^b + c that Mu-scaling (Yao & Wang 2023, arXiv:2304.06875) fits across
+    the widths of a muP sweep (`scaling.mup_predict.fit_power_law`); `a`, `b`, `c` are that
+    paper's names for coef, exponent and offset. A fit records the statistic its estimator
+    reports: `r2` (weighted R² in log-log space) or `rmse` (of the residuals in y); the other is NaN.
+    """
+
+    coef: float
+    exponent: float
+    offset: float = 0.0
+    r2: float = float("nan")
+    rmse: float = float("nan")
+
+    def __call__(self, x):
+        return self.coef * np.asarray(x, float) ** self.exponent + self.offset
+
+    @property
+    def a(self) -> float:
+        return self.coef
+
+    @property
+    def b(self) -> float:
+        return self.exponent
+
+    @property
+    def c(self) -> float:
+        return self.offset
+
+    def as_dict(self) -> dict[str, float]:
+        """{"a", "b", "c"}: the Mu-scaling names, as the loss-prediction reports print them."""
+        return {"a": self.coef, "b": self.exponent, "c": self.offset}
+
+
+@dataclass(frozen=True)
 class ChinchillaLaw:
     """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann Eq. 2)."""
 
@@ -68,11 +106,13 @@ class ChinchillaLaw:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a": self.a, "b": self.b}
 
 
-# Published constant sets (reference note §6.2).
+# Published constant sets: Hoffmann et al. 2022 §3.3 as printed, and unrounded (from the paper's
+# arXiv TeX source, as the kyo-takano/chinchilla package uses them); Besiroglu et al. 2024 (Epoch,
+# "Chinchilla Scaling: A replication attempt"), their fit to the 240 digitised runs.
 HOFFMANN_PRINTED = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 HOFFMANN_UNROUNDED = ChinchillaLaw(E=1.69337368, A=406.401018, B=410.722827, alpha=0.33917084, beta=0.2849083)
 EPOCH_2024 = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
-# Muennighoff et al. 2023 C4 fit (datablations README), given in log space with alpha = beta.
+# Muennighoff et al. 2023 C4 fit (huggingface/datablations README), given in log space with alpha = beta.
 MUENNIGHOFF_C4 = ChinchillaLaw(
     E=float(np.exp(0.6254804)), A=float(np.exp(6.255414)), B=float(np.exp(7.3049974)), alpha=0.3526596, beta=0.3526596
 )

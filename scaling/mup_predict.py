@@ -1,10 +1,11 @@
 """Mu-scaling loss prediction: fit L(N) = a·N^b + c (b < 0) on the smaller widths of a muP sweep
 and predict the held-out larger widths before (or instead of) training them.
 
-Reference note ../shared/reference/mup-doping.md §2.4 and §7.5. For a fixed exponent b the law is
-linear in (a, c), so the fit profiles them out by least squares and searches b alone: a grid of
-starts over b ∈ [-4, -0.001] and a bounded Brent refinement around the best one. Noise-free data
-are recovered to rounding.
+Mu-scaling (Yao & Wang 2023, arXiv:2304.06875; cofe-ai/Mu-scaling `fit_scale_loss_prediction.py`)
+trains muP models that differ only in width with one hyperparameter set and fits this law with
+`scipy.optimize.curve_fit`. Here, for a fixed exponent b the law is linear in (a, c), so the fit
+profiles them out by least squares and searches b alone: a grid of starts over b ∈ [-4, -0.001]
+and a bounded Brent refinement around the best one. Noise-free data are recovered to rounding.
 
 The uncertainty band is a parametric bootstrap: the fitted values plus Gaussian noise with the
 residual standard deviation (n - 3 degrees of freedom) are refitted `n_boot` times and the
@@ -12,41 +13,31 @@ predictions' central `level` interval is reported, widened by t_{n-3} / z (the r
 standard deviation is itself estimated from few points). With exactly 3 widths there are no residual
 degrees of freedom and the band is NaN.
 
-`predict_sweep` reads a collected sweep (jobs.sweep.collect, or a sweep.nc) with a `width` dim
-and the `gpt_lm` trainable's `params` / `final_val_loss` variables; CLI: `workbench lm predict`.
+`predict_sweep` reads a collected sweep: an xarray Dataset, or a `.nc` file holding one, with a
+`width` dim and the `gpt_lm` trainable's `params` / `final_val_loss` variables. Collecting a sweep
+directory (`jobs.sweep.collect`) is the caller's job; CLI: `workbench lm predict`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
+from scipy.optimize import minimize_scalar
+from scipy import stats
 
+from scaling.laws import PowerLaw
 from workbench.errors import InputError
+from workbench.store import open_dataset
 
-__all__ = ["PowerLawFit", "bootstrap_band", "fit_power_law", "load_sweep", "predict_sweep"]
+__all__ = ["bootstrap_band", "fit_power_law", "open_sweep", "predict_sweep"]
 
 B_RANGE = (-4.0, -1e-3)
 N_STARTS = 64
-
-
-@dataclass(frozen=True)
-class PowerLawFit:
-    a: float
-    b: float
-    c: float
-    rmse: float  # root mean squared residual over the fitted points
-    n_points: int
-
-    def __call__(self, params) -> np.ndarray:
-        return self.a * np.asarray(params, dtype=float) ** self.b + self.c
-
-    def as_dict(self) -> dict[str, float]:
-        return {"a": self.a, "b": self.b, "c": self.c}
 
 
 def _check(params, loss) -> tuple[np.ndarray, np.ndarray]:
@@ -76,10 +67,8 @@ def _profile(b: float, x: np.ndarray, L: np.ndarray) -> tuple[float, float, floa
     return float(r @ r), float(a), float(c)
 
 
-def fit_power_law(params, loss) -> PowerLawFit:
-    """Least-squares fit of L = a·N^b + c with b in [-4, -0.001] and a ≥ 0."""
-    from scipy.optimize import minimize_scalar
-
+def fit_power_law(params, loss) -> PowerLaw:
+    """Least-squares fit of L = a·N^b + c with b in [-4, -0.001] and a ≥ 0; records the rmse."""
     N, L = _check(params, loss)
     N0 = float(np.exp(np.log(N).mean()))  # conditioning: fit in units of the geometric mean
     x = N / N0
@@ -94,11 +83,11 @@ def fit_power_law(params, loss) -> PowerLawFit:
         if res.fun <= best_sse:
             best_b, best_sse = float(res.x), float(res.fun)
     _, a_scaled, c = _profile(best_b, x, L)
-    return PowerLawFit(a=a_scaled * N0 ** (-best_b), b=float(best_b), c=c,
-                       rmse=math.sqrt(best_sse / N.size), n_points=int(N.size))
+    return PowerLaw(coef=a_scaled * N0 ** (-best_b), exponent=float(best_b), offset=c,
+                    rmse=math.sqrt(best_sse / N.size))
 
 
-def bootstrap_band(params, loss, fit: PowerLawFit, new_params, *, n_boot: int = 200, level: float = 0.95,
+def bootstrap_band(params, loss, fit: PowerLaw, new_params, *, n_boot: int = 200, level: float = 0.95,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Central `level` interval of the predictions at `new_params` over parametric-bootstrap refits."""
     N, L = _check(params, loss)
@@ -117,35 +106,36 @@ def bootstrap_band(params, loss, fit: PowerLawFit, new_params, *, n_boot: int = 
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(preds, tail, axis=0), np.percentile(preds, 100 - tail, axis=0)
     # sigma is itself estimated from n - 3 residuals: widen by Student's t over the normal quantile.
-    from scipy.stats import norm, t
-
-    k = float(t.ppf(1 - (1 - level) / 2, dof) / norm.ppf(1 - (1 - level) / 2))
+    k = float(stats.t.ppf(1 - (1 - level) / 2, dof) / stats.norm.ppf(1 - (1 - level) / 2))
     centre = fit(new)
     return centre - k * (centre - lo), centre + k * (hi - centre)
 
 
-def load_sweep(sweep: str | os.PathLike):
-    """A collected sweep Dataset from a sweep directory (collected now) or a sweep .nc file."""
-    from workbench.store import open_dataset
+def open_sweep(sweep: xr.Dataset | str | os.PathLike) -> xr.Dataset:
+    """A collected sweep: the Dataset itself, or the one in a `.nc` file.
 
+    A sweep directory is refused: collecting its runs (`jobs.sweep.collect`) belongs to the
+    caller, so that fitting a law needs no job machinery.
+    """
+    if isinstance(sweep, xr.Dataset):
+        return sweep
     path = Path(sweep)
-    if path.is_file():
-        return open_dataset(path)
-    if not path.is_dir():
-        raise InputError(f"sweep not found: {path} (a sweep directory or a collected .nc file)")
-    from jobs.sweep import collect
+    if path.is_dir():
+        raise InputError(f"{path} is a sweep directory; collect it first (`workbench jobs collect {path} --out "
+                         "sweep.nc`) and pass the .nc file")
+    if not path.is_file():
+        raise InputError(f"sweep not found: {path}")
+    return open_dataset(path)
 
-    return collect(path)
 
-
-def predict_sweep(sweep, *, holdout: int = 1, count: str = "params", loss_var: str = "final_val_loss",
-                  n_boot: int = 200, level: float = 0.95) -> dict[str, Any]:
-    """Fit the smaller widths of a collected sweep (dataset or path), predict the `holdout` largest.
+def predict_sweep(sweep: xr.Dataset | str | os.PathLike, *, holdout: int = 1, count: str = "params",
+                  loss_var: str = "final_val_loss", n_boot: int = 200, level: float = 0.95) -> dict[str, Any]:
+    """Fit the smaller widths of a collected sweep (Dataset or .nc path), predict the `holdout` largest.
 
     Returns ``{"fit": {"a", "b", "c"}, "predictions": [{"width", "params", "predicted", "actual",
     "low", "high"}], ...}``. Seeds (a `seed` dim) are averaged; other sweep dims must have one value.
     """
-    ds = sweep if hasattr(sweep, "data_vars") else load_sweep(sweep)
+    ds = open_sweep(sweep)
     if "width" not in ds.dims:
         raise InputError(f"the sweep has no 'width' dimension (dims: {', '.join(map(str, ds.dims)) or 'none'}); "
                          "sweep with --grid model.width=...")

@@ -1,13 +1,15 @@
 """Porian et al.'s reconciliation ladder: from Kaplan's exponent to Hoffmann's, one correction at a time.
 
-Each step is a separate set of runs (Porian et al. 2024, Fig. 1 panels a-e; reference note §3):
+Each step is a separate set of runs (Porian et al. 2024, Fig. 1 panels a-e; experiment names as in
+their repository's `configs.py`):
   kaplan count  -> Kaplan's setup: non-embedding N, long warmup, cosine to a fixed horizon
   + head FLOPs  -> count the output head in N and C (and read validation loss)
   + warmup      -> warmup scaled to model size
   + decay       -> cosine matched to each run's length
   + tuning      -> tuned AdamW (LR, batch size, beta2) with constant LR
-Every step is fitted with Approach 2 (`scaling.isoflop`), the estimator Porian used; Approach 3
-does not reproduce the ladder on these points (most are mid-run checkpoints, note §5).
+Every step is fitted with Approach 2 (`scaling.isoflop`), the estimator Porian used. Approach 3
+does not reproduce the ladder on these points, not even its order: except for the `+ decay` step,
+the points are mid-run checkpoints of longer runs, not end-of-schedule losses.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ PORIAN_ATTENTION_LADDER = (
     LadderStep("attn: + tuning", "attn_optimizer_tuning_no_decay"),
     LadderStep("kaplan count, tuned", "kaplan_adjusted_tuned_hparams"),
 )
-# Seed-noise sigma Porian used for the bootstrap of each dataset (reference note §2.2).
+# Seed-noise sigma Porian used for the bootstrap of each dataset (their `analysis.py`; the
+# loss-dependent "noise_high" there compares thresholds 3 and 7 with log loss, so never applies).
 PORIAN_NOISE = {"porian-rw": 0.002, "porian-owt2": 0.01}
 PORIAN_DATASET_LABEL = {"porian-rw": "RefinedWeb", "porian-owt2": "OpenWebText2"}
 

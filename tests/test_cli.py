@@ -31,6 +31,15 @@ def test_help_has_examples():
         assert "example" in result.stdout
 
 
+def test_fit_verb_is_built_from_the_method_registry():
+    from scaling.methods import METHODS
+
+    text = run_cli("scaling", "fit", "--help").stdout
+    for name, method in METHODS.items():
+        assert f"  {name}" in text and method.help in text
+    assert "{" + ",".join(METHODS) + "}" in text  # the --method choices
+
+
 @pytest.mark.slow
 def test_parametric_json_keys_and_outputs(grid_csv, tmp_path):
     out, plot = tmp_path / "fit.nc", tmp_path / "fit.png"

@@ -232,29 +232,19 @@ def test_load_unknown_key_names_file(tmp_path):
         load(TrainConfig, path)
 
 
-def test_load_errors_name_the_file(tmp_path):
-    with pytest.raises(ConfigError, match="not found: .*missing.json"):
-        load(TrainConfig, tmp_path / "missing.json")
-
-    bad_json = tmp_path / "bad.json"
-    bad_json.write_text('{\n  "lr": 0.1,\n  "batch_size": \n}\n')
-    with pytest.raises(ConfigError, match=r"invalid JSON in .*bad.json at line 4"):
-        load(TrainConfig, bad_json)
-
-    bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("lr: 0.1\nmodel: [1, 2\nname: x\n")
-    with pytest.raises(ConfigError, match=r"invalid YAML in .*bad.yaml at line \d+"):
-        load(TrainConfig, bad_yaml)
-
-    top_list = tmp_path / "list.yaml"
-    top_list.write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match=r"list.yaml must hold a mapping"):
-        load(TrainConfig, top_list)
-
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("")
-    with pytest.raises(ConfigError, match=r"empty.yaml .*empty file"):
-        load(TrainConfig, empty)
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("missing.json", None, r"not found: .*missing.json"),
+    ("bad.json", '{\n  "lr": 0.1,\n  "batch_size": \n}\n', r"invalid JSON in .*bad.json at line 4"),
+    ("bad.yaml", "lr: 0.1\nmodel: [1, 2\nname: x\n", r"invalid YAML in .*bad.yaml at line \d+"),
+    ("list.yaml", "- 1\n- 2\n", r"list.yaml must hold a mapping"),
+    ("empty.yaml", "", r"empty.yaml .*empty file"),
+])
+def test_load_errors_name_the_file(tmp_path, name, text, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load(TrainConfig, path)
 
 
 def test_unknown_extension_lists_valid_ones(tmp_path):
@@ -362,7 +352,7 @@ def test_string_annotations_are_resolved():
 
 
 def test_overrides_are_validated_together_and_the_culprit_is_named():
-    from workbench.lm.trainable import GPTLMConfig
+    from workbench.lm.config import GPTLMConfig
 
     # Valid only as a pair: the first override alone fails the cross-field check.
     config = apply_overrides(GPTLMConfig(), ["corpus=file", "corpus_path=data.txt"])

@@ -1,4 +1,5 @@
-"""Parameter/FLOP conventions against Porian et al.'s published shapes (notes §2.1, §7.1)."""
+"""Parameter/FLOP conventions against Porian et al.'s published shapes (their repository's
+`architectures.csv`, bundled as the `porian-architectures` dataset)."""
 
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Bundled datasets load by name with canonical columns (reference notes §4)."""
+"""Bundled datasets load by name with canonical columns (provenance in each scaling/data/*/SOURCE.md)."""
 
 from importlib import resources
 
@@ -116,7 +116,8 @@ def _epoch_or_skip(**kwargs):
 def test_epoch_chinchilla_drops_five_highest_losses():
     table = _epoch_or_skip()
     assert len(table) == 240
-    # Notes §4: the dropped losses are 5.006 ... 3.447, so the highest kept is below 3.447.
+    # Besiroglu et al. 2024 drop the 5 highest losses (5.006, 4.665, 3.794, 3.766, 3.447; tiny-token
+    # runs at C ≈ 1e19), so the highest kept is below 3.447.
     assert table["loss"].max() < 3.447
     np.testing.assert_allclose(table["D"], table["C"] / (6 * table["N"]), rtol=1e-15)
     assert len(_epoch_or_skip(drop_highest=0)) == 245

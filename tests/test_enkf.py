@@ -1,4 +1,4 @@
-"""Stochastic EnKF analysis (`scaling/enkf.py`, medida.md §2.6): its three algebraically equal forms,
+"""Stochastic EnKF analysis (`scaling/medida/enkf.py`; Burgers et al. 1998): its three algebraically equal forms,
 localisation, the Kalman limit, input checks, and the `workbench bench medida` smoke run."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.enkf import EnKFConfig, analysis, gaspari_cohn, periodic_taper
+from scaling.medida.enkf import EnKFConfig, analysis, gaspari_cohn, periodic_taper
 from workbench.errors import InputError
 
 N_STATE, LENGTH, OBS_STD = 32, 10.0, 0.1
@@ -112,7 +112,7 @@ def test_bad_analysis_inputs_are_input_errors():
 
 def test_medida_bench_quick_runs_and_agrees():
     """`workbench bench medida --quick`: keys and agreement only; speed is never asserted (DESIGN.md)."""
-    from scaling.medida_bench import format_result, run
+    from scaling.medida.bench import format_result, run
 
     result = run(quick=True)
     assert result["same_optimum"] is True

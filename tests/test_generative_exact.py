@@ -1,4 +1,5 @@
-"""Exactness of the generative building blocks (diffusion.md §7 checks 1-5, 9-12): no training."""
+"""Exactness of the generative building blocks against closed forms, the PFGM++ and EDM formulas
+and diffusers' scheduler code: no training."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from workbench.generative.oracle import pfgmpp_denoiser
 from workbench.generative.samplers import edm_sigmas, heun_sample
 
 
-# --- PFGM++ kernel (§2.1-2.2, §7.1-7.3) ---------------------------------------------------------
+# --- PFGM++ kernel (Xu et al. 2023) ----------------------------------------------------------------
 @pytest.mark.parametrize("N,D", [(2, 4), (2, 64), (64, 4), (64, 2048), (3072, 64)])
 def test_beta_and_student_t_kernels_agree(N, D):
     rng = np.random.default_rng(0)
@@ -23,7 +24,7 @@ def test_beta_and_student_t_kernels_agree(N, D):
     sigma = np.full(count, 1.3)
     a = (pfgmpp.sample_kernel(sigma, N, D, rng, method="beta") ** 2).sum(1)
     b = (pfgmpp.sample_kernel(sigma, N, D, rng, method="student_t") ** 2).sum(1)
-    # Two-sample KS on ||n||² at a fixed seed; then both means against E||n||² = Nσ²D/(D−2) (§2.1).
+    # Two-sample KS on ||n||² at a fixed seed; then both means against E||n||² = Nσ²D/(D−2) (Student-t form).
     assert stats.ks_2samp(a, b).pvalue > 0.01
     theory = N * 1.3**2 * D / (D - 2)
     if D > 4:  # the variance of ||n||² is infinite for D <= 4, so the mean has no standard error
@@ -32,7 +33,7 @@ def test_beta_and_student_t_kernels_agree(N, D):
 
 
 def test_kernel_radius_matches_its_density():
-    """§7.2: the histogram of R = ||n|| matches R^{N−1}(R² + r²)^{−(N+D)/2}, normalised numerically."""
+    """The histogram of R = ||n|| matches R^{N−1}(R² + r²)^{−(N+D)/2}, normalised numerically."""
     N, D, sigma = 2, 4.0, 0.7
     rng = np.random.default_rng(1)
     radius = np.linalg.norm(pfgmpp.sample_kernel(np.full(100_000, sigma), N, D, rng), axis=1)
@@ -45,7 +46,7 @@ def test_kernel_radius_matches_its_density():
 
 
 def test_kernel_tends_to_gaussian_as_D_grows():
-    """§7.3: D = 1e7 with r = σ√D is N(0, σ²I) (excess kurtosis 6/(D−4) → 0); D = 8 is heavy-tailed."""
+    """D = 1e7 with r = σ√D is N(0, σ²I) (excess kurtosis 6/(D−4) → 0); D = 8 is heavy-tailed."""
     rng = np.random.default_rng(2)
     sigma = 0.5
     coords = pfgmpp.sample_kernel(np.full(50_000, sigma), 4, 1e7, rng).ravel()
@@ -56,7 +57,7 @@ def test_kernel_tends_to_gaussian_as_D_grows():
 
 
 def test_clip_is_off_by_default_and_distorts_low_dimensional_kernels():
-    """Pitfall 1: with N = 2, D = 2048 the image code's clip(B, 1e-3, 1 − 1e-3) moves most draws."""
+    """With N = 2, D = 2048 the official PFGM++ image code's clip(B, 1e-3, 1 − 1e-3) moves most draws."""
     rng = np.random.default_rng(3)
     free = np.linalg.norm(pfgmpp.sample_kernel(np.full(20_000, 1.0), 2, 2048, rng), axis=1)
     clipped = np.linalg.norm(pfgmpp.sample_kernel(np.full(20_000, 1.0), 2, 2048, rng, clip=1e-3), axis=1)
@@ -67,7 +68,7 @@ def test_clip_is_off_by_default_and_distorts_low_dimensional_kernels():
 
 
 def test_prior_radius_and_sigma_grid():
-    """§2.4 r_max = 80√D; §2.5 grid of 18 steps → NFE 35, from 80 to 0.002, then 0."""
+    """Prior r_max = 80√D (pfgmpp generate.py); EDM grid of 18 steps → NFE 35, from 80 to 0.002, then 0."""
     assert pfgmpp.r_of_sigma(80.0, 64) == pytest.approx(640.0)
     assert pfgmpp.r_of_sigma(80.0, 2048) == pytest.approx(3620.39, abs=0.01)
     grid = edm_sigmas(18)
@@ -81,7 +82,7 @@ def test_prior_radius_and_sigma_grid():
 @pytest.mark.parametrize("N", [2, 64])
 @pytest.mark.parametrize("D", [4, 16, 128, 2048, math.inf])
 def test_oracle_heun_sampler_reproduces_mixture_weights(N, D):
-    """§6.5: two points ±e₁ with weights (0.3, 0.7); the exact denoiser and 18 Heun steps from the
+    """Two points ±e₁ with weights (0.3, 0.7); the exact denoiser and 18 Heun steps from the
     PFGM++ prior give the 0.7-mode within ±0.03, and samples land on the data."""
     points = np.zeros((2, N))
     points[0, 0], points[1, 0] = -1.0, 1.0
@@ -101,7 +102,7 @@ def test_bad_D_is_refused():
             pfgmpp.check_D(bad)
 
 
-# --- Lin et al. schedules (§2.9-2.12, §7.9-7.12) --------------------------------------------------
+# --- Lin et al. 2024 schedules, v-prediction, CFG rescale -------------------------------------------
 def test_stable_diffusion_terminal_snr_and_zero_snr_rescale():
     betas = schedules.make_betas("scaled_linear", 1000, 0.00085, 0.012)
     abar = schedules.alphas_cumprod(betas)
@@ -165,10 +166,11 @@ def test_guidance_rescale_matches_its_formula():
     torch.testing.assert_close(prediction.classifier_free_guidance(neg, pos, 1.0, 0.7), pos)
 
 
-# --- brightness with the exact denoiser (§6.4, issue 6 "Brightness, with the exact denoiser") -----
+# --- brightness with the exact denoiser ------------------------------------------------------------
 def test_oracle_brightness_spread_fixed_vs_flawed():
     """400 images of 32×32 (P = 1024), offsets U(−0.8, 0.8); deterministic DDIM, 50 steps, 1,000 samples.
-    Measured: flawed (SD schedule, ε, leading) 0.75, fixed (zero SNR, v, trailing) 0.97; note 0.78 / 0.94."""
+    Measured: flawed (SD schedule, ε, leading) 0.75, fixed (zero SNR, v, trailing) 0.97;
+    an independent re-implementation gave 0.78 / 0.94."""
     from workbench.generative.brightness import oracle_brightness
     from workbench.generative.data import brightness_images
 

@@ -205,25 +205,31 @@ def test_debug_executor_runs_in_process_and_reports_failure(tmp_path):
 # --------------------------------------------------------------------- the local executor
 
 
-@pytest.mark.slow
-def test_local_sweep_collects_the_full_grid(tmp_path):
+def check_grid_sweep(tmp_path: Path, executor: str) -> tuple[Path, list[dict]]:
+    """A 2 x 2 sweep through the CLI: every member done, collected into its full grid.
+    Returns the sweep directory and the members' status records."""
+    from workbench.store import open_dataset
+
     config = write_config(tmp_path, "grid")
-    result = run_cli("jobs", "sweep", str(config), "--executor", "local", "--grid", "model.lr=3e-3,1e-2",
+    result = run_cli("jobs", "sweep", str(config), "--executor", executor, "--grid", "model.lr=3e-3,1e-2",
                      "--grid", "train.seed=0,1", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     members = json.loads(result.stdout)["members"]
-    assert [m["state"] for m in members] == ["done"] * 4
+    assert [m["state"] for m in members] == ["done"] * 4, members
     sweep = tmp_path / "runs" / "grid"
     assert len((sweep / "manifest.jsonl").read_text().splitlines()) == 4
-
     collected = run_cli("jobs", "collect", str(sweep), "--json")
     assert collected.returncode == 0, collected.stderr
     assert json.loads(collected.stdout)["dims"] == {"lr": 2, "seed": 2, "step": 30}
-    from workbench.store import open_dataset
-
     ds = open_dataset(sweep / "sweep.nc")
     assert ds["final_loss"].notnull().all() and (ds["state"] == "done").all()
     assert list(ds["lr"].values) == [3e-3, 1e-2] and list(ds["seed"].values) == [0, 1]
+    return sweep, members
+
+
+@pytest.mark.slow
+def test_local_sweep_collects_the_full_grid(tmp_path):
+    check_grid_sweep(tmp_path, "local")
 
 
 @pytest.mark.slow
@@ -279,12 +285,15 @@ def test_local_timeout_requeue_resumes_to_the_uninterrupted_weights(tmp_path):
     assert all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 
-def check_ddp_matches_single_process(tmp_path: Path, executor: str) -> None:
+def check_ddp_matches_single_process(tmp_path: Path, executor: str, config: Path | None = None
+                                     ) -> tuple[Path, Path]:
     """2 training processes (gloo), each with half of every global batch, against 1 process.
 
     The math is the same (DDP averages the two half-batch gradients = the full-batch mean
     gradient); only float32 summation order differs, so weights agree to ~1e-7 (measured
     6e-8 after 30 Adam steps), far below the ~1e-2 a different seed or batch would give.
+    `config` is a job config with experiment `ddp` (default: the MLP of write_config). Returns the
+    run directories (two processes, one process).
     """
     import pickle
 
@@ -295,7 +304,7 @@ def check_ddp_matches_single_process(tmp_path: Path, executor: str) -> None:
     from workbench.store import RunDir, open_dataset
     from workbench.train import load_weights, train
 
-    config = write_config(tmp_path, "ddp")
+    config = config or write_config(tmp_path, "ddp")
     [member] = sweeps.expand_grid(config, {}, ["job.tasks_per_node=2"])
     [record] = sweeps.submit([member], executor)
     [final] = sweeps.wait(tmp_path / "runs" / "ddp", timeout_s=300)
@@ -310,12 +319,13 @@ def check_ddp_matches_single_process(tmp_path: Path, executor: str) -> None:
     reference = load_job_config(config)
     run = RunDir(tmp_path / "reference", "ddp", "single")
     run.checkpoints.mkdir(parents=True)
-    train(reference.model, reference.train, run)
+    train(reference.model, reference.train, run, kind=reference.kind)
     ddp, single = load_weights(member.config.run_dir), load_weights(run)
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.tensor(open_dataset(member.config.run_dir.metrics_path)["loss"].values),
                                torch.tensor(open_dataset(run.metrics_path)["loss"].values), rtol=1e-5, atol=1e-6)
+    return Path(member.config.run_dir.path), Path(run.path)
 
 
 @pytest.mark.slow

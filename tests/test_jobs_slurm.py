@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_jobs import job_output, submit_failing_pair, write_config
+from tests.test_jobs import check_grid_sweep, job_output, submit_failing_pair, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -47,24 +47,10 @@ def slurm():
 
 
 def test_sweep_runs_as_one_sbatch_array_and_collects_the_full_grid(tmp_path):
-    config = write_config(tmp_path, "grid")
-    result = run_cli("jobs", "sweep", str(config), "--executor", "slurm", "--grid", "model.lr=3e-3,1e-2",
-                     "--grid", "train.seed=0,1", "--wait", "--json")
-    assert result.returncode == 0, result.stderr
-    members = json.loads(result.stdout)["members"]
-    assert [m["state"] for m in members] == ["done"] * 4, members
+    sweep, members = check_grid_sweep(tmp_path, "slurm")
     array_ids = {m["job_id"].split("_")[0] for m in members}
     assert len(array_ids) == 1  # one sbatch --array
     assert sorted(m["job_id"].split("_")[1] for m in members) == ["0", "1", "2", "3"]
-
-    sweep = tmp_path / "runs" / "grid"
-    collected = run_cli("jobs", "collect", str(sweep), "--json")
-    assert collected.returncode == 0, collected.stderr
-    assert json.loads(collected.stdout)["dims"] == {"lr": 2, "seed": 2, "step": 30}
-    from workbench.store import open_dataset
-
-    ds = open_dataset(sweep / "sweep.nc")
-    assert ds["final_loss"].notnull().all() and (ds["state"] == "done").all()
 
     # submitit's own state query (sacct) answers through the squeue-based stand-in.
     sacct = shutil.which("sacct")

@@ -1,6 +1,6 @@
 """Kuramoto–Sivashinsky solvers (`operators/ks.py`) against independent references (`operators/ks_reference.py`).
 
-The reference setup is Kassam & Trefethen's kursiv.m (medida.md §6.6): L = 32π, N = 128,
+The reference setup is Kassam & Trefethen's (2005) kursiv.m: L = 32π, N = 128,
 x = 32π(1:N)/N, u0 = cos(x/16)(1 + sin(x/16)). Errors are relative max-norm errors.
 """
 
@@ -36,16 +36,16 @@ def fine_t30():
     return etdrk4_at(1 / 512, 30.0)
 
 
-# --- ETDRK4 accuracy (medida.md §6.6, acceptance check §7.2) -------------------------------------
+# --- ETDRK4 accuracy -----------------------------------------------------------------------------
 
 def test_etdrk4_error_at_quarter_step(fine_t30):
-    # §7.2: h = 1/4 → < 1e-4 at T = 30 (measured 3.61e-5, as the §6.6 table).
+    # h = 1/4 → < 1e-4 at T = 30 (measured 3.61e-5).
     assert rel_err(etdrk4_at(0.25, 30.0), fine_t30) < 1e-4
 
 
 def test_etdrk4_order_on_finest_pair(fine_t30):
     # Measured 5.54e-8 (h = 1/32) and 4.50e-9 (h = 1/64): order 3.62. Stiff order reduction
-    # (pitfall 14) keeps it below 4 at these h; §7.2 asks ≥ 3.5, not exactly 4.
+    # keeps it below 4 at these h (it appears near h = 1/16), so ≥ 3.5 is asked, not exactly 4.
     e32 = rel_err(etdrk4_at(1 / 32, 30.0), fine_t30)
     e64 = rel_err(etdrk4_at(1 / 64, 30.0), fine_t30)
     assert e64 < 1e-8
@@ -58,10 +58,10 @@ def test_etdrk4_against_independent_dop853():
     ref30, ref60 = dop853_reference(U0_KT, L_KT, [30.0, 60.0])
     e64_30 = rel_err(etdrk4_at(1 / 64, 30.0), ref30)
     e128_30 = rel_err(etdrk4_at(1 / 128, 30.0), ref30)
-    # Measured 4.50e-9 and 3.20e-10 (order 3.81), the §6.6 numbers found with an ETDRK4 reference.
+    # Measured 4.50e-9 and 3.20e-10 (order 3.81), as against a fine-step ETDRK4 reference.
     assert e128_30 < 1e-9
     assert math.log2(e64_30 / e128_30) >= 3.5
-    # Long run: chaos amplifies the O(h⁴) error after t ≈ 40 (pitfall 15); measured 5.36e-7 at t = 60.
+    # Long run: chaos amplifies the O(h⁴) error after t ≈ 40; measured 5.36e-7 at t = 60.
     assert rel_err(etdrk4_at(1 / 64, 60.0), ref60) < 3e-6
 
 
@@ -113,7 +113,7 @@ def test_run_snapshots_include_start_and_end():
     assert rel_err(traj[:, -1], solver.run(perturbed_batch(3), 8)) == 0.0
 
 
-# --- CNAB2, the imperfect model (medida.md §2.3) ---------------------------------------------------
+# --- CNAB2, the imperfect model (the public MEDIDA code's CNAB2intKS_onestep) -------------------
 
 def test_cnab2_local_error_is_third_order():
     """From exact u(t−2Δt), u(t−Δt), one CNAB2 step misses u(t) by O(Δt³) (CN and AB2 both 2nd order).
@@ -134,7 +134,7 @@ def test_cnab2_local_error_is_third_order():
 
 
 def test_cn_pole_flags_anti_diffusive_model():
-    """Pitfall 7: with λ2 = 0 the CN factor has a pole at k = √(2/(λ1Δt)) = 20 for Δt = 5e-3."""
+    """With λ2 = 0 the CN factor has a pole at k = √(2/(λ1Δt)) = 20 for Δt = 5e-3."""
     grid = KSGrid(100.0, 1024)
     k = cn_pole_wavenumber(KSEquation(lam2=0.0), grid, 5e-3)
     assert k is not None and abs(k - 20.0) < 2 * math.pi / grid.L  # nearest grid k: 19.98

@@ -1,4 +1,6 @@
-"""Compute-optimal allocation (Hoffmann Eq. 4) against the reference note's §6.2 table."""
+"""Compute-optimal allocation (Hoffmann Eq. 4) at C = 5.88e23 for the published constant sets,
+computed from each set's printed constants (Hoffmann et al. 2022 §3.3, Besiroglu et al. 2024,
+Muennighoff et al. 2023)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def test_allocation_consistent_with_budget():
     for C in (1e21, 1e25):
         N, D = law.optimal_allocation(C)
         assert 6 * N * D == pytest.approx(C, rel=1e-12)
-    # Reference: Epoch constants give D/N = 21.6 at 1e21 and 17.1 at 1e25.
+    # Eq. 4 with Epoch's constants: D/N = 21.6 at 1e21 and 17.1 at 1e25.
     assert law.allocation_table(1e21)["tokens_per_param"] == pytest.approx(21.6, abs=0.05)
     assert law.allocation_table(1e25)["tokens_per_param"] == pytest.approx(17.1, abs=0.05)
 

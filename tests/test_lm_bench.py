@@ -12,7 +12,7 @@ from workbench.lm import bench  # noqa: E402
 
 
 def test_flops_per_token_is_nanogpt_estimate_for_gpt2_small():
-    # nanoGPT's estimate_mfu for the 124M model at T = 1024: 6N + 12·L·d·T, N = 123.6M (note §6.4).
+    # nanoGPT's estimate_mfu for the 124M model at T = 1024: 6N + 12·L·d·T, N = 123.6M.
     shape = bench.GPU_SHAPE
     n = 123_653_376
     assert bench.flops_per_token(n, shape) == pytest.approx(0.855e9, rel=0.01)

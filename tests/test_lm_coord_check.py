@@ -11,7 +11,7 @@ from workbench.lm import cli as lm_cli
 from workbench.lm.coord_check import HIDDEN_MODULES, VARIANTS, coord_check
 
 WIDTHS = (32, 64, 128, 256)  # 8x range; the smallest is the muP base width
-LIMIT = 0.15  # |log-log slope| for hidden/residual modules (reference note §7.1)
+LIMIT = 0.15  # |log-log slope| for hidden/residual modules: l1(8w)/l1(w) within ±37 %
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_mup_hidden_activations_are_flat_in_width(result):
     slopes, _ = result
     for module in HIDDEN_MODULES:
         assert abs(slopes["mup"][module]) <= LIMIT, (module, slopes["mup"])
-    # Readout logits and embeddings: the looser 0.25 the reference allows for logits.
+    # Readout logits: a looser 0.25, since they may shrink ~1/sqrt(width) early unless zero-initialised.
     assert abs(slopes["mup"]["logits"]) <= 0.25
     assert abs(slopes["mup"]["embedding"]) <= LIMIT
 

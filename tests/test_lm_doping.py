@@ -1,4 +1,4 @@
-"""Frozen-parameter doping, Monarch MLPs and the doping report (reference note §2.6, §7.6)."""
+"""Frozen-parameter doping (Chatelain et al. 2021, arXiv:2109.11928), Monarch MLPs and the doping report."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from workbench.config import from_dict  # noqa: E402
 from workbench.lm.doping import DopedMLP, frozen_buffers  # noqa: E402
 from workbench.lm.model import GPTConfig, base_shapes, build_model, make_optimizer, model_from_state_dict  # noqa: E402
 from workbench.lm.structured import MonarchLinear  # noqa: E402
-from workbench.lm.trainable import GPTLMConfig, count_params  # noqa: E402
+from workbench.lm.config import GPTLMConfig  # noqa: E402
+from workbench.lm.module import count_params  # noqa: E402
 
 TINY = dict(depth=2, seq_len=16, base_width=32)
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""muP GPT: parametrisation rules (reference note §2.1–2.2) and the wrappers for mup's traps (§5)."""
+"""muP GPT: parametrisation rules (as microsoft/mup implements Tensor Programs V) and the wrappers
+for mup's traps (workbench.lm.model)."""
 
 import copy
 import math
@@ -66,7 +67,7 @@ def test_mup_init_zero_readout_and_query_and_hidden_std_shrinks_with_width():
 
 
 def test_tied_readout_shares_the_embedding_and_keeps_its_std_width_constant():
-    # Pitfall 4: set_base_shapes rescales a MuSharedReadout's weight by sqrt(width_mult) unless
+    # mup 1.0.0's set_base_shapes rescales a MuSharedReadout's weight by sqrt(width_mult) unless
     # the weights are re-initialised afterwards.
     for width in (32, 512):
         torch.manual_seed(0)
@@ -129,7 +130,7 @@ def test_deepcopy_loses_infshape_but_copy_model_keeps_it():
     model = build_model(GPTConfig(width=64, heads=8, **TINY))
     x = _tokens()
     plain = copy.deepcopy(model)
-    assert not hasattr(plain.lm_head.weight, "infshape")  # the trap (pitfall 1)
+    assert not hasattr(plain.lm_head.weight, "infshape")  # the trap: deepcopy drops infshape
     clone = copy_model(model)
     assert _infshapes(clone) == _infshapes(model)
     torch.testing.assert_close(clone(x)[0], model(x)[0])
@@ -177,7 +178,7 @@ def test_relative_scheduler_keeps_mup_lr_ratios_and_absolute_one_cycle_is_caught
         check_lr_ratios(opt, initial)
     opt = make_optimizer(model, lr=1e-2)
     initial = [g["lr"] for g in opt.param_groups]
-    one_cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=10)  # pitfall 8
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=10)  # sets absolute LRs
     opt.step()
     one_cycle.step()
     with pytest.raises(ConfigError, match="muP ratio"):
@@ -185,7 +186,7 @@ def test_relative_scheduler_keeps_mup_lr_ratios_and_absolute_one_cycle_is_caught
 
 
 def test_wrapped_model_base_shapes_have_no_module_prefix(tmp_path):
-    # mup strips a 'module.' prefix with str.strip, which eats characters (pitfall 5).
+    # mup strips a 'module.' prefix with str.strip, which eats characters ('module.embed.weight' → 'bed.weight').
     assert strip_module_prefix({"module.embed.weight": 1, "wte.weight": 2}) == {"embed.weight": 1, "wte.weight": 2}
     model = build_model(GPTConfig(width=64, heads=8, **TINY))
     wrapped = torch.nn.DataParallel(model)  # CPU: just a wrapper with 'module.' names
@@ -217,7 +218,8 @@ def test_tiny_model_learns_the_markov_corpus():
 
 
 def test_torch_compile_and_bf16_autocast_smoke():
-    # Pitfall 7 (mup issue #60: FakeTensors without infshape) was not reproduced; keep a smoke test.
+    # microsoft/mup#60 (torch.compile failing on FakeTensors without infshape) was not reproduced; keep
+    # a smoke test.
     # aot_eager traces with FakeTensors like inductor but needs no C++ compiler on CPU.
     config = GPTConfig(width=64, heads=8, **TINY)
     torch.manual_seed(0)

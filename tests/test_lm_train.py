@@ -14,8 +14,9 @@ from workbench.store import create_run_dir, open_dataset
 
 torch = pytest.importorskip("torch")
 
-from workbench.lm.trainable import GPTLMConfig  # noqa: E402 - after the torch check
-from workbench.train import TrainConfig, get_trainable, load_weights, train  # noqa: E402
+from workbench.lm.config import GPTLMConfig  # noqa: E402 - after the torch check
+from workbench.registry import get_trainable  # noqa: E402
+from workbench.train import TrainConfig, load_weights, train  # noqa: E402
 
 TINY = GPTLMConfig(width=32, depth=2, head_dim=8, seq_len=32, batch_size=16, corpus_tokens=1 << 16,
                    eval_every=10, eval_batches=2)
@@ -128,7 +129,8 @@ def test_bad_lm_inputs_are_refused_at_submission_with_exit_2(tmp_path):
 
 def test_base_shapes_file_round_trip_through_a_config(tmp_path):
     from workbench.lm.model import load_base_shapes
-    from workbench.lm.trainable import build_model_for, preflight_gpt_lm
+    from workbench.lm.preflight import preflight_gpt_lm
+    from workbench.lm.module import build_model_for
 
     bsh = tmp_path / "base.bsh"
     written = run_cli("lm", "base-shapes", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), str(bsh), "--json")

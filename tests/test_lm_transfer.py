@@ -1,8 +1,8 @@
-"""Learning-rate transfer across widths (muP vs SP) and the flagship loss prediction (issue 4's
-acceptance checks; reference note ../shared/reference/mup-doping.md §7.3–7.5).
+"""Learning-rate transfer across widths (muP vs SP) and the flagship loss prediction (Yao & Wang
+2023, "Research without Re-search": fit L(N) = a·N^b + c on small muP widths, predict larger ones).
 
 The slow tests train real models on CPU. What they measure is recorded in the README
-("Reproduced results"); they assert the issue's thresholds, not the numbers seen.
+("Reproduced results"); they assert fixed pass thresholds (stated at each test), not the numbers seen.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 from jobs.entrypoints import load_job_config  # noqa: E402
 from workbench.lm.transfer import lr_sweep, optimal_lr, train_steps, transfer_report  # noqa: E402
 
-# The transfer protocol (after EleutherAI's nanoGPT-mup, note §3), jobs/configs/lm_transfer.yaml:
+# The transfer protocol (after EleutherAI's nanoGPT-mup `mutransfer_lr` runs), jobs/configs/lm_transfer.yaml:
 # a 2-layer byte-level GPT with head size 8 on the order-1 Markov source over 16 symbols (entropy
 # rate 1.969 nats), AdamW (β2 0.95, clip 1.0, no weight decay), 10 warmup steps then cosine to
 # 0.1x, 100 steps of 16 x 32 tokens, held-out loss over 8 fixed batches. Widths 32 -> 256 (8x);

@@ -1,8 +1,10 @@
-"""MEDIDA discovery (scaling/medida.py): the issue's "Must show" on real KS trajectories.
+"""MEDIDA discovery (scaling/medida/pipeline.py) on real KS trajectories: noise-free cases, the
+Richardson target, the regression settings and noisy observations with the EnKF.
 
 The truth run is cached per process (one ETDRK4 trajectory per protocol: ~7 s), so the
 noise-free cases cost ~0.1 s each. Numbers quoted in comments were measured with these exact
-settings; the public code's values (medida.md §6.2) are reproduced with the FD library.
+settings. Numbers from re-running the public code's protocol (github.com/envfluids/MEDIDA: FD
+library, 10 pairs, Δt = 5e-3, RVM threshold 1e2) are reproduced with the FD library.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.medida import LibraryConfig, MedidaConfig, run
-from scaling.medida_cases import CASES
-from scaling.medida_library import RegressionConfig, build_library, derivative_stack, sparse_regression
+from scaling.medida.cases import CASES
+from scaling.medida.library import RegressionConfig, build_library, derivative_stack, sparse_regression
+from scaling.medida.pipeline import LibraryConfig, MedidaConfig, equations, run, true_error
 from workbench.errors import InputError
 
 KS_CASES = [f"KS{i}" for i in range(1, 13)]
@@ -25,7 +27,7 @@ def _fit_summary(result):
 @pytest.mark.parametrize("case", [c for c in KS_CASES if c != "KS11"])
 def test_noise_free_ks_cases_within_5_percent(case):
     # 10 pairs at t = 100, 110, …, 190, Δt = 5e-3, spectral library, ARD threshold 1e2.
-    # Worst: KS6 u*u_x 4.65 % (−0.9535), as in medida.md §6.2's spectral column.
+    # Worst: KS6 u*u_x 4.65 % (−0.9535).
     result = run(MedidaConfig(case=case))
     assert result.spurious() == [], _fit_summary(result)
     assert set(result.discovered) == set(result.true)
@@ -34,7 +36,7 @@ def test_noise_free_ks_cases_within_5_percent(case):
 
 @pytest.mark.parametrize("case", ["KSpu3x2", "KSpu3x3"])
 def test_noise_free_uxxx_variants_within_1_percent(case):
-    # Spectral: 0.4951 (0.98 %) and 0.9901 (0.99 %); FD: 0.4976, 0.9952 (medida.md §6.2).
+    # Spectral: 0.4951 (0.98 %) and 0.9901 (0.99 %); FD: 0.4976, 0.9952 (as the public code's protocol).
     for derivatives in ("spectral", "fd"):
         result = run(MedidaConfig(case=case, library=LibraryConfig(derivatives=derivatives)))
         assert result.spurious() == []
@@ -42,7 +44,7 @@ def test_noise_free_uxxx_variants_within_1_percent(case):
 
 
 def test_fd_library_reproduces_public_code_numbers():
-    # medida.md §6.2 (re-implementation of the public code, FD column): corrected LHS coefficients.
+    # Corrected LHS coefficients from re-running the public code's protocol (FD library).
     expected = {"KS1": {"u*u_x": 0.9743}, "KS3": {"u_xxxx": 1.0188}, "KS6": {"u*u_x": 0.9563, "u_xx": 1.0004}}
     for case, terms in expected.items():
         result = run(MedidaConfig(case=case, library=LibraryConfig(derivatives="fd")))
@@ -52,7 +54,8 @@ def test_fd_library_reproduces_public_code_numbers():
 
 
 def test_case_11_fails_with_one_step_estimate_and_is_recovered_by_richardson():
-    # Public protocol: spurious u*u_xxx ≈ −0.168 (medida.md §6.2: 0.168 as a corrected LHS).
+    # Public protocol: spurious u*u_xxx ≈ −0.168 (0.168 as a corrected LHS coefficient; the public
+    # code flags case 11 as "might need revisiting").
     one_step = run(MedidaConfig(case="KS11"))
     assert "u*u_xxx" in one_step.spurious()
     assert abs(one_step.discovered["u*u_xxx"]["coef"]) > 0.1
@@ -76,7 +79,8 @@ def test_richardson_estimate_within_1_percent(case):
 
 
 def test_rvm_threshold_trades_small_terms_for_spurious_ones():
-    # medida.md §6.3: at threshold 1e2 the −0.1 u_xxx of KSpu3x1 is pruned, at 1e3 it is found.
+    # ARD prunes terms with |ξ| ≲ 1/√threshold: at 1e2 the −0.1 u_xxx of KSpu3x1 is pruned, at
+    # 1e3 it is found (as with the public code's RVM on the FD library).
     low = run(MedidaConfig(case="KSpu3x1", library=LibraryConfig(derivatives="fd")))
     assert "u_xxx" not in low.discovered
     high = run(MedidaConfig(case="KSpu3x1", library=LibraryConfig(derivatives="fd"),
@@ -96,8 +100,9 @@ def test_stlsq_baseline_and_standardisation_agree_on_case_1():
 
 
 def test_standardise_flag_is_honoured():
-    # Pitfall 2: the public code ignores standardise=True. Standardised columns change which
-    # terms a given threshold prunes (the threshold acts on standardised coefficients).
+    # The public code ignores standardise=True (its fit() default overrides the constructor's).
+    # Standardised columns change which terms a given threshold prunes (the threshold acts on
+    # standardised coefficients).
     rng = np.random.default_rng(0)
     theta = np.column_stack([rng.standard_normal(2000), 100 * rng.standard_normal(2000)])
     y = theta @ np.array([1.0, 0.005]) + 0.01 * rng.standard_normal(2000)
@@ -119,7 +124,8 @@ def test_spectral_derivatives_exact_and_fd_ends_are_not_periodic():
     fd = derivative_stack(u, 4, L, "fd")
     interior = slice(4, -4)
     assert np.max(np.abs(fd[1][interior] - spec[1][interior])) < 1e-2 * kx
-    # Pitfall 1: the one-sided end stencils are much worse than the interior (measured 32× for ∂x⁴).
+    # PDE-FIND's one-sided end stencils (the public code's FD library) are much worse than the
+    # interior on periodic data (measured 32× for ∂x⁴).
     assert np.max(np.abs(fd[4][:2] - spec[4][:2])) > 10 * np.max(np.abs(fd[4][interior] - spec[4][interior]))
 
 
@@ -152,8 +158,6 @@ def test_bad_input_is_one_clear_error(kwargs, match):
 
 
 def test_every_builtin_case_has_a_nonzero_true_error():
-    from scaling.medida import equations, true_error
-
     assert len(CASES) == 24
     for name in CASES:
         assert true_error(*equations(MedidaConfig(case=name))), name
@@ -188,14 +192,14 @@ def test_noisy_discovery_within_5_percent_and_small_ensemble_matches_paper_prese
 
 @pytest.mark.slow
 def test_noisy_documented_failures_still_fail():
-    # No data assimilation: the library's 4th derivatives amplify the white noise (pitfall 13).
+    # No data assimilation: the library's 4th derivatives amplify the white noise.
     no_da = _noisy("KS1", ensemble=None)
     assert no_da.spurious() or no_da.max_relative_error() > 0.1, _fit_summary(no_da)
     # The public code's EnKF (white σ_b = 0.25 background around the observed u(t−Δt)) with the
     # noisy observation at t: the gain is ≈ 1 at every wavenumber, so the analysis keeps the noise.
     public = _noisy("KS1", ensemble=1024, assimilation="public", pairs=10, spacing=10.0)
     assert public.spurious() or public.max_relative_error() > 0.1, _fit_summary(public)
-    # 1024 members without localisation: sampling noise in B (medida.md pitfall 12) — worse than
+    # 1024 members without localisation: sampling noise in B (rank < n = 1024) — worse than
     # the localised ensemble on case 6 (measured mean over seeds 0–5: 5.1 % vs 2.4 %).
     unloc = np.mean([_noisy("KS6", ensemble=1024, estimate="richardson", seed=s).max_relative_error()
                      for s in range(3)])

@@ -80,7 +80,7 @@ def test_run_config_file_with_model_and_extra_terms(capsys, tmp_path):
 
 
 def test_example_case_config_loads():
-    from scaling.medida_cli import load_run_config
+    from scaling.medida.cli import load_run_config
 
     config = load_run_config("jobs/configs/medida_case.yaml", ["noise=0.01", "ensemble=none"])
     assert config.lambda_model == [0.5, 1.0, 1.0] and config.ensemble is None and config.noise == 0.01
@@ -141,7 +141,7 @@ def test_sweep_writes_netcdf_with_expected_dims(capsys, tmp_path):
 
 
 def test_example_sweep_config_loads():
-    from scaling.medida_sweep import MedidaSweepConfig, member_configs
+    from scaling.medida.sweep import MedidaSweepConfig, member_configs
     from workbench.config import load
 
     config = load(MedidaSweepConfig, "jobs/configs/medida_sweep.yaml")

@@ -1,4 +1,5 @@
-"""PROSE ODE families and data generation (reference/prose.md §2.2-2.4, acceptance checks §7)."""
+"""PROSE ODE families and data generation, checked against the official PROSE generator
+(github.com/felix-lyx/prose, prose_ode/symbolicregression/envs/generators.py)."""
 
 import math
 
@@ -12,7 +13,7 @@ from operators.odes import FAMILIES, PRESETS, add_noise, family_names, generate,
 from workbench.errors import InputError
 
 # ---------------------------------------------------------------------------------------------
-# Independent right-hand sides, written from the §2.2 table with plain math (one state vector y,
+# Independent right-hand sides, written from the official generator's equations with plain math (one state vector y,
 # parameters p in the table's order). Nothing here is taken from operators.odes.
 
 
@@ -108,7 +109,7 @@ def _double_pendulum(y, p):
     ]
 
 
-# name -> (hand RHS, dim, nominal p0, method), straight from the §2.2 table.
+# name -> (hand RHS, dim, nominal p0, method), straight from the official generator.
 TABLE = {
     "thomas": (_thomas, 3, [0.17], "BDF"),
     "lorenz_3d": (_lorenz, 3, [10, 28, 8 / 3], "BDF"),
@@ -194,7 +195,7 @@ def test_solve_matches_tight_reference_on_short_horizon(name):
     ref = solve_ivp(
         lambda _, y: hand(y, p0), (0.0, 1.0), y0, method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12
     ).y.T
-    # solve() runs at rtol 1e-5 / atol 1e-6 (§2.3): ~1e-5 local error per step, accumulated over
+    # solve() runs at rtol 1e-5 / atol 1e-6 (as the official generator): ~1e-5 local error per step, accumulated over
     # O(100) steps and amplified by at most e^{lambda t} ~ e at t <= 1, gives <~1e-3 relative to
     # the solution's scale (measured worst: 6e-4, Lorenz). A wrong term or coefficient moves the
     # solution by >1e-2 at t = 1.
@@ -204,7 +205,7 @@ def test_solve_matches_tight_reference_on_short_horizon(name):
 def test_solve_default_grid_and_rejection_threshold():
     fam = FAMILIES["thomas"]  # |u| only decays from a large start (rate b = 0.17)
     kept = solve(fam, [0.17], [900.0, 0.0, 0.0])
-    assert kept is not None and kept.shape == (192, 3)  # §2.3 grid: linspace(0, 6, 192)
+    assert kept is not None and kept.shape == (192, 3)  # PROSE grid: linspace(0, 6, 192)
     assert kept.max() < 1e3
     assert solve(fam, [0.17], [1500.0, 0.0, 0.0]) is None  # max|u| >= 1e3 is rejected
     # A solver failure (status -1: this Sprott-Linz F orbit blows up before t = 6) is rejected.
@@ -216,7 +217,7 @@ def test_solve_rejects_nonzero_status_even_with_bounded_values(monkeypatch):
 
     def failing(*args, **kwargs):
         sol = real(*args, **kwargs)
-        sol.status = -1  # full, bounded output but a solver failure: still rejected (§2.3 step 4)
+        sol.status = -1  # full, bounded output but a solver failure: still rejected (status != 0)
         return sol
 
     monkeypatch.setattr(odes, "solve_ivp", failing)
@@ -275,7 +276,7 @@ def test_generate_shapes_padding_and_noise(small_dataset):
         np.testing.assert_allclose(ds["clean"][i, 0, :d], ds["y0"][i, :d], rtol=1e-14, atol=1e-15)
         assert np.all(np.abs(ds["clean"][i]) < 1e3)
         rel = np.linalg.norm(ds["noisy"][i] - ds["clean"][i]) / np.linalg.norm(ds["clean"][i])
-        assert rel == pytest.approx(0.02, rel=1e-12)  # §2.4, per whole trajectory
+        assert rel == pytest.approx(0.02, rel=1e-12)  # noise norm 2 % of the trajectory's, per whole trajectory
         p = ds["params"][i]
         assert np.all(np.isnan(p[len(fam.params):]))
         assert np.all(np.abs(p[: len(fam.params)] - fam.nominal) <= 0.11 * np.abs(fam.nominal))
@@ -315,7 +316,7 @@ def test_wrong_lengths_name_family_and_expected_length():
         generate("thomas", 0, seed=0)
 
 
-def test_module_constants_follow_note():
+def test_module_constants_follow_the_official_code():
     assert (odes.T_RANGE, odes.T_NUM, odes.IC_ATTEMPTS, odes.NOISE_GAMMA) == (6.0, 192, 10, 0.02)
 
 
@@ -351,7 +352,7 @@ def test_batched_matches_tight_reference(name):
         ref = solve_ivp(lambda _, y: hand(y, params[i]), (0.0, 6.0), y0[i], method="DOP853", t_eval=t,
                         rtol=1e-10, atol=1e-12)
         kept = ref.status == 0 and np.all(np.abs(ref.y) < 1e3)
-        assert ok[i] == kept, (name, i)  # same rejection decision (§2.3 step 4) as the reference
+        assert ok[i] == kept, (name, i)  # same rejection decision as the reference
         if not kept:
             continue
         compared += 1

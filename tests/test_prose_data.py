@@ -1,6 +1,7 @@
 """`workbench prose make-data` and `load_dataset` (operators/prose/dataset.py), `workbench bench prose`.
 
-Reference note prose.md §2.3-2.5 (samples, noise, target tokens) and §3 (data sizes, generation cost).
+Samples, noise and target tokens as in the official PROSE code (github.com/felix-lyx/prose, prose_ode/);
+data sizes are its `parsers.py` defaults.
 """
 
 import json
@@ -11,7 +12,8 @@ import pytest
 import sympy
 
 from operators.odes import FAMILIES, generate
-from operators.prose.dataset import load_data_config, load_dataset, make_data, target_tokens
+from operators.prose.cli import load_data_config, make_data
+from operators.prose.dataset import load_dataset, target_tokens
 from operators.prose.tokens import tokenize
 from tests.conftest import assert_clean_error, run_cli
 from workbench.errors import ConfigError, InputError
@@ -36,11 +38,11 @@ def built(tmp_path_factory):
     return out, config, summary
 
 
-def test_configs_load_and_follow_the_note():
+def test_configs_load_and_follow_the_official_code():
     tiny = load_data_config(TINY)
     assert tiny.family_names == ("lorenz_3d", "rossler", "sprott_B") and tiny.engine == "batched"
     paper = load_data_config(PAPER)
-    # §3: 512 000 train and 25 600 val samples, over the chaotic_ode_3d preset (12 families, §2.2).
+    # Official defaults: 512 000 train and 25 600 val samples, over the chaotic_ode_3d preset (12 families).
     assert len(paper.family_names) == 12
     assert abs(paper.n_per_family * 12 - 512_000) < 12 and abs(paper.val_per_family * 12 - 25_600) < 12
     assert paper.job.cpus_per_task == paper.workers and paper.job.gpus_per_node == 0

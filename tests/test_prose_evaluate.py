@@ -1,5 +1,6 @@
-"""PROSE evaluation (operators.prose.evaluate): §2.7 metrics on known answers, the CLI verb, and the
-slow learning checks of the tiny CPU configuration (reference note prose.md §7)."""
+"""PROSE evaluation (operators.prose.evaluate): the official PROSE metrics on known answers, the CLI
+verb, and the slow learning checks of the tiny CPU configuration (small runs should reproduce the
+paper-size orderings, e.g. multimodal beats data-only)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from operators.odes import generate  # noqa: E402
-from operators.prose.evaluate import evaluate, load_run, register_evaluate, relative_l2  # noqa: E402
+from operators.prose.evaluate import evaluate, load_run, relative_l2  # noqa: E402
 from operators.prose.model import ProseOutput, SymbolDecoding  # noqa: E402
 from operators.prose.tokens import Vocabulary  # noqa: E402
-from operators.prose.trainable import ProseData, ProseTrainableConfig, prepare_data  # noqa: E402
+from operators.prose.config import ProseTrainableConfig  # noqa: E402
+from operators.prose.samples import ProseData, prepare_data  # noqa: E402
 from workbench.errors import InputError  # noqa: E402
 from workbench.store import create_run_dir, open_dataset  # noqa: E402
 from workbench.train import TrainConfig, train  # noqa: E402
@@ -82,8 +84,9 @@ def test_perfect_predictions_score_zero(small_data):
 
 
 def test_noise_only_error_is_about_two_percent_and_clean_error_zero(small_data):
-    # §5.1/§6: predicting the clean trajectory scores ~2% against the noisy targets (reference
-    # re-implementation: 2.07 %, per family 1.7-2.9 %); 18 samples leave a few tenths of a percent.
+    # The 2 % data noise is a floor: predicting the clean trajectory scores ~2% against the noisy
+    # targets (an independent re-implementation: 2.07 %, per family 1.7-2.9 %); 18 samples leave a
+    # few tenths of a percent.
     ds = evaluate(OracleModel(small_data, "clean"), small_data, resolve_ode=False)
     noisy = float(ds["mean_data_rel_l2"].sel(target="noisy", window="2-6"))
     assert 0.015 < noisy < 0.03
@@ -137,11 +140,9 @@ TINY = ProseTrainableConfig(hidden=32, heads=2, ffn=64, fusion_layers=1, data_de
 
 
 def _cli(*argv: str) -> int:
-    from workbench.cli import ArgumentParser
+    from workbench.cli import build_parser
 
-    parser = ArgumentParser(prog="workbench prose")
-    register_evaluate(parser.add_subparsers(dest="verb"))
-    args = parser.parse_args(["evaluate", *argv])
+    args = build_parser().parse_args(["prose", "evaluate", *argv])
     return args.handler(args)
 
 
@@ -205,11 +206,12 @@ def test_tiny_model_decodes_valid_expressions(learned):
 
 @pytest.mark.slow
 def test_multimodal_beats_data_only_at_the_same_budget(learned):
-    """§7 gate (c) at tiny scale. Measured (600 steps, 2 CPU threads, in-process data from the batched
-    engine): training seed 0 gives 0.231 vs 0.261 here (0.246 vs 0.260 on 300 fresh samples); seeds
-    1 and 2 gave 0.291 vs 0.295 and 0.246 vs 0.287 here (fresh: 0.286 vs 0.291, 0.251 vs 0.280).
-    The margin is small and seed-dependent (with solve_ivp-generated data one seed of three lost);
-    this deterministic CPU run checks seed 0."""
+    """Multimodal beats data-only (`--no_text`) on data error, at tiny scale. Measured (600 steps,
+    2 CPU threads, in-process data from the batched engine): training seed 0 gives 0.231 vs 0.261
+    here (0.246 vs 0.260 on 300 fresh samples); seeds 1 and 2 gave 0.291 vs 0.295 and 0.246 vs
+    0.287 here (fresh: 0.286 vs 0.291, 0.251 vs 0.280). The margin is small and seed-dependent
+    (with solve_ivp-generated data one seed of three lost); this deterministic CPU run checks
+    seed 0."""
     both = {k: float(v["mean_data_rel_l2"].sel(target="noisy", window="2-6")) for k, v in learned.items()}
     print(f"data rel L2: multimodal {both['multimodal']:.3f}, data_only {both['data_only']:.3f}")
     assert both["multimodal"] < both["data_only"]

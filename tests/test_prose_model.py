@@ -1,5 +1,5 @@
-"""The PROSE multimodal transformer (prose.md §2.1, §2.5, §2.6): shapes, query independence,
-overfitting, the data-only ablation, decoding, input errors and the paper's parameter count."""
+"""The PROSE multimodal transformer (official code: github.com/felix-lyx/prose, prose_ode/): shapes, query independence,
+overfitting, the data-only ablation, decoding, input errors and the paper model's parameter count."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_per_sample_query_times():
     torch.testing.assert_close(out.trajectory[1], shared, rtol=0, atol=1e-6)
 
 
-# --- query independence (§2.1: no self-attention among queries) ---------------------------------
+# --- query independence (no self-attention among queries) ---------------------------------------
 def test_query_independence():
     model = _tiny().eval()
     inputs = _random_inputs()
@@ -239,12 +239,13 @@ def test_config_rejects_bad_combinations():
         from_dict(ProseConfig, {"dropout": 1.5})
 
 
-# --- parameter count (§2.1 table) ----------------------------------------------------------------
+# --- parameter count -----------------------------------------------------------------------------
 def test_paper_preset_parameter_count():
     # The meta device builds the 104 M-parameter model without allocating or initialising it.
     with torch.device("meta"):
         counts = count_parameters(ProseModel(ProseConfig.paper(vocab_size=1072)))
         ours = count_parameters(ProseModel(ProseConfig.paper(vocab_size=VOCAB.size)))
+    # Per block, from the official code's layer shapes at d 512 and its 1 072-word vocabulary.
     table = {"data_embedder": 0.27e6, "data_encoder": 6.3e6, "symbol_encoder": 13.2e6, "fusion": 25.2e6,
              "data_decoder": 25.2e6, "symbol_decoder": 34.2e6}
     for block, published in table.items():

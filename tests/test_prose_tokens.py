@@ -1,4 +1,5 @@
-"""PROSE symbolic encoding: tokens, floats, skeletons, corruption, decoding (prose.md §2.4-2.5, §7)."""
+"""PROSE symbolic encoding: tokens, floats, skeletons, corruption, decoding, against the official PROSE
+encoder (github.com/felix-lyx/prose, prose_ode/symbolicregression/envs/encoders.py)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _lorenz(sigma, rho, beta):
     ]
 
 
-NOTE_LORENZ = (  # §2.5, verbatim (a sampled draw: rho 30.6, beta 2.74)
+LORENZ_TOKENS = (  # the official encoder's Lorenz target (a sampled draw: rho 30.6, beta 2.74)
     "add mul + N100 E-1 u_1 mul - N100 E-1 u_0 | sub sub mul + N306 E-1 u_0 mul u_0 u_2 u_1 "
     "| add mul u_0 u_1 mul - N274 E-2 u_2"
 )
@@ -82,17 +83,17 @@ def _assert_same_function(got, want, rng, n_points=3):
             assert abs(_evaluate(a, p) - _evaluate(b, p)) <= 1e-9 * scale, (a, b, p)
 
 
-# --- the note's Lorenz example (§2.5, §7) ------------------------------------------------------
-def test_lorenz_example_is_the_notes_33_tokens_and_25_token_skeleton():
+# --- the official Lorenz example ----------------------------------------------------------------
+def test_lorenz_example_is_33_tokens_with_a_25_token_skeleton():
     exprs = _lorenz(10, 30.6, 2.74)
     tokens = tokenize(exprs)
-    assert " ".join(tokens) == NOTE_LORENZ
+    assert " ".join(tokens) == LORENZ_TOKENS
     assert len(tokens) == 33
     skeleton = tokenize(exprs, skeleton=True)
     assert " ".join(skeleton) == LORENZ_SKELETON
     assert len(skeleton) == 25
     assert skeletonize(tokens) == skeleton
-    decoded = detokenize(NOTE_LORENZ.split())
+    decoded = detokenize(LORENZ_TOKENS.split())
     assert decoded.valid, decoded.error
     _assert_same_function(decoded.exprs, exprs, np.random.default_rng(0))
 
@@ -100,7 +101,7 @@ def test_lorenz_example_is_the_notes_33_tokens_and_25_token_skeleton():
 def test_lorenz_nominal_parameters_encode_28_and_8_over_3():
     exprs = _lorenz(10, 28, sympy.Rational(8, 3))
     tokens = tokenize(exprs)
-    assert " ".join(tokens) == NOTE_LORENZ.replace("N306 E-1", "N280 E-1").replace("N274", "N267")
+    assert " ".join(tokens) == LORENZ_TOKENS.replace("N306 E-1", "N280 E-1").replace("N274", "N267")
     assert len(tokens) == 33 and len(tokenize(exprs, skeleton=True)) == 25
     decoded = detokenize(tokens)
     assert decoded.valid, decoded.error
@@ -123,14 +124,14 @@ def test_lorenz_in_sympy_canonical_order():
 
 
 def test_sub_and_neg_for_unit_coefficients():
-    # §2.4: deleting the leading term of `sub sub a b c` leaves `sub neg b c`.
+    # Deleting the leading term of `sub sub a b c` leaves `sub neg b c`.
     assert tokenize([_sum(-u0 * u2, -u1)]) == "sub neg mul u_0 u_2 u_1".split()
     assert tokenize([-u0]) == ["neg", "u_0"]
     assert tokenize([sympy.Integer(-1)]) == ["-", "N100", "E-2"]  # a constant stays a float
     assert tokenize([sympy.Float(-1.0) * u0]) == "mul - N100 E-2 u_0".split()
 
 
-# --- floats (§2.5) -----------------------------------------------------------------------------
+# --- floats ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "tokens"),
     [
@@ -143,7 +144,7 @@ def test_sub_and_neg_for_unit_coefficients():
         (999.4, "+ N999 E0"),
         (-0.0995, "- N995 E-4"),
         (1.234e-8, "+ N123 E-10"),  # smallest exponent still written
-        (1e-12, "+ N000 E0"),  # exponent below -10: zero, per the note
+        (1e-12, "+ N000 E0"),  # exponent below -10: zero, as the official encoder
         (-3e-11, "- N000 E0"),
         (9.99e12, "+ N999 E10"),
     ],
@@ -231,7 +232,7 @@ def test_round_trip_on_random_family_like_systems():
 
 
 def test_round_trip_on_1000_sampled_family_systems():
-    """The issue's check on the real generators: parameters drawn as for the dataset (operators.odes),
+    """Round trip on the real generators: parameters drawn as for the dataset (operators.odes),
     every family, 1,050 systems; tokens -> sympy equals the 3-significant-digit target."""
     from operators.odes import FAMILIES
 
@@ -248,7 +249,7 @@ def test_round_trip_on_1000_sampled_family_systems():
 
 
 def test_round_trip_on_hand_written_families():
-    # Families with pow3, div, cos, a constant component and nested trig (note §2.2 table).
+    # Families with pow3, div, cos, a constant component and nested trig (the official generator's equations).
     a, b, g = 0.95, 0.7, 9.81
     delta = u0 - u1
     systems = {
@@ -297,7 +298,7 @@ def test_tokenize_rejects_variables_beyond_max_dim():
         tokenize([u3], max_dim=3)
 
 
-# --- corruption (§2.4) -------------------------------------------------------------------------
+# --- corruption --------------------------------------------------------------------------------
 def _check_corruption(before, after, record, dim):
     counts_before = [len(additive_terms(e)) for e in before]
     counts_after = [len(additive_terms(e)) for e in after]
@@ -349,7 +350,8 @@ def test_corruption_never_deletes_from_single_term_components():
 
 
 def test_corruption_rates_and_term_shapes():
-    # §7: add/delete rates 0.15 +- 0.01 over 1e4 samples (binomial sd 0.0036, so ~2.8 sd).
+    # The official rates (--add_term_prob/--miss_term_prob 0.15) to +- 0.01 over 1e4 samples
+    # (binomial sd 0.0036, so ~2.8 sd).
     rng = np.random.default_rng(42)
     exprs = _lorenz(10, 28, sympy.Rational(8, 3))
     kinds, shapes = Counter(), Counter()
@@ -374,7 +376,7 @@ def test_corruption_rejects_bad_arguments(kwargs):
         corrupt([u0], np.random.default_rng(0), **kwargs)
 
 
-# --- decoding never raises (§2.5) --------------------------------------------------------------
+# --- decoding never raises ---------------------------------------------------------------------
 @pytest.mark.parametrize(
     "tokens",
     [
@@ -394,7 +396,7 @@ def test_malformed_sequences_decode_to_invalid(tokens):
 
 
 def test_model_output_framing_and_dim_check():
-    body = NOTE_LORENZ.split()
+    body = LORENZ_TOKENS.split()
     assert detokenize(["<BOS>", *body, "<EOS>", "<PAD>", "junk"]).valid
     assert detokenize([*body, "<PAD>", "<PAD>"]).valid  # batch padding
     assert not detokenize(["<PAD>", *body]).valid
@@ -405,7 +407,7 @@ def test_model_output_framing_and_dim_check():
 
 
 def test_every_truncation_and_extension_of_a_valid_sequence_is_invalid():
-    body = NOTE_LORENZ.split()
+    body = LORENZ_TOKENS.split()
     for cut in range(1, len(body)):
         prefix = body[:cut]
         decoded = detokenize(prefix)
@@ -450,10 +452,10 @@ def test_deep_outputs_do_not_crash():
     assert not detokenize(["sin"] * 5000).valid
 
 
-# --- vocabulary (§2.5) -------------------------------------------------------------------------
+# --- vocabulary --------------------------------------------------------------------------------
 def test_vocabulary_layout_and_round_trip():
     vocabulary = Vocabulary()
-    # 4 specials + '|' + 10 operators + 5 variables + 1 023 float words (reference: 1 074, §2.5)
+    # 4 specials + '|' + 10 operators + 5 variables + 1 023 float words (official code: 1 074 at d_max 5)
     assert len(vocabulary) == vocabulary.size == 4 + 1 + 10 + 5 + 1023 == 1043
     assert len(Vocabulary(max_dim=3)) == 1041
     assert len(set(vocabulary.words)) == len(vocabulary)
@@ -461,7 +463,7 @@ def test_vocabulary_layout_and_round_trip():
     assert vocabulary.encode(vocabulary.decode(ids)) == ids
     specials = [vocabulary.pad_id, vocabulary.bos_id, vocabulary.eos_id, vocabulary.placeholder_id]
     assert vocabulary.decode(specials) == ["<PAD>", "<BOS>", "<EOS>", "<PLACEHOLDER>"]
-    tokens = NOTE_LORENZ.split()
+    tokens = LORENZ_TOKENS.split()
     assert vocabulary.decode(vocabulary.encode(tokens)) == tokens
 
 

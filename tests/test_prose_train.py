@@ -24,7 +24,7 @@ from operators.prose.tokens import (
     detokenize,
     tokenize,
 )
-from operators.prose.trainable import ProseTrainableConfig, inverse_sqrt_lr
+from operators.prose.config import ProseTrainableConfig
 from workbench.errors import ConfigError, InputError
 
 VOCABULARY = Vocabulary(max_dim=5)
@@ -35,9 +35,9 @@ def _target(name: str, seed: int = 0) -> list:
     return family.expressions(family.sample_params(np.random.default_rng(seed)))
 
 
-# --- schedule (§3) ------------------------------------------------------------------------------
+# --- schedule -------------------------------------------------------------------------------------
 def test_inverse_sqrt_schedule_matches_the_reference_values():
-    # §7 model checks: 1e-4 at step 20k and 1e-4 * sqrt(1/2) ~ 7.07e-5 at 40k.
+    # The official adam_inverse_sqrt (warm-up 20k to 1e-4): 1e-4 at step 20k and 1e-4 * sqrt(1/2) ~ 7.07e-5 at 40k.
     assert inverse_sqrt_lr(20_000, 1e-4, 20_000) == pytest.approx(1e-4, rel=1e-12)
     assert inverse_sqrt_lr(40_000, 1e-4, 20_000) == pytest.approx(7.0711e-5, rel=1e-4)
     assert inverse_sqrt_lr(0, 1e-4, 20_000) == pytest.approx(1e-7)  # warmup starts at ~0
@@ -59,7 +59,7 @@ def test_config_rejects_bad_values():
         ProseTrainableConfig(add_term_prob=0.6, miss_term_prob=0.6)
 
 
-# --- token-level corruption (§2.4) --------------------------------------------------------------
+# --- token-level corruption ---------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_terms_are_sympys_additive_terms(name):
     exprs = _target(name)
@@ -88,7 +88,7 @@ def test_corruption_draws_equal_tokens_corrupt(name):
         if kind == "add" and additive_terms(exprs[what.component])[0].is_number and \
                 len(additive_terms(exprs[what.component])) == 1:
             # Duffing's constant component: sympy folds c + 1 into one number; the token lists keep
-            # the added term, as the reference's tree surgery does (§2.4 "add one term").
+            # the added term, as the official PROSE code's tree surgery does.
             continue
         assert VOCABULARY.decode(ids) == tokenize(expected, skeleton=True), (seed, what)
         checked += 1
@@ -104,7 +104,7 @@ def _fill(words: list[str], rng) -> list[str]:
 
 @pytest.mark.parametrize("name", ["lorenz_3d", "rossler", "four_wing", "halvorsen", "chen_lee", "sprott_B"])
 def test_corruption_adds_or_removes_exactly_one_term(name):
-    """Filled with numbers, a corrupted skeleton detokenizes to one term more or fewer (§2.4)."""
+    """Filled with numbers, a corrupted skeleton detokenizes to one term more or fewer."""
     exprs, dim = _target(name), FAMILIES[name].dim
     corruptor = SkeletonCorruptor(VOCABULARY)
     terms = corruptor.prepare(tokenize(exprs))
@@ -142,7 +142,7 @@ def test_leading_negative_term_becomes_neg_after_delete():
 
 
 def test_corruption_rates_are_fifteen_percent():
-    # §7 tokeniser check: add and delete rates 0.15 +- 0.01 over 10^4 draws (binomial sd 0.0036).
+    # The official add and delete rates 0.15 +- 0.01 over 10^4 draws (binomial sd 0.0036).
     corruptor = SkeletonCorruptor(VOCABULARY)
     terms = corruptor.prepare(tokenize(_target("lorenz_3d")))
     rng = np.random.default_rng(0)
@@ -176,7 +176,9 @@ def test_added_terms_are_drawn_uniformly_from_the_ten_shapes():
 torch = pytest.importorskip("torch")
 
 from workbench.store import create_run_dir, open_dataset  # noqa: E402
-from workbench.train import TrainConfig, get_trainable, load_weights, train  # noqa: E402
+from operators.prose.module import inverse_sqrt_lr  # noqa: E402
+from workbench.registry import get_trainable  # noqa: E402
+from workbench.train import TrainConfig, load_weights, train  # noqa: E402
 
 TINY = ProseTrainableConfig(hidden=32, heads=2, ffn=64, fusion_layers=1, data_decoder_layers=1,
                             symbol_decoder_layers=1, families="thomas,rossler", n_train=12, n_val=4,
@@ -242,8 +244,10 @@ def test_schedule_reaches_the_optimizer(tmp_path):
 
 
 def test_loader_workers_give_the_same_batches_in_step_order():
+    from workbench.batches import StepBatches
+
     module = get_trainable("prose").build(TINY, 7)
-    batches = type(module).StepBatches(module.train_data, TINY, module.corruptor, 7, 3, 0, 1)
+    batches = StepBatches(module.draw, seed=7, start=3, build=module.build_batch)
 
     def first(loader, k=5):
         out = []
@@ -260,7 +264,7 @@ def test_loader_workers_give_the_same_batches_in_step_order():
 
 @pytest.fixture(scope="module")
 def made_data(tmp_path_factory):
-    from operators.prose.dataset import load_data_config, make_data
+    from operators.prose.cli import load_data_config, make_data
 
     out = tmp_path_factory.mktemp("prose_data") / "data"
     config = load_data_config(Path(__file__).resolve().parents[1] / "jobs" / "configs" / "prose_data_tiny.yaml",
@@ -289,18 +293,17 @@ def test_preflight_names_a_missing_shard(made_data, tmp_path):
         get_trainable("prose").preflight(dataclasses.replace(TINY, data=str(broken)))
 
 
-def test_job_configs_load_and_follow_the_note():
+def test_job_configs_load_and_follow_the_official_code():
     from jobs.entrypoints import load_job_config
     from operators.prose.model import ProseConfig
-    from operators.prose.trainable import model_config
 
     configs = Path(__file__).resolve().parents[1] / "jobs" / "configs"
     tiny = load_job_config(configs / "prose_tiny.yaml")
     assert tiny.kind == "prose" and tiny.model.data == "" and tiny.job.gpus_per_node == 0
     paper = load_job_config(configs / "prose_paper.yaml")
     m, expected = paper.model, ProseConfig.paper()
-    assert dataclasses.replace(model_config(m), vocab_size=expected.vocab_size) == expected  # §2.1 sizes
-    assert (m.batch_size, m.lr, m.warmup_steps, paper.train.max_steps) == (256, 1e-4, 20_000, 160_000)  # §3
+    assert dataclasses.replace(m.model_config(), vocab_size=expected.vocab_size) == expected  # official sizes
+    assert (m.batch_size, m.lr, m.warmup_steps, paper.train.max_steps) == (256, 1e-4, 20_000, 160_000)  # official
     assert (m.weight_decay, m.beta1, m.beta2, m.eps, m.grad_clip) == (1e-4, 0.9, 0.999, 1e-8, 1.0)
-    assert (m.add_term_prob, m.miss_term_prob, m.input_len) == (0.15, 0.15, 64)  # §2.4, §2.1
+    assert (m.add_term_prob, m.miss_term_prob, m.input_len) == (0.15, 0.15, 64)  # official corruption, input window
     assert paper.job.gpus_per_node == 1 and m.data == "data/prose_paper"

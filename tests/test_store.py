@@ -53,10 +53,10 @@ def test_atomic_write_text_and_json(tmp_path):
 def test_atomic_write_gives_normal_permissions(tmp_path):
     # mkstemp makes 0600 files; results must get the umask's usual mode so collaborators can
     # read them.
-    from workbench import store
+    from workbench import atomic
 
     atomic_write_text(tmp_path / "f.txt", "x")
-    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~store._UMASK
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
 
 
 def test_atomic_write_json_failure_keeps_old_file(tmp_path):

@@ -14,15 +14,9 @@ from workbench.store import create_run_dir, open_dataset
 
 torch = pytest.importorskip("torch")
 
-from workbench.train import (  # noqa: E402 - after the torch check
-    LAST_CHECKPOINT,
-    MLPRegressionConfig,
-    NonFiniteLossError,
-    TrainConfig,
-    get_trainable,
-    load_weights,
-    train,
-)
+from workbench.mlp.config import MLPRegressionConfig  # noqa: E402 - after the torch check
+from workbench.registry import get_trainable  # noqa: E402
+from workbench.train import LAST_CHECKPOINT, NonFiniteLossError, TrainConfig, load_weights, train  # noqa: E402
 
 SMALL = MLPRegressionConfig(width=16, n_samples=128, batch_size=16)
 

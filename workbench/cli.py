@@ -1,8 +1,10 @@
 """The `workbench` command: `workbench <area> <verb> ...`.
 
-Each area module exposes `register(subparsers)` and adds its own verbs; handlers take the parsed
-arguments and return an exit code. Area modules import their heavy dependencies (torch, scipy)
-inside the handlers so that `workbench --help` stays fast.
+The areas come from one table (`workbench.areas.AREAS`); each area's CLI module exposes
+`register(areas, name, help)` and adds its own verbs; handlers take the parsed arguments and return
+an exit code. CLI modules import their heavy dependencies (torch, scipy) inside the handlers so
+that `workbench --help` stays fast. The flags every experiment shares (`--set`, `--executor`,
+`--wait`, `--dry-run`, `--json`) are declared here, once.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 internal error.
 """
@@ -11,25 +13,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import sys
 import traceback
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from workbench.areas import AREAS
 from workbench.errors import InputError
+from workbench.jobspec import EXECUTORS
 
-# Areas in the order `workbench --help` lists them: (name, module, one-line help).
-AREAS = (
-    ("scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws"),
-    ("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit"),
-    ("lm", "workbench.lm.cli", "muP language models: coordinate check, loss prediction from width sweeps"),
-    ("prose", "operators.prose.cli", "PROSE: ODE families, symbolic tokens, data sets (make-data) and evaluation"),
-    ("diffusion", "workbench.generative.cli", "PFGM++ and corrected-schedule diffusion: schedules, timesteps, experiments"),
-    ("medida", "scaling.medida_cli", "MEDIDA: discover interpretable model errors of a KS model from sparse, noisy observations"),
-    ("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
-    ("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
-)
+EXECUTOR_HELP = ("where the job(s) run: slurm, local (processes on this machine), debug (in this process) or "
+                 "auto (slurm when sbatch is on PATH and a controller answers, else local)")
 
 EXAMPLES = """examples:
   workbench demo
@@ -50,12 +47,34 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keep example blocks as written and show defaults."""
 
 
-def add_parser(subparsers, name: str, *, help: str, description: str = "", examples: str = "") -> ArgumentParser:
-    """Add a verb with a description and an examples epilog, using this module's conventions."""
-    return subparsers.add_parser(name, help=help, description=description or help,
-                                 epilog=f"example{'s' if examples.count(chr(10)) > 1 else ''}:\n{examples}"
-                                 if examples else None,
-                                 formatter_class=HelpFormatter)
+def add_parser(subparsers, name: str, handler: Callable[[argparse.Namespace], int] | None = None, *,
+               help: str = "", description: str = "", examples: str = "", json: bool = False) -> ArgumentParser:
+    """Add a verb that `handler` runs; `json` gives it the --json flag.
+
+    Its texts come from the handler's docstring unless given: the first line is the one-line help,
+    the whole text up to ``examples:`` the description, and the indented lines after it the
+    examples shown under --help.
+    """
+    if handler is not None and handler.__doc__ and not help:
+        help, description, examples = _doc_texts(handler.__doc__)
+    parser = subparsers.add_parser(name, help=help, description=description or help,
+                                   epilog=f"example{'s' if examples.count(chr(10)) > 1 else ''}:\n{examples}"
+                                   if examples else None,
+                                   formatter_class=HelpFormatter)
+    if handler is not None:
+        parser.set_defaults(handler=handler)
+    if json:
+        add_json_flag(parser)
+    return parser
+
+
+def _doc_texts(doc: str) -> tuple[str, str, str]:
+    """(help, description, examples) of a handler's docstring (see `add_parser`)."""
+    text, _, examples = inspect.cleandoc(doc).partition("\nexamples:\n")
+    summary = text.split("\n", 1)[0].rstrip(".")
+    if len(summary) > 1 and summary[1].islower():  # "Submit one job." -> "submit one job", as argparse lists
+        summary = summary[0].lower() + summary[1:]
+    return summary, text.strip(), "".join(f"  {line.strip()}\n" for line in examples.splitlines() if line.strip())
 
 
 def add_area(areas, name: str, help_text: str, example: str = ""):
@@ -70,6 +89,42 @@ def add_area(areas, name: str, help_text: str, example: str = ""):
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def add_set_flag(parser: argparse.ArgumentParser, example: str = "model.lr=3e-4") -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config value (repeatable), e.g. --set {example}")
+
+
+def add_executor_flag(parser: argparse.ArgumentParser, default: str | None = "auto", help: str = "") -> None:
+    parser.add_argument("--executor", default=default, choices=EXECUTORS, help=help or EXECUTOR_HELP)
+
+
+def add_job_flags(parser: argparse.ArgumentParser, *, config_help: str, set_example: str = "model.lr=3e-4",
+                  wait: bool = False, dry_run: bool = False) -> None:
+    """The flags of every command that runs a config as jobs: CONFIG, --set, --executor, --json,
+    and where the command has them, --wait and --dry-run."""
+    parser.add_argument("config", help=config_help)
+    add_set_flag(parser, set_example)
+    add_executor_flag(parser)
+    if wait:
+        parser.add_argument("--wait", action="store_true", help="wait until the job(s) end, then report")
+    if dry_run:
+        parser.add_argument("--dry-run", action="store_true",
+                            help="check the config and print the resolved config and sbatch script; submit nothing")
+    add_json_flag(parser)
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """``"32,64,128"`` -> [32, 64, 128]: at least two increasing positive integers (InputError naming `flag`)."""
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise InputError(f"{flag} = {text!r} must be comma-separated integers, e.g. 32,64,128,256") from None
+    if len(values) < 2 or any(v < 1 for v in values) or sorted(set(values)) != values:
+        raise InputError(f"{flag} = {text!r} must list at least two increasing positive integers")
+    return values
 
 
 def emit(args: argparse.Namespace, text: str, payload: Any) -> None:
@@ -113,8 +168,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"workbench {_version()}")
     areas = parser.add_subparsers(dest="area", metavar="AREA", parser_class=ArgumentParser)
     areas.required = True
-    for name, module, help_text in AREAS:
-        importlib.import_module(module).register(areas, name, help_text)
+    for area in AREAS:
+        importlib.import_module(area.cli).register(areas, area.name, area.help)
     return parser
 
 

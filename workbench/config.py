@@ -35,7 +35,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from workbench.errors import ConfigError
+from workbench.atomic import atomic_write_text
+from workbench.errors import ConfigError, InputError
 
 __all__ = [
     "apply_overrides",
@@ -174,6 +175,8 @@ def _build(cls: type[T], data: Any, source: str, prefix: str) -> T:
         if source in str(exc):
             raise
         raise ConfigError(f"{exc} (in {source})") from exc
+    except InputError:  # a domain check that names its own problem (callers add the file)
+        raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"invalid {cls.__name__} in {source}: {exc}") from exc
 
@@ -404,9 +407,6 @@ def load(cls: type[T], path: str | os.PathLike[str]) -> T:
 
 def save(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write the config as JSON or YAML (by extension), atomically (temp file + os.replace)."""
-    # Imported here because store pulls in xarray, which a config-only caller should not pay for.
-    from workbench.store import atomic_write_text
-
     path = Path(path)
     data = to_dict(obj)
     if _suffix(path) == ".json":

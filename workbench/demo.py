@@ -6,7 +6,8 @@ width (SLURM when `sbatch` is on PATH and a controller answers, otherwise local 
 runs are collected into one Dataset, L(N) = a·N^b + c is fitted on every width but the largest,
 and the largest (≥ 4× more parameters than the largest fitted width) is predicted, then compared
 with its actual loss. A PNG of the fit is written. Every width uses the one learning rate tuned
-at the base width: that is what muP promises to make possible (reference note §2.4, §7.5).
+at the base width: that is what muP promises to make possible (Yang et al. 2021, Tensor Programs V),
+and the fitted law is Mu-scaling's L(N) = a·N^b + c (Yao & Wang 2023).
 
 `workbench demo ladder`: the scaling-law reconciliation of Porian et al. (2024) on the bundled
 RefinedWeb IsoFLOP runs, one job per ladder step.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from workbench.cli import add_json_flag, emit
+from workbench.cli import add_executor_flag, add_json_flag, emit
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "lm_mup_demo.yaml"
 DEMO_WIDTHS = (16, 24, 32, 48, 128)  # the last is predicted: 7.1x the non-embedding parameters of 48
@@ -30,8 +31,7 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("pipeline", nargs="?", default="mup", choices=("mup", "ladder"),
                    help="mup: width sweep + loss prediction (default); ladder: Porian reconciliation")
     p.add_argument("--plot", help="write the figure to this PNG (mup default: <sweep dir>/prediction.png)")
-    p.add_argument("--executor", default="auto", choices=("auto", "slurm", "local", "debug"),
-                   help="where the jobs run: auto is slurm when sbatch is on PATH and a controller answers, else local")
+    add_executor_flag(p)
     p.add_argument("--root", default="runs", help="results directory (default runs/)")
     p.add_argument("--widths", default=",".join(map(str, DEMO_WIDTHS)),
                    help="mup: comma-separated widths, the last one predicted")
@@ -136,22 +136,22 @@ def ladder_step(dataset: str, index: int, replicates: int, seed: int) -> dict:
 
 
 def run_ladder(args) -> int:
-    from jobs.submit import JobSpec
-    from jobs.sweep import run_array
+    from jobs.experiment import run_members
     from scaling.reconcile import PORIAN_LADDER
     from scaling.report import format_table, plot_ladder
+    from workbench.jobspec import JobSpec
 
     # Every step uses the same seed, as reconcile_porian does, so the rows equal its ladder.
     steps = [(DATASET, i, args.replicates, 0) for i in range(len(PORIAN_LADDER))]
-    folder = (Path(args.root) / "demo" / "submitit" / "%j").absolute()
+    folder = (Path(args.root) / "demo" / "submitit").absolute()
     spec = JobSpec(name="demo", timeout_min=10, signal_delay_s=60, cpus_per_task=1)
-    executor, rows = run_array(ladder_step, steps, spec, args.executor, folder, timeout_s=600)
+    executor, rows = run_members(ladder_step, steps, spec, args.executor, folder, timeout_s=600)
     if args.plot:
         plot_ladder(rows, args.plot)
     text = "\n".join([
         "Scaling-law reconciliation (Porian et al. 2024) on the bundled RefinedWeb IsoFLOP runs:",
         "each step removes one difference between Kaplan's and Hoffmann's setups; Approach 2 per step.",
-        f"(ran as {len(rows)} jobs, one per step, on the {executor} executor; job logs in {folder.parent})",
+        f"(ran as {len(rows)} jobs, one per step, on the {executor} executor; job logs in {folder})",
         "",
         format_table(rows, [("step", "step"), ("convention", "N counts"), ("a", "a"), ("a_ci", "95% CI"),
                             ("published_a", "published"), ("N_star_at_5.88e23", "N*(5.88e23)")]),

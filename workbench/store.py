@@ -20,20 +20,21 @@ import json
 import numbers
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from workbench.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from workbench.config import to_dict
 from workbench.errors import InputError
 
 __all__ = [
     "RunDir",
     "append_manifest",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_netcdf",
     "atomic_write_text",
@@ -46,56 +47,9 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 
-# mkstemp creates files readable only by their owner; results are shared on a cluster, so give
-# the final file the permissions a plain open() would have. Read once: os.umask can only be
-# read by setting it.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 # --------------------------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside `path`, then move it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        # Flush to disk before the rename, or a crash could leave an empty file in place.
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: the old file stays, the temp file goes.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically, making parent directories as needed."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(path, write)
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (figures and other binary outputs)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    _atomic_write(path, write)
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> None:
@@ -110,7 +64,7 @@ def atomic_write_netcdf(ds: xr.Dataset, path: PathLike) -> None:
     changed): bool -> int, None -> "", dict and mixed lists -> JSON text.
     """
     ds = _netcdf_safe_attrs(ds)
-    _atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def _json_default(value: Any) -> Any:

@@ -6,7 +6,7 @@
 #   sudo jobs/slurm/local_cluster.sh stop     # stop only the daemons this script started
 #
 # Debian/Ubuntu, run as root, no systemd needed. The node is 127.0.0.1 with this machine's cores.
-# Settings and why (see ../shared/reference/jobs-ecosystem.md §2.10):
+# Settings and why (Slurm 22.05; see `man slurm.conf`):
 #   - proctrack/linuxproc and task/none: no cgroups, which containers and CI VMs often lack;
 #   - no accounting daemon, so `sacct` cannot answer: a stand-in built on squeue is linked in
 #     as /usr/local/bin/sacct (submitit reads job states from sacct);

@@ -2,21 +2,22 @@
 
 Two things are measured, side by side in this process:
 
-- **Data generation** (reference note prose.md §2.3, §3 "Data generation cost": ≈127 ms per
-  trajectory with the reference's per-trajectory scipy loop). The batched Dormand–Prince engine
-  (`operators/batched_solve.py`, one process and `workers=2`) against that reference loop
-  (`solve_ivp` with each family's method, rtol 1e-5, atol 1e-6), on the SAME samples: sample i
-  draws from child i of SeedSequence(seed) in both. The reference's cost per trajectory does not
-  depend on how many are made, so it runs on the first `n_ref` samples per family; the batched
-  engine makes `n_batch` per family (its cost per trajectory falls with the batch, which is how
-  a shard of make-data uses it). Agreement on the common samples: the fraction with identical
-  parameters and kept initial condition, and the largest |Δu| / (1 + |u|) on t ≤ 1 (each engine
-  is within ~2.5e-3 of a tight DOP853 solution there, tests/test_odes.py, so < 1e-2 is "agree").
-- **Training step** of `ProseModel` (§3 "Compute": 64 data tokens, 40 symbol-input tokens,
-  50 target tokens, 128 query times; forward + backward (6·L_data + L_sym, §2.6) + grad-norm clip
-  1.0 + AdamW). bf16 autocast on CUDA (§3). The paper-size model (§2.1, ~100 M parameters) at
-  batch 256 on CUDA and batch 4 on CPU (§3 measured ≈95 s per batch-8 step on a loaded 2-core
-  VM), and the tiny CPU config.
+- **Data generation** (≈127 ms per trajectory on 2 CPU cores with the per-trajectory scipy loop
+  of the official PROSE generator, github.com/felix-lyx/prose `prose_ode/symbolicregression/envs/`).
+  The batched Dormand–Prince engine (`operators/batched_solve.py`, one process and `workers=2`)
+  against that reference loop (`solve_ivp` with each family's method, rtol 1e-5, atol 1e-6), on the
+  SAME samples: sample i draws from child i of SeedSequence(seed) in both. The reference's cost per
+  trajectory does not depend on how many are made, so it runs on the first `n_ref` samples per
+  family; the batched engine makes `n_batch` per family (its cost per trajectory falls with the
+  batch, which is how a shard of make-data uses it). Agreement on the common samples: the fraction
+  with identical parameters and kept initial condition, and the largest |Δu| / (1 + |u|) on t ≤ 1
+  (each engine is within ~2.5e-3 of a tight DOP853 solution there, tests/test_odes.py, so < 1e-2 is
+  "agree").
+- **Training step** of `ProseModel` (64 data tokens, 40 symbol-input tokens, 50 target tokens,
+  128 query times; forward + backward (6·L_data + L_sym, the official `trainer.py` loss) +
+  grad-norm clip 1.0 + AdamW). bf16 autocast on CUDA, as the official training. The paper-size
+  model (~100 M parameters) at batch 256 on CUDA and batch 4 on CPU (a batch-8 step takes ≈95 s
+  on a loaded 2-core VM), and the tiny CPU config.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def bench_data(quick: bool = False, seed: int = 0) -> dict:
     }
 
 
-# §3 "Compute": the reference workload.
+# The timed workload: the 64-token input window, typical skeleton and target lengths, 128 queries.
 DATA_TOKENS, SYMBOL_TOKENS, TARGET_TOKENS, QUERIES = 64, 40, 50, 128
 
 
@@ -101,7 +102,7 @@ def _train_step(cfg, batch: int, device: str):
             out = model(times, values, symbols, mask, query_times=queries, target_ids=targets)
             loss = prose_loss(out, target_u, dim_mask, targets, cfg.pad_id).total
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # §3: grad-norm clip 1.0
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as the official code
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()

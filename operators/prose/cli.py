@@ -1,7 +1,7 @@
 """`workbench prose ...`: PROSE's ODE families and symbolic tokens, its data sets and evaluation.
 Verbs: families, tokenize, detokenize, make-data, evaluate.
 
-The interface other tools rely on (issue 5):
+The interface other tools rely on:
 
 - `workbench prose families --json` lists each family's name, dimension and sympy right-hand side;
 - `workbench prose tokenize "EXPR|EXPR|..." --json` prints the token list;
@@ -12,68 +12,53 @@ The interface other tools rely on (issue 5):
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
 
-from workbench.cli import add_area, add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_job_flags, add_parser, emit
 from workbench.errors import InputError
 
 
 def register(areas, name: str, help_text: str) -> None:
     verbs = add_area(areas, name, help_text, "workbench prose families --preset chaotic_ode_3d")
 
-    p = add_parser(verbs, "families", help="the ODE families: name, dimension, right-hand side, method",
-                   description="List PROSE's ODE families (reference note prose.md §2.2) with their free "
-                               "parameters at nominal values and the solver each uses.",
-                   examples="  workbench prose families\n  workbench prose families --preset chaotic_ode_3d --json\n")
+    p = add_parser(verbs, "families", _families, json=True)
     p.add_argument("--preset", default="chaotic_ode_all",
                    help="a preset (chaotic_ode_3d, chaotic_ode_all) or comma-separated family names")
-    add_json_flag(p)
-    p.set_defaults(handler=_families)
 
-    p = add_parser(verbs, "tokenize", help="sympy right-hand side -> PROSE prefix tokens",
-                   description="Parse one expression per component in the state symbols u_0, u_1, ..., "
-                               "separated by '|', and print the prefix tokens (floats as sign, 3-digit "
-                               "mantissa, exponent).",
-                   examples='  workbench prose tokenize "10*(u_1 - u_0)|u_0*(28 - u_2) - u_1|u_0*u_1 - 8/3*u_2"\n'
-                            '  workbench prose tokenize "sin(u_1) - 0.17*u_0" --skeleton --json\n')
+    p = add_parser(verbs, "tokenize", _tokenize, json=True)
     p.add_argument("expr", metavar="EXPR|EXPR|...", help="one expression per component, '|'-separated")
     p.add_argument("--skeleton", action="store_true", help="replace every constant with <PLACEHOLDER>")
-    add_json_flag(p)
-    p.set_defaults(handler=_tokenize)
 
-    p = add_parser(verbs, "detokenize", help="PROSE prefix tokens -> sympy expressions, or 'invalid'",
-                   description="Decode a token sequence (as a model would emit it) into one sympy expression per "
-                               "component. Malformed sequences are reported as invalid, never as an error.",
-                   examples="  workbench prose detokenize add mul + N100 E-1 u_1 mul - N100 E-1 u_0 --json\n")
+    p = add_parser(verbs, "detokenize", _detokenize, json=True)
     p.add_argument("tokens", nargs="+", metavar="TOKEN", help="the tokens, space-separated")
-    add_json_flag(p)
-    p.set_defaults(handler=_detokenize)
 
-    p = add_parser(verbs, "make-data", help="build (or resume) a sharded PROSE data set as a job array",
-                   description="Generate trajectories (reference note prose.md §2.3-2.4) and target tokens "
-                               "(§2.5) into OUT/shard-*.npz + .tokens.jsonl and OUT/manifest.json. Shards are "
-                               "deterministic in (seed, shard index) and written atomically, so rerunning the "
-                               "same command builds only the missing ones. Read back with "
-                               "operators.prose.dataset.load_dataset(OUT, split='train'|'val').",
-                   examples="  workbench prose make-data jobs/configs/prose_data_tiny.yaml\n"
-                            "  workbench prose make-data jobs/configs/prose_data_tiny.yaml --set out=/tmp/d --executor debug\n"
-                            "  workbench prose make-data jobs/configs/prose_data_paper.yaml --executor slurm --json\n"
-                            "  workbench prose make-data jobs/configs/prose_data_tiny.yaml --check\n")
-    p.add_argument("config", help="a make-data config (YAML/JSON), e.g. jobs/configs/prose_data_tiny.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable), e.g. --set out=/tmp/prose --set n_per_family=50")
-    p.add_argument("--executor", default="auto", choices=("auto", "local", "slurm", "debug"),
-                   help="where shards run: a SLURM array, local processes, or in this process (debug)")
+    p = add_parser(verbs, "make-data", _make_data)
+    add_job_flags(p, config_help="a make-data config (YAML/JSON), e.g. jobs/configs/prose_data_tiny.yaml",
+                  set_example="out=/tmp/prose --set n_per_family=50")
     p.add_argument("--check", action="store_true",
                    help="build nothing: verify that OUT holds every shard (exit 2 naming the first bad one)")
-    add_json_flag(p)
-    p.set_defaults(handler=_make_data)
 
-    from operators.prose.evaluate import register_evaluate
-
-    register_evaluate(verbs)
+    p = add_parser(verbs, "evaluate", _evaluate, json=True)
+    p.add_argument("run", metavar="RUN", help="a finished prose run directory (config.json and model.pt)")
+    p.add_argument("--data", default="", help="a `workbench prose make-data` directory (default: the run's "
+                                              "validation set)")
+    p.add_argument("--split", default="val", choices=("val", "train"), help="which split of --data")
+    p.add_argument("--n", type=int, default=0, help="evaluate the first N samples (0: all)")
+    p.add_argument("--out", default="", help="output folder (default: RUN/evaluation)")
+    p.add_argument("--no-resolve", action="store_true", help="skip re-integrating the decoded ODEs (metric 4)")
 
 
 def _families(args) -> int:
+    """The ODE families: name, dimension, right-hand side, method.
+
+    List PROSE's ODE families (the official code's ODEGenerator) with their free parameters at nominal
+    values and the solver each uses.
+
+    examples:
+      workbench prose families
+      workbench prose families --preset chaotic_ode_3d --json
+    """
     from operators.odes import family_names, get_family
 
     rows = []
@@ -125,6 +110,15 @@ def _sympy_globals() -> dict:
 
 
 def _tokenize(args) -> int:
+    """A sympy right-hand side -> PROSE prefix tokens.
+
+    Parse one expression per component in the state symbols u_0, u_1, ..., separated by '|', and
+    print the prefix tokens (floats as sign, 3-digit mantissa, exponent).
+
+    examples:
+      workbench prose tokenize "10*(u_1 - u_0)|u_0*(28 - u_2) - u_1|u_0*u_1 - 8/3*u_2"
+      workbench prose tokenize "sin(u_1) - 0.17*u_0" --skeleton --json
+    """
     from operators.prose.tokens import tokenize
 
     tokens = tokenize(parse_system(args.expr), skeleton=args.skeleton)
@@ -133,6 +127,14 @@ def _tokenize(args) -> int:
 
 
 def _detokenize(args) -> int:
+    """PROSE prefix tokens -> sympy expressions, or 'invalid'.
+
+    Decode a token sequence (as a model would emit it) into one sympy expression per component.
+    Malformed sequences are reported as invalid, never as an error.
+
+    examples:
+      workbench prose detokenize add mul + N100 E-1 u_1 mul - N100 E-1 u_0 --json
+    """
     from operators.prose.tokens import detokenize
 
     decoded = detokenize(args.tokens)
@@ -142,8 +144,49 @@ def _detokenize(args) -> int:
     return 0
 
 
+def load_data_config(path, overrides=(), *, base_dir: Path | None = None):
+    """A make-data config from its file and ``--set`` overrides; `out` and job.folder made absolute."""
+    from jobs.experiment import load_experiment_config
+    from operators.prose.dataset import ProseDataConfig
+
+    return load_experiment_config(ProseDataConfig, path, overrides, base_dir=base_dir, absolute=("out",))
+
+
+def make_data(config, executor: str = "auto", *, config_path: str | None = None, overrides=(),
+              progress=None) -> dict[str, Any]:
+    """Build the shards `config.out` lacks as one job array, then its manifest; the build's summary."""
+    from jobs.experiment import run_members
+    from operators.prose.dataset import (build_shard, describe_shard, finish_build, plan_build, plan_shards,
+                                         rebuild_command)
+
+    rebuild = rebuild_command(config_path, overrides)
+    items = plan_build(config, rebuild)
+    if progress is not None:
+        total = len(plan_shards(config.data_settings()))
+        progress(f"make-data {config.out}: {total} shards, {total - len(items)} complete, building {len(items)} "
+                 f"(executor {executor})")
+    folder = config.job.folder if config.job.folder is not None else Path(config.out) / "submitit"
+    name, built = run_members(build_shard, items, config.job, executor, folder, describe=describe_shard,
+                              progress=progress)
+    return finish_build(config, built, name, rebuild)
+
+
 def _make_data(args) -> int:
-    from operators.prose.dataset import load_data_config, load_dataset, make_data, print_progress
+    """Build (or resume) a sharded PROSE data set as a job array.
+
+    Generate noisy trajectories and their target tokens (Liu, Zhang & Schaeffer 2023) into
+    OUT/shard-*.npz + .tokens.jsonl and OUT/manifest.json. Shards are deterministic in (seed, shard
+    index) and written atomically, so rerunning the same command builds only the missing ones. Read
+    back with operators.prose.dataset.load_dataset(OUT, split='train'|'val').
+
+    examples:
+      workbench prose make-data jobs/configs/prose_data_tiny.yaml
+      workbench prose make-data jobs/configs/prose_data_tiny.yaml --set out=/tmp/d --executor debug
+      workbench prose make-data jobs/configs/prose_data_paper.yaml --executor slurm --json
+      workbench prose make-data jobs/configs/prose_data_tiny.yaml --check
+    """
+    from jobs.experiment import say
+    from operators.prose.dataset import load_dataset
 
     config = load_data_config(args.config, args.overrides)
     if args.check:
@@ -155,12 +198,36 @@ def _make_data(args) -> int:
         emit(args, f"{config.out}: complete ({', '.join(f'{k} {v} samples' for k, v in counts.items())})",
              {"out": str(config.out), "complete": True, "samples": counts})
         return 0
-    summary = make_data(config, args.executor, config_path=args.config, overrides=args.overrides,
-                        progress=print_progress)
+    summary = make_data(config, args.executor, config_path=args.config, overrides=args.overrides, progress=say)
     rate = summary["trajectories_per_s"]
     text = (f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete; "
             f"samples train {summary['samples']['train']}, val {summary['samples']['val']}; "
             f"{summary['built_samples']} trajectories in {summary['seconds']:.1f} s"
             + (f" ({rate:,.0f} trajectories/s, engine {summary['engine']})" if rate else ""))
     emit(args, text, summary)
+    return 0
+
+
+def _evaluate(args) -> int:
+    """Score a trained PROSE run: trajectory, expression and re-solve errors.
+
+    Evaluate a finished `prose` run with the metrics of the official evaluate.py: data relative L2 on (2,6],
+    (2,4], (4,6] against noisy and clean targets, the last-value baseline, the valid fraction and
+    expression error of greedy decoding, and re-solve errors, per family and overall. Writes
+    OUT/metrics.nc and OUT/trajectories.png.
+
+    examples:
+      workbench prose evaluate runs/prose_tiny/<run id>
+      workbench prose evaluate runs/prose_paper/<run id> --data data/prose_test --n 2000 --json
+    """
+    from operators.prose.evaluate import evaluate, format_summary, summarize
+
+    if args.n < 0:
+        raise InputError(f"--n must be >= 0, got {args.n}")
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
+    ds = evaluate(args.run, args.data or None, split=args.split, n=args.n or None, out=out,
+                  resolve_ode=not args.no_resolve, progress=not args.json)
+    summary = summarize(ds)
+    summary.update(out=str(out / "metrics.nc"), figure=str(out / "trajectories.png"))
+    emit(args, format_summary(summary), summary)
     return 0

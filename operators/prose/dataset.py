@@ -1,15 +1,18 @@
 """PROSE training data on disk: a sharded, resumable build (`workbench prose make-data`).
 
-Reference note `reference/prose.md` §2.3 (generation), §2.4 (noise), §2.5 (target tokens) and
-§3 (512 000 training samples, 25 600 for validation; "Data generation cost").
+Follows the official PROSE code (github.com/felix-lyx/prose, `prose_ode/`): generation and noise
+as in `symbolicregression/envs/generators.py` and `environment.py` (see `operators.odes`), target
+tokens as in `symbolicregression/envs/encoders.py` (see `operators.prose.tokens`), and the default
+sizes of `parsers.py` (512 000 training samples, 25 600 for validation). The official generator
+costs ≈127 ms per trajectory on 2 CPU cores, hence a sharded build.
 
 The data set is one global sample stream. Sample i belongs to family ``families[i % F]``
-(round-robin, §2.3 step 5) and draws everything from child i of ``SeedSequence(seed)``, exactly
-as `operators.odes.generate` does. The first ``n_per_family * F`` samples are the **train**
-split, the next ``val_per_family * F`` the **val** split (so adding a val split never changes
-train). Each split is cut into shards of ``shard_size`` consecutive samples; a shard is a pure
-function of (config, shard index), so the build is a job array whose members can run anywhere,
-in any order, and a rerun only builds the shards that are missing.
+(round-robin, as the official generator visits families) and draws everything from child i of
+``SeedSequence(seed)``, exactly as `operators.odes.generate` does. The first ``n_per_family * F``
+samples are the **train** split, the next ``val_per_family * F`` the **val** split (so adding a val
+split never changes train). Each split is cut into shards of ``shard_size`` consecutive samples; a
+shard is a pure function of (config, shard index), so the build is a job array whose members can run
+anywhere, in any order, and a rerun only builds the shards that are missing.
 
 Layout of ``out/``::
 
@@ -27,20 +30,23 @@ shard is complete exactly when its npz exists. Read back with :func:`load_datase
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
+import sympy
 
-from jobs.submit import JobSpec
-from workbench.config import apply_overrides, bounds, load, to_dict
+from operators.odes import FAMILIES, default_t_eval, family_names, generate_samples, pack_samples, sample_seeds
+from operators.prose.tokens import tokenize
+from workbench.atomic import atomic_write_bytes, atomic_write_text
+from workbench.config import bounds, to_dict
 from workbench.errors import ConfigError, InputError
+from workbench.jobspec import JobSpec
+from workbench.store import atomic_write_json
 
 SPLITS = ("train", "val")
 PREFIX = {"train": "shard", "val": "val"}
@@ -56,7 +62,7 @@ class ProseDataConfig:
     families: a preset (chaotic_ode_3d, chaotic_ode_all) or a list of family names.
     n_per_family / val_per_family: samples (one parameter draw + one kept trajectory each) per
     family in the train / val split. engine: "batched" (operators/batched_solve.py) or
-    "solve_ivp" (the reference's per-trajectory scipy solve). workers: processes per shard.
+    "solve_ivp" (the official code's per-trajectory scipy solve). workers: processes per shard.
     """
 
     out: Path = Path("data/prose")
@@ -71,8 +77,6 @@ class ProseDataConfig:
     job: JobSpec = field(default_factory=lambda: JobSpec(name="prose_data", timeout_min=60))
 
     def __post_init__(self) -> None:
-        from operators.odes import family_names
-
         try:
             family_names(self.families)
         except InputError as error:
@@ -80,8 +84,6 @@ class ProseDataConfig:
 
     @property
     def family_names(self) -> tuple[str, ...]:
-        from operators.odes import family_names
-
         return family_names(self.families)
 
     def data_settings(self) -> dict[str, Any]:
@@ -89,19 +91,6 @@ class ProseDataConfig:
         settings = {key: getattr(self, key) for key in DATA_KEYS}
         settings["families"] = list(self.family_names)
         return settings
-
-
-def load_data_config(path: str | Path, overrides: Sequence[str] = (), *, base_dir: Path | None = None
-                     ) -> ProseDataConfig:
-    """Read a make-data YAML/JSON config, apply ``key=value`` overrides; relative `out` and
-    `job.folder` become absolute (relative to `base_dir`, default the current directory)."""
-    config = apply_overrides(load(ProseDataConfig, path), overrides)
-    base = Path.cwd() if base_dir is None else Path(base_dir)
-    job = config.job
-    if job.folder is not None and not job.folder.is_absolute():
-        job = dataclasses.replace(job, folder=base / job.folder)
-    out = config.out if config.out.is_absolute() else base / config.out
-    return dataclasses.replace(config, out=out, job=job)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,14 +130,11 @@ def plan_shards(settings: dict[str, Any]) -> list[Shard]:
 
 def build_shard(settings: dict[str, Any], shard: Shard, out: str, workers: int = 1) -> dict[str, Any]:
     """Generate, tokenize and write one shard (a job-array member; deterministic in its inputs)."""
-    from operators.odes import FAMILIES, default_t_eval, generate_samples, pack_samples, sample_seeds
-    from workbench.store import atomic_write_bytes, atomic_write_text
-
     names = settings["families"]
     ids = np.arange(shard.start, shard.stop)
     order = [names[i % len(names)] for i in ids]
     t = default_t_eval()
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
     results = generate_samples(order, sample_seeds(settings["seed"], shard.start, shard.stop), t,
                                settings["noise_gamma"], settings["engine"], workers)
     packed = pack_samples(names, order, results, t)
@@ -164,19 +150,16 @@ def build_shard(settings: dict[str, Any], shard: Shard, out: str, workers: int =
              family=packed["family"], params=packed["params"], index=ids[kept],
              rejected=np.array([packed["rejected"][n] for n in names], dtype=np.int64))
     atomic_write_bytes(shard.npz(out), buffer.getvalue())  # last: its presence marks the shard complete
-    return {"shard": shard.stem, "samples": int(kept.sum()), "seconds": time.perf_counter() - start}
+    return {"shard": shard.stem, "samples": int(kept.sum()), "seconds": time.perf_counter() - start,
+            "started": started, "ended": time.time()}
 
 
 def target_tokens(family, params) -> list[str]:
-    """§2.5 target tokens of `family` with `params` = tokenize(family.expressions(params)).
+    """The target tokens of `family` with `params` = tokenize(family.expressions(params)).
 
     `xreplace` instead of `expressions`' `subs`: the same tree here (tests compare the tokens for
     every family) at a tenth of the cost, which otherwise dominates a shard's build time.
     """
-    import sympy
-
-    from operators.prose.tokens import tokenize
-
     values = {s: sympy.Float(float(v)) for s, v in zip(family.params, params)}
     return tokenize([sympy.sympify(e).xreplace(values) for e in family.rhs])
 
@@ -222,20 +205,14 @@ def rebuild_command(config_path: str | None, overrides: Sequence[str]) -> str:
     return f"`workbench prose make-data {config_path}{sets}`"
 
 
-def make_data(config: ProseDataConfig, executor: str = "auto", *, config_path: str | None = None,
-              overrides: Sequence[str] = (), progress=None) -> dict[str, Any]:
-    """Build the missing shards of `config.out` as one job array, then write manifest.json.
+def plan_build(config: ProseDataConfig, rebuild: str) -> list[tuple]:
+    """The arguments of `build_shard` for every shard `config.out` still lacks.
 
-    Returns a summary: shards built and skipped, samples, seconds, trajectories/s of the build.
+    Writes ``plan.json`` on the first build; a rerun with settings that change the data is refused
+    (InputError naming them), so shards of two different data sets never mix.
     """
-    from jobs.submit import resolve_executor
-    from jobs.sweep import run_array
-    from operators.odes import FAMILIES, default_t_eval
-    from workbench.store import atomic_write_json
-
     out = Path(config.out)
     settings = config.data_settings()
-    rebuild = rebuild_command(config_path, overrides)
     plan_path = out / "plan.json"
     if plan_path.exists():
         try:
@@ -249,26 +226,24 @@ def make_data(config: ProseDataConfig, executor: str = "auto", *, config_path: s
                              f"use another out or delete it")
     else:
         atomic_write_json(plan_path, {"format": FORMAT_VERSION, "data": settings, "rebuild": rebuild})
+    return [(settings, shard, str(out), config.workers) for shard in plan_shards(settings)
+            if not shard.npz(out).exists()]
 
+
+def describe_shard(item: tuple, built: dict[str, Any]) -> str:
+    return f"{built['shard']}: {built['samples']} samples in {built['seconds']:.1f} s"
+
+
+def finish_build(config: ProseDataConfig, built: Sequence[dict[str, Any]], executor: str, rebuild: str
+                 ) -> dict[str, Any]:
+    """Write manifest.json over every shard (new and earlier ones); the build's summary.
+
+    Build time is the span from the first shard's start to the last one's end (members may run in
+    parallel); trajectories/s counts the trajectories built in that span.
+    """
+    out = Path(config.out)
+    settings = config.data_settings()
     shards = plan_shards(settings)
-    missing = [s for s in shards if not s.npz(out).exists()]
-    say = progress or (lambda text: None)
-    say(f"make-data {out}: {len(shards)} shards, {len(shards) - len(missing)} complete, "
-        f"building {len(missing)} (executor {executor})")
-    start = time.perf_counter()
-    built: list[dict] = []
-    if missing and resolve_executor(executor) == "debug":
-        # In this process (what run_array's debug executor does), with a line per shard.
-        for k, shard in enumerate(missing):
-            built.append(build_shard(settings, shard, str(out), config.workers))
-            say(f"  {shard.stem} ({k + 1}/{len(missing)}): {built[-1]['samples']} samples in "
-                f"{built[-1]['seconds']:.1f} s")
-    elif missing:
-        folder = (config.job.folder if config.job.folder is not None else out / "submitit") / "%j"
-        _, built = run_array(build_shard, [(settings, s, str(out), config.workers) for s in missing],
-                             config.job, executor, folder)
-    seconds = time.perf_counter() - start
-
     d_max = max(FAMILIES[n].dim for n in settings["families"])
     records = []
     for shard in shards:
@@ -287,12 +262,12 @@ def make_data(config: ProseDataConfig, executor: str = "auto", *, config_path: s
     }
     atomic_write_json(out / "manifest.json", manifest)
     n_built = sum(b["samples"] for b in built)
-    summary = {"out": str(out), "shards": len(shards), "built": [b["shard"] for b in built],
-               "skipped": len(shards) - len(missing), "samples": manifest["n"],
-               "built_samples": n_built, "seconds": seconds,
-               "trajectories_per_s": n_built / seconds if built and seconds > 0 else None,
-               "engine": settings["engine"], "executor": executor}
-    return summary
+    seconds = max(b["ended"] for b in built) - min(b["started"] for b in built) if built else 0.0
+    return {"out": str(out), "shards": len(shards), "built": [b["shard"] for b in built],
+            "skipped": len(shards) - len(built), "samples": manifest["n"],
+            "built_samples": n_built, "seconds": seconds,
+            "trajectories_per_s": n_built / seconds if built and seconds > 0 else None,
+            "engine": settings["engine"], "executor": executor}
 
 
 def _plain_config(config: ProseDataConfig) -> dict[str, Any]:
@@ -348,7 +323,3 @@ def load_dataset(path: str | Path, split: str = "train") -> dict[str, Any]:
     assert cat["clean"].shape[1:] == (t.size, d_max) and cat["params"].shape[1] == p_max
     return {"t": t, **cat, "families": names, "rejected": dict(zip(names, rejected.tolist())),
             "seed": manifest["data"]["seed"], "tokens": tokens, "split": split}
-
-
-def print_progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

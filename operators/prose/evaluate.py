@@ -1,4 +1,5 @@
-"""Evaluate a trained PROSE model: the metrics of reference note prose.md §2.7, per family and overall.
+"""Evaluate a trained PROSE model: the metrics of the official PROSE `prose_ode/evaluate.py`
+(github.com/felix-lyx/prose), per family and overall.
 
     ds = evaluate("runs/prose_tiny/<run id>")                 # the run's validation set
     ds = evaluate(run_dir, "data/prose_test", n=2000, out="eval/")   # + metrics.nc, trajectories.png
@@ -6,24 +7,27 @@
 
 Per sample (dimension ``sample``), then averaged per family (``family_name``) and overall:
 
-1. **Data relative L²** (§2.7 metric 1): √(Σ(û−u)² / (Σu² + 1e-6)) over the query times and the
+1. **Data relative L²** (official metric 1): √(Σ(û−u)² / (Σu² + 1e-6)) over the query times and the
    family's real components, on the windows (2,6], (2,4] and (4,6], against the noisy targets
-   (the official metric, with its ≈2 % noise floor, §5.1) and the clean ones.
+   (the official metric, with a ≈2 % floor from the 2 % data noise) and the clean ones.
 2. The same for the **last-value baseline**: the last observed (noisy) state held constant.
-3. **Valid** (§2.7 metric 2): the greedy output (§2.5, §5.2) decodes to ``dim`` components and is
-   finite at 50 points drawn from U[−5, 5]^d.
-4. **Expression relative L²** (§2.7 metric 3): √(Σ‖f̂(x_k) − f(x_k)‖² / (Σ‖f(x_k)‖² + 1e-6)) at
-   those points, for valid outputs only (NaN otherwise, §5.3); f is the target expression.
-5. **Re-solve** (§2.7 metric 4): f̂ integrated with BDF (rtol 1e-4, atol 1e-6) from the noisy u(0)
-   over [0, 6] and scored with metric 1; a solve that fails, blows up (|u| > 1e6), or exceeds
-   its wall-time or right-hand-side budget counts as a failure.
+3. **Valid** (official metric 2): the greedy output (the official code decodes greedily only)
+   decodes to ``dim`` components and is finite at 50 points drawn from U[−5, 5]^d.
+4. **Expression relative L²** (official metric 3): √(Σ‖f̂(x_k) − f(x_k)‖² / (Σ‖f(x_k)‖² + 1e-6)) at
+   those points, for valid outputs only (NaN otherwise; read it with the valid fraction); f is
+   the target expression.
+5. **Re-solve** (official metric 4, `--text_ode_solve`): f̂ integrated with BDF (rtol 1e-4, atol
+   1e-6) from the noisy u(0) over [0, 6] and scored with metric 1; a solve that fails, blows
+   up (|u| > 1e6), or exceeds its wall-time or right-hand-side budget counts as a failure.
 
-The symbol input is the target's skeleton with the §2.4 term corruption drawn once, in sample
-order, from seed 42 (§5.9), so every run is scored on the same inputs.
+The symbol input is the target's skeleton with the term corruption of `operators.prose.tokens`
+drawn once, in sample order, from seed 42 (the official `--test_env_seed 42`), so every run is
+scored on the same inputs.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -31,21 +35,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sympy
+import torch
+import xarray as xr
+from scipy.integrate import solve_ivp
+from tqdm import tqdm
 
+from operators.prose.config import ProseTrainableConfig
+from operators.prose.dataset import load_dataset
+from operators.prose.model import ProseModel
+from operators.prose.samples import ProseData, corrupted_inputs, load_data, make_batch, prepare_data
+from operators.prose.skeleton import SkeletonCorruptor
+from operators.prose.tokens import Vocabulary, detokenize
+from workbench.config import from_dict
 from workbench.errors import InputError
+from workbench.store import atomic_write_bytes, atomic_write_netcdf
 
-__all__ = ["evaluate", "load_run", "register_evaluate", "relative_l2", "WINDOWS"]
+__all__ = ["WINDOWS", "evaluate", "format_summary", "load_run", "relative_l2", "summarize"]
 
-WINDOWS = {"2-6": (2.0, 6.0), "2-4": (2.0, 4.0), "4-6": (4.0, 6.0)}  # (lo, hi], §2.7
+WINDOWS = {"2-6": (2.0, 6.0), "2-4": (2.0, 4.0), "4-6": (4.0, 6.0)}  # (lo, hi], as the official per-window errors
 TARGETS = ("noisy", "clean")
-METRIC_EPS = 1e-6  # §2.7: Σu² + 1e-6
-N_POINTS, POINT_RANGE = 50, 5.0  # §2.7 metric 2/3: 50 points from U[-5, 5]^d
-RESOLVE_RTOL, RESOLVE_ATOL = 1e-4, 1e-6  # §2.7 metric 4
+METRIC_EPS = 1e-6  # Σu² + 1e-6, as the official metric
+N_POINTS, POINT_RANGE = 50, 5.0  # metrics 2/3: 50 points from U[-5, 5]^d
+RESOLVE_RTOL, RESOLVE_ATOL = 1e-4, 1e-6  # metric 4, as the official re-solve
 RESOLVE_BLOWUP = 1e6
 
 
 def relative_l2(predicted: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """§2.7 metric 1 per sample: sqrt(Σ(û-u)² / (Σu² + 1e-6)) over all but the first axis.
+    """Metric 1 per sample: sqrt(Σ(û-u)² / (Σu² + 1e-6)) over all but the first axis.
 
     ``mask`` (broadcastable to the arrays) selects the entries that count (real components).
     """
@@ -68,12 +85,6 @@ def load_run(run_dir) -> tuple[Any, Any]:
     The directory needs config.json (a job's config, or the trainable's config alone) and the
     final weights model.pt; anything missing is one InputError naming it.
     """
-    import torch
-
-    from operators.prose.model import ProseModel
-    from operators.prose.trainable import ProseTrainableConfig, model_config
-    from workbench.config import from_dict
-
     path = Path(run_dir)
     if not path.is_dir():
         raise InputError(f"run directory {path} does not exist")
@@ -96,7 +107,7 @@ def load_run(run_dir) -> tuple[Any, Any]:
     except Exception as error:  # noqa: BLE001 - a truncated or foreign file
         raise InputError(f"cannot read {weights}: {type(error).__name__}: {error}") from None
     state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    model = ProseModel(model_config(config))
+    model = ProseModel(config.model_config())
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -105,16 +116,12 @@ def load_run(run_dir) -> tuple[Any, Any]:
 
 
 def _as_data(data, config, split: str = "val"):
-    from operators.prose.trainable import ProseData, load_data, prepare_data
-
     if data is None or (isinstance(data, str) and not data):
         return load_data(config)[1]
     if isinstance(data, ProseData):
         return data
     if isinstance(data, dict):
         return prepare_data(data, config.d_max, source="data")
-    from operators.prose.dataset import load_dataset
-
     return prepare_data(load_dataset(str(data), split), config.d_max, source=f"{data} ({split} split)")
 
 
@@ -125,8 +132,6 @@ def _as_data(data, config, split: str = "val"):
 
 def _numeric(exprs, dim: int):
     """sympy expressions in u_0..u_{dim-1} -> f(x) with x (dim, k) -> (dim, k)."""
-    import sympy
-
     symbols = sympy.symbols([f"u_{i}" for i in range(dim)])
     functions = [sympy.lambdify(symbols, e, modules="numpy") for e in exprs]
 
@@ -142,13 +147,11 @@ class _Budget(Exception):
 
 
 def resolve(f, y0: np.ndarray, t: np.ndarray, *, timeout_s: float = 10.0, max_evals: int = 200_000):
-    """Integrate dy/dt = f(y) (§2.7 metric 4: BDF, rtol 1e-4, atol 1e-6); None if it fails.
+    """Integrate dy/dt = f(y) (metric 4: BDF, rtol 1e-4, atol 1e-6); None if it fails.
 
     A decoded system can be stiff or blow up; the wall-time and right-hand-side-call budgets
     keep one bad sample from hanging the whole evaluation.
     """
-    from scipy.integrate import solve_ivp
-
     deadline, calls = time.monotonic() + timeout_s, [0]
 
     def rhs(_t, y):
@@ -175,8 +178,6 @@ def resolve(f, y0: np.ndarray, t: np.ndarray, *, timeout_s: float = 10.0, max_ev
 def _symbolic_metrics(decoded_tokens, target_tokens, dim: int, noisy_u0, t, rng, *, resolve_ode: bool,
                       timeout_s: float):
     """(valid, expression rel L², re-solved trajectory or None, decoded exprs or None) of one sample."""
-    from operators.prose.tokens import detokenize
-
     decoded = detokenize(decoded_tokens, dim=dim)
     truth = detokenize(target_tokens, dim=dim)
     if not truth.valid:
@@ -208,22 +209,15 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
              batch_size: int = 64,
              seed: int = 42, resolve_ode: bool = True, resolve_timeout_s: float = 10.0, out=None,
              figure: bool = True, n_examples: int = 4, progress: bool = False):
-    """§2.7 metrics of a PROSE model on `data` as an xarray Dataset (see the module docstring).
+    """The metrics of a PROSE model on `data` as an xarray Dataset (see the module docstring).
 
     `run_dir_or_model`: a finished run directory, or a ProseModel (then `config`, a
     ProseTrainableConfig, gives input_len and the corruption rates; default: its defaults at the
     model's d_max). `data`: None (the run's validation set), a make-data directory (its `split`,
     "val" or "train"), a generate()/load_dataset() dict, or ProseData. `n`: the first n samples. `seed`: the test
-    corruption and metric-point seed (§5.9: 42). With `out`, writes ``out/metrics.nc``
-    (atomically) and, with `figure`, ``out/trajectories.png``.
+    corruption and metric-point seed (42, the official `--test_env_seed`). With `out`, writes
+    ``out/metrics.nc`` (atomically) and, with `figure`, ``out/trajectories.png``.
     """
-    import torch
-    import xarray as xr
-
-    from operators.prose.skeleton import SkeletonCorruptor
-    from operators.prose.trainable import ProseTrainableConfig, corrupted_inputs, make_batch
-    from operators.prose.tokens import Vocabulary
-
     if isinstance(run_dir_or_model, (str, Path)):
         model, run_config = load_run(run_dir_or_model)
         config = config or run_config
@@ -334,8 +328,6 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
                      "n_samples": count, "resolve_ode": int(resolve_ode and symbols)})
     _describe(ds)
     if out is not None:
-        from workbench.store import atomic_write_netcdf
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_netcdf(ds, out / "metrics.nc")
@@ -347,8 +339,6 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
 
 def _summaries(ds, symbols: bool, resolve_ode: bool) -> None:
     """Overall means (mean_*) and per-family means (family_*) of the per-sample metrics."""
-    import xarray as xr
-
     def per_family(values: xr.DataArray, reduce) -> xr.DataArray:
         parts = [reduce(values.where(ds["family"] == name, drop=True)) for name in ds["family_name"].values]
         return xr.concat(parts, dim="family_name").assign_coords(family_name=ds["family_name"].values)
@@ -379,15 +369,15 @@ def _summaries(ds, symbols: bool, resolve_ode: bool) -> None:
 
 def _describe(ds) -> None:
     notes = {
-        "data_rel_l2": "§2.7 metric 1: sqrt(sum (u_hat-u)^2 / (sum u^2 + 1e-6)) over the window's query times "
+        "data_rel_l2": "metric 1: sqrt(sum (u_hat-u)^2 / (sum u^2 + 1e-6)) over the window's query times "
                        "and real components; target noisy (official, ~2% floor) or clean",
         "baseline_rel_l2": "metric 1 of the last observed (noisy) state held constant",
-        "valid": "§2.7 metric 2: greedy output decodes to dim components, finite at 50 points of U[-5,5]^d",
-        "expr_rel_l2": "§2.7 metric 3: relative L2 of the vector field at the 50 points; NaN if invalid",
-        "resolve_success": "§2.7 metric 4: decoded ODE integrated (BDF, rtol 1e-4, atol 1e-6) over [0, 6]",
+        "valid": "metric 2: greedy output decodes to dim components, finite at 50 points of U[-5,5]^d",
+        "expr_rel_l2": "metric 3: relative L2 of the vector field at the 50 points; NaN if invalid",
+        "resolve_success": "metric 4: decoded ODE integrated (BDF, rtol 1e-4, atol 1e-6) over [0, 6]",
         "resolve_rel_l2": "metric 1 of the re-solved trajectory; NaN where the solve failed",
-        "symbol_input": "the corrupted skeleton given to the model (§2.4, drawn with the corruption seed)",
-        "mean_expr_rel_l2": "mean over valid outputs only (§5.3); read with valid_fraction",
+        "symbol_input": "the corrupted skeleton given to the model (drawn with the corruption seed)",
+        "mean_expr_rel_l2": "mean over valid outputs only; read with valid_fraction",
     }
     for name, text in notes.items():
         if name in ds:
@@ -395,8 +385,6 @@ def _describe(ds) -> None:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="sample", disable=None if enabled else True, leave=False)
 
 
@@ -407,8 +395,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def _latex_lines(exprs) -> list[str]:
     """One mathtext line per component (plain text if mathtext cannot draw sympy's LaTeX)."""
-    import sympy
-    from matplotlib.mathtext import MathTextParser
+    from matplotlib.mathtext import MathTextParser  # matplotlib: only when a figure is drawn
 
     if exprs is None:
         return ["invalid output"]
@@ -432,8 +419,6 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from workbench.store import atomic_write_bytes
 
     picks, seen = [], set()
     for i, f in enumerate(data.family):
@@ -462,54 +447,10 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
         ax.set_title("\n".join([title, *lines]), fontsize=8, loc="left")
         ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-# --------------------------------------------------------------------------------------------
-# CLI verb (wired into operators.prose.cli by the caller)
-# --------------------------------------------------------------------------------------------
-
-
-def register_evaluate(verbs) -> None:
-    """Add `evaluate` to an area's verbs (`workbench prose evaluate RUN ...`)."""
-    from workbench.cli import add_json_flag, add_parser
-
-    p = add_parser(verbs, "evaluate", help="score a trained PROSE run: trajectory, expression and re-solve errors",
-                   description="Evaluate a finished `prose` run (reference note prose.md §2.7): data relative L2 on "
-                               "(2,6], (2,4], (4,6] against noisy and clean targets, the last-value baseline, the "
-                               "valid fraction and expression error of greedy decoding, and re-solve errors, per "
-                               "family and overall. Writes OUT/metrics.nc and OUT/trajectories.png.",
-                   examples="  workbench prose evaluate runs/prose_tiny/<run id>\n"
-                            "  workbench prose evaluate runs/prose_paper/<run id> --data data/prose_test --n 2000 "
-                            "--json\n")
-    p.add_argument("run", metavar="RUN", help="a finished prose run directory (config.json and model.pt)")
-    p.add_argument("--data", default="", help="a `workbench prose make-data` directory (default: the run's "
-                                              "validation set)")
-    p.add_argument("--split", default="val", choices=("val", "train"), help="which split of --data")
-    p.add_argument("--n", type=int, default=0, help="evaluate the first N samples (0: all)")
-    p.add_argument("--out", default="", help="output folder (default: RUN/evaluation)")
-    p.add_argument("--no-resolve", action="store_true", help="skip re-integrating the decoded ODEs (metric 4)")
-    add_json_flag(p)
-    p.set_defaults(handler=_evaluate_command)
-
-
-def _evaluate_command(args) -> int:
-    from workbench.cli import emit
-
-    if args.n < 0:
-        raise InputError(f"--n must be >= 0, got {args.n}")
-    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
-    ds = evaluate(args.run, args.data or None, split=args.split, n=args.n or None, out=out,
-                  resolve_ode=not args.no_resolve, progress=not args.json)
-    summary = summarize(ds)
-    summary.update(out=str(out / "metrics.nc"), figure=str(out / "trajectories.png"))
-    emit(args, format_summary(summary), summary)
-    return 0
 
 
 def summarize(ds) -> dict[str, Any]:

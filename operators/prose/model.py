@@ -1,6 +1,7 @@
-"""The PROSE multimodal transformer (Liu, Zhang & Schaeffer 2023), reference note prose.md §2.1.
+"""The PROSE multimodal transformer (Liu, Zhang & Schaeffer 2023), following the official
+code (github.com/felix-lyx/prose, `prose_ode/parsers.py` and `symbolicregression/model/`).
 
-One model, six blocks, each a row of §2.1's table::
+One model, six blocks::
 
     [t, u_1..u_dmax] --data embedder (MLP)--> data encoder (self-attn) --\
                                                                           +-> fusion (self-attn over
@@ -11,7 +12,7 @@ One model, six blocks, each a row of §2.1's table::
                      <BOS> y_1 .. -> symbol decoder (causal self-attn + cross-attn           |
                                                      on fused SYMBOL positions) <------------+
 
-Choices, all following the reference code (§2.1) unless stated:
+Choices, all following the reference code unless stated:
 
 - **Post-LN** everywhere (residual, then LayerNorm with eps 1e-12), GELU FFNs,
   ``nn.MultiheadAttention``. Post-LN trains fine at these depths with the reference's 20k-step
@@ -32,8 +33,8 @@ Choices, all following the reference code (§2.1) unless stated:
 Symbol ids use :class:`operators.prose.tokens.Vocabulary`'s layout by default (``<BOS>`` 0,
 ``<EOS>`` 1, ``<PAD>`` 2). ``symbol_mask`` is True at real tokens and False at padding.
 
-Losses (§2.6) are :func:`trajectory_loss`, :func:`symbol_loss` and :func:`prose_loss`
-(6·data + 1·symbol). Decoding (§2.5) is :meth:`ProseModel.greedy_decode` and
+Losses (the official `symbolicregression/trainer.py`) are :func:`trajectory_loss`,
+:func:`symbol_loss` and :func:`prose_loss` (6·data + 1·symbol). Decoding is :meth:`ProseModel.greedy_decode` and
 :meth:`ProseModel.beam_search`; both return :class:`SymbolDecoding`.
 """
 
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.config import bounds
+from operators.prose.config import ProseConfig
 from workbench.errors import ConfigError, InputError
 
 __all__ = [
@@ -64,68 +65,10 @@ __all__ = [
     "trajectory_loss",
 ]
 
-LN_EPS = 1e-12  # §2.1: the reference's LayerNorm eps
-DATA_LOSS_WEIGHT = 6.0  # §2.6 --data_loss_weight
+LN_EPS = 1e-12  # the reference's LayerNorm eps
+DATA_LOSS_WEIGHT = 6.0  # the reference's --data_loss_weight
 SYMBOL_LOSS_WEIGHT = 1.0
-TRAJECTORY_EPS = 1e-5  # §2.6: ||u||^2 + 1e-5
-
-
-# --- config --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProseConfig:
-    """Widths, depths and vocabulary of the PROSE transformer. Defaults are the tiny CPU preset."""
-
-    hidden: int = field(default=64, metadata=bounds(ge=1))
-    heads: int = field(default=4, metadata=bounds(ge=1))
-    ffn: int = field(default=128, metadata=bounds(ge=1))
-    data_encoder_layers: int = field(default=1, metadata=bounds(ge=1))
-    symbol_encoder_layers: int = field(default=1, metadata=bounds(ge=1))
-    fusion_layers: int = field(default=2, metadata=bounds(ge=1))
-    data_decoder_layers: int = field(default=2, metadata=bounds(ge=1))
-    symbol_decoder_layers: int = field(default=2, metadata=bounds(ge=1))
-    d_max: int = field(default=3, metadata=bounds(ge=1))
-    vocab_size: int = field(default=1041, metadata=bounds(ge=4))  # Vocabulary(max_dim=3).size
-    max_symbol_len: int = field(default=150, metadata=bounds(ge=1))  # §2.5 max generated length
-    dropout: float = field(default=0.0, metadata=bounds(ge=0, lt=1))
-    data_only: bool = False
-    bos_id: int = field(default=0, metadata=bounds(ge=0))
-    eos_id: int = field(default=1, metadata=bounds(ge=0))
-    pad_id: int = field(default=2, metadata=bounds(ge=0))
-
-    def __post_init__(self):
-        for name in ("hidden", "heads", "ffn", "d_max", "max_symbol_len", "data_encoder_layers",
-                     "symbol_encoder_layers", "fusion_layers", "data_decoder_layers",
-                     "symbol_decoder_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} = {value!r} must be a positive integer")
-        if self.hidden % self.heads:
-            raise ConfigError(f"hidden = {self.hidden} is not divisible by heads = {self.heads}; "
-                              f"choose a hidden size that is a multiple of {self.heads}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout = {self.dropout!r} must be in [0, 1)")
-        specials = {"bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self.pad_id}
-        if len(set(specials.values())) != 3:
-            raise ConfigError(f"bos_id, eos_id and pad_id must differ, got {specials}")
-        for name, value in specials.items():
-            if not 0 <= value < self.vocab_size:
-                raise ConfigError(f"{name} = {value} is outside the vocabulary (0..{self.vocab_size - 1})")
-
-    @classmethod
-    def paper(cls, **changes) -> ProseConfig:
-        """§2.1: d 512, 8 heads, FFN 2048, layers 2/4/8/8/8, d_max 3 (the 3-D set)."""
-        base = cls(hidden=512, heads=8, ffn=2048, data_encoder_layers=2, symbol_encoder_layers=4,
-                   fusion_layers=8, data_decoder_layers=8, symbol_decoder_layers=8, d_max=3)
-        return replace(base, **changes)
-
-    @classmethod
-    def tiny(cls, **changes) -> ProseConfig:
-        """CPU size: d 64, 4 heads, FFN 128, layers 1/1/2/2/2."""
-        return replace(cls(), **changes)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
+TRAJECTORY_EPS = 1e-5  # ||u||^2 + 1e-5, as the reference's data loss
 
 
 # --- building blocks -----------------------------------------------------------------------------
@@ -164,7 +107,7 @@ class EncoderLayer(nn.Module):
 
 
 class CrossAttentionLayer(nn.Module):
-    """Data-decoder layer (§2.1): cross-attention only -> LN -> FFN -> LN; queries never meet."""
+    """Data-decoder layer: cross-attention only -> LN -> FFN -> LN; queries never meet."""
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -181,7 +124,7 @@ class CrossAttentionLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Symbol-decoder layer (§2.1): causal self-attn -> LN -> cross-attn -> LN -> FFN -> LN."""
+    """Symbol-decoder layer: causal self-attn -> LN -> cross-attn -> LN -> FFN -> LN."""
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -210,7 +153,7 @@ def sinusoidal_positions(length: int, hidden: int) -> torch.Tensor:
 
 
 class TokenEmbedding(nn.Module):
-    """Token embedding (init std d^-1/2, §2.1) + sinusoidal positions + LayerNorm."""
+    """Token embedding (init std d^-1/2) + sinusoidal positions + LayerNorm."""
 
     def __init__(self, cfg: ProseConfig, max_len: int):
         super().__init__()
@@ -225,7 +168,7 @@ class TokenEmbedding(nn.Module):
 
 
 class DataEmbedder(nn.Module):
-    """§2.1: Linear(1+d_max -> d) -> GELU -> Linear(d -> d) on [t, u_1..u_dmax (zero-padded)]."""
+    """Data embedder: Linear(1+d_max -> d) -> GELU -> Linear(d -> d) on [t, u_1..u_dmax (zero-padded)]."""
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -250,7 +193,7 @@ class SymbolEncoder(nn.Module):
 
 
 class Fusion(nn.Module):
-    """§2.1: concat [data; symbol] + learned type embedding (2 types), LN, self-attention."""
+    """Fusion: concat [data; symbol] + learned type embedding (2 types), LN, self-attention."""
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -273,7 +216,7 @@ class Fusion(nn.Module):
 
 
 class DataDecoder(nn.Module):
-    """§2.1 operator decoder: query = Linear(1 -> d)(t); cross-attention layers; Linear(d -> d_max)."""
+    """Operator (data) decoder: query = Linear(1 -> d)(t); cross-attention layers; Linear(d -> d_max)."""
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -291,7 +234,7 @@ class DataDecoder(nn.Module):
 
 
 class SymbolDecoder(nn.Module):
-    """§2.1: embedding + sinusoid, causal decoder layers, output tied to the input embedding."""
+    """Symbol decoder: embedding + sinusoid, causal decoder layers, output tied to the input embedding."""
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -313,7 +256,7 @@ class SymbolDecoder(nn.Module):
 # --- the model -----------------------------------------------------------------------------------
 @dataclass
 class Encoded:
-    """Fused features split by modality (§2.1 split_fused_feature_data/text)."""
+    """Fused features split by modality (the reference's split_fused_feature_data/text)."""
 
     data: torch.Tensor  # (B, T_in, d)
     symbols: torch.Tensor | None  # (B, S, d)
@@ -442,7 +385,7 @@ class ProseModel(nn.Module):
         logits = None if target_ids is None else self.decode_symbols(encoded, target_ids)
         return ProseOutput(trajectory, logits)
 
-    # -- decoding (§2.5) --
+    # -- decoding --
     def _start(self, encoded: Encoded, copies: int) -> tuple[Encoded, torch.Tensor]:
         if self.symbol_decoder is None:
             raise InputError("this model is data_only: it has no symbol decoder to decode with")
@@ -525,12 +468,12 @@ class ProseModel(nn.Module):
         return SymbolDecoding(tokens, lengths, scores)
 
 
-# --- losses (§2.6) -------------------------------------------------------------------------------
+# --- losses -------------------------------------------------------------------------------------
 def trajectory_loss(predicted: torch.Tensor, target: torch.Tensor,
                     dim_mask: torch.Tensor | None = None) -> torch.Tensor:
     """L_data = mean_b ||û_b - u_b||² / (||u_b||² + 1e-5), norms over times and valid dims.
 
-    ``dim_mask`` (B, d_max) is True for a family's real components (padded ones are excluded, §5.4).
+    ``dim_mask`` (B, d_max) is True for a family's real components (padded ones are excluded).
     """
     if predicted.shape != target.shape:
         raise InputError(f"predicted trajectory {tuple(predicted.shape)} and target "
@@ -543,7 +486,7 @@ def trajectory_loss(predicted: torch.Tensor, target: torch.Tensor,
 
 def symbol_loss(logits: torch.Tensor, ids: torch.Tensor, pad_id: int = 2) -> torch.Tensor:
     """Token cross-entropy, teacher-forced on <BOS> + target + <EOS>; <BOS> is never a target,
-    <PAD> is ignored, the mean is over real target tokens (§2.6)."""
+    <PAD> is ignored, the mean is over real target tokens."""
     predicted = logits[:, :-1].reshape(-1, logits.shape[-1])
     return F.cross_entropy(predicted.float(), ids[:, 1:].reshape(-1), ignore_index=pad_id)
 
@@ -557,7 +500,7 @@ class ProseLosses:
 
 def prose_loss(output: ProseOutput, target_trajectory: torch.Tensor, dim_mask: torch.Tensor | None,
                target_ids: torch.Tensor | None, pad_id: int = 2) -> ProseLosses:
-    """L = 6.0 · L_data + 1.0 · L_sym (§2.6); L_data alone when there are no symbol logits."""
+    """L = 6.0 · L_data + 1.0 · L_sym (the reference's weights); L_data alone when there are no symbol logits."""
     data = trajectory_loss(output.trajectory, target_trajectory, dim_mask)
     if output.symbol_logits is None:
         return ProseLosses(DATA_LOSS_WEIGHT * data, data, None)
@@ -570,7 +513,7 @@ def batch_token_ids(sequences: Sequence[Sequence[int]], *, pad_id: int, bos_id: 
                     eos_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists into (ids, mask) of shape (B, L); optionally wrap each in <BOS> ... <EOS>.
 
-    Symbol-encoder inputs are bare skeletons (§2.1, no BOS/EOS); decoder targets get both (§2.6).
+    Symbol-encoder inputs are bare skeletons (no BOS/EOS); decoder targets get both, as in the reference.
     """
     wrapped = [([bos_id] if bos_id is not None else []) + list(s) + ([eos_id] if eos_id is not None else [])
                for s in sequences]
@@ -590,7 +533,7 @@ BLOCKS = ("data_embedder", "data_encoder", "symbol_encoder", "fusion", "data_dec
 
 
 def count_parameters(model: ProseModel) -> dict[str, int]:
-    """Parameters per §2.1 block and in total (a tied weight is counted once, in its first block)."""
+    """Parameters per block (`BLOCKS`) and in total (a tied weight is counted once, in its first block)."""
     seen: set[int] = set()
     counts: dict[str, int] = {}
     for block in BLOCKS:

@@ -1,17 +1,18 @@
-"""Symbol-input corruption on token lists, without sympy (reference note prose.md §2.4).
+"""Symbol-input corruption on token lists, without sympy (the term add/delete of the
+official PROSE code, github.com/felix-lyx/prose `prose_ode/symbolicregression/envs/generators.py`).
 
-`operators.prose.tokens.corrupt` does the §2.4 term corruption on sympy expressions; calling it
+`operators.prose.tokens.corrupt` does that term corruption on sympy expressions; calling it
 (and then `tokenize`) for every sample of every training step would make the CPU, not the GPU,
 the bottleneck. Here the same corruption runs on precomputed token lists:
 
 - :func:`component_terms` splits a target's prefix tokens, once per sample, into components and
   each component into its top-level additive terms ``(sign, tokens)``. The tokenizer writes a
   sum left-nested, ``o_n .. o_1 t_0 t_1 .. t_n`` with ``o_k`` in {add, sub}, and a leading
-  coefficient -1 as ``neg t_0`` (§2.5), so the terms are read off the leftmost spine.
+  coefficient -1 as ``neg t_0``, so the terms are read off the leftmost spine.
 - :class:`SkeletonCorruptor` holds those terms as skeleton word ids and, per draw, adds or
   deletes one term with list operations and joins the terms back into prefix form: a negative
   term after the first is joined with ``sub``, a negative first term is written ``neg t``
-  (the "leading sub becomes neg" rule of §2.4, which works in both directions).
+  (the reference's "a leading sub becomes neg" rule on delete, which works in both directions).
 
 Random draws are consumed in the same order as `tokens.corrupt` (draw, shape, magnitude, sign,
 component, position for an add; draw, component, position for a delete), so with equal
@@ -71,7 +72,7 @@ def _subtree_end(tokens: Sequence[str], start: int) -> int:
 
 
 def _terms_of(tokens: list[str]) -> list[Term]:
-    """Top-level additive terms of one component's prefix tokens (§2.5 left-nested sums)."""
+    """Top-level additive terms of one component's prefix tokens (sums are left-nested)."""
     if _subtree_end(tokens, 0) != len(tokens):
         raise InputError(f"not one prefix expression: {' '.join(tokens)!r}")
     # Walk down the leftmost spine of add/sub nodes; their right operands are terms n..1.
@@ -111,7 +112,7 @@ def join_terms(terms: Sequence[tuple[int, Sequence]], add, sub, neg) -> list:
 
 
 class SkeletonCorruptor:
-    """§2.4 term add/delete on skeleton ids, one instance per vocabulary (cheap to call per sample)."""
+    """Term add/delete on skeleton ids, one instance per vocabulary (cheap to call per sample)."""
 
     def __init__(self, vocabulary: Vocabulary, add_prob: float = 0.15, miss_prob: float = 0.15):
         for name, p in (("add_prob", add_prob), ("miss_prob", miss_prob)):
@@ -157,7 +158,7 @@ class SkeletonCorruptor:
 
     def corrupt(self, terms: Sequence[Sequence[tuple[int, list[int]]]], rng: np.random.Generator,
                 dim: int | None = None) -> tuple[list[int], str]:
-        """One §2.4 draw: (skeleton ids, "add" | "delete" | "none").
+        """One corruption draw: (skeleton ids, "add" | "delete" | "none").
 
         Add (p = add_prob): a term of a uniformly drawn shape at a random position of a random
         component, joined with ``add`` (its constant is a placeholder, so its sign is not shown).

@@ -1,11 +1,13 @@
-"""PROSE's symbolic encoding: sympy expressions <-> prefix tokens (reference note prose.md §2.4-2.5).
+"""PROSE's symbolic encoding: sympy expressions <-> prefix tokens, after the official
+code's `symbolicregression/envs/encoders.py` (github.com/felix-lyx/prose, folder `prose_ode/`;
+"the reference" below).
 
 An ODE right-hand side is a list of sympy expressions in the state symbols ``u_0, u_1, ...``, one
 per component. :func:`tokenize` writes each as a prefix (Polish) tree and joins them with ``|``::
 
     [Add(10*u_1, -10*u_0, evaluate=False), ...]  ->  add mul + N100 E-1 u_1 mul - N100 E-1 u_0 | ...
 
-Conventions (§2.5):
+Conventions (the reference's, unless stated):
 
 - Binary ``add sub mul div``; unary ``neg inv sin cos pow2``, plus ``pow3`` (an addition to the
   reference's list here: the families' cubes, Aizawa's z³ and x³ and Duffing's u₁³, get one word).
@@ -15,24 +17,27 @@ Conventions (§2.5):
   with the numeric coefficient first.
 - A term with coefficient exactly -1 is joined with ``sub`` (``neg`` when it leads its sum); any
   other coefficient keeps its sign inside the float and is joined with ``add``. This reproduces
-  the Lorenz example of §2.5.
+  the reference's 33 Lorenz target tokens (tests/test_prose_tokens.py).
 - Terms and factors are written in the order of ``expr.args``: sympy's canonical order for an
   evaluated expression, the construction order for ``sympy.Add(..., evaluate=False)``. Trees and
-  expressions are not one-to-one (§5 pitfall 12), so compare functions, not tokens.
+  expressions are not one-to-one (x − 2.1 vs x + (−2.1); (a+b)+c vs a+(b+c)), so compare
+  functions, not tokens.
 - Every number (Integer, Rational p/q, Float, constant subexpression such as ``pi``) is a float:
   three tokens, sign ``+``/``-``, mantissa ``N000``-``N999``, exponent ``E-10``-``E10``, value =
   sign x mantissa x 10^exponent, i.e. 3 significant digits (the reference's display bridge
   writes p/q as ``mul p pow q -1``; here it is one float). Exponents below -10 become
   ``N000 E0`` (zero, sign kept); exponents above 10 (|x| >= 9.995e12) cannot be written.
-- Skeletons (§2.4) replace every float, fixed constants included, with ``<PLACEHOLDER>``.
+- Skeletons (the reference's ``--use_skeleton``) replace every float, fixed constants included,
+  with ``<PLACEHOLDER>``.
 
 :func:`detokenize` is the model-output side: it never raises, and returns ``Decoded(valid=False,
-error=...)`` for anything that is not a well-formed sequence of trees (§2.5 "Any failure means
-invalid"). :func:`corrupt` is the symbol-input corruption of §2.4 (add one term / delete one term).
+error=...)`` for anything that is not a well-formed sequence of trees (as in the reference, any
+decoding failure means invalid). :func:`corrupt` is the reference's symbol-input corruption (add
+one term / delete one term).
 
 The vocabulary (:class:`Vocabulary`) has 4 specials, 16 symbol words for ``max_dim=5`` (``|``,
 10 operators, ``u_0``-``u_4``) and 1 023 float words: 1 043 words, not the reference's 1 074,
-because the reference keeps the unused operators of its symbolic-regression parent (§2.5).
+because the reference keeps the unused operators of its symbolic-regression parent.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import sympy
 
 from workbench.errors import InputError
 
-# --- words (§2.5) ---------------------------------------------------------------------------------
+# --- words ----------------------------------------------------------------------------------------
 BOS, EOS, PAD, PLACEHOLDER = "<BOS>", "<EOS>", "<PAD>", "<PLACEHOLDER>"
 SPECIALS = (BOS, EOS, PAD, PLACEHOLDER)
 SEPARATOR = "|"
@@ -70,7 +75,7 @@ def variables(max_dim: int = MAX_DIM) -> tuple[str, ...]:
     return tuple(f"u_{i}" for i in range(max_dim))
 
 
-# --- floats (§2.5) --------------------------------------------------------------------------------
+# --- floats ---------------------------------------------------------------------------------------
 def _sci(value: float, digits: int) -> tuple[str, str, int]:
     """(sign, digit string, exponent of the last digit), rounded once by Python's formatting."""
     mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
@@ -79,7 +84,7 @@ def _sci(value: float, digits: int) -> tuple[str, str, int]:
 
 
 def encode_float(value: float) -> list[str]:
-    """One number -> ``[sign, Nmmm, Ee]`` with value ~ sign x mmm x 10^e (§2.5).
+    """One number -> ``[sign, Nmmm, Ee]`` with value ~ sign x mmm x 10^e.
 
     Rounds to 3 significant digits (999.5 -> ``+ N100 E1``); exponents below -10 become zero as
     ``N000 E0``. Raises InputError for non-finite values and |value| >= 9.995e12.
@@ -141,7 +146,7 @@ def round_sig(expr: Any, digits: int = 3) -> sympy.Expr:
     return expr.func(*(round_sig(arg, digits) for arg in expr.args))
 
 
-# --- sympy -> tokens (§2.5) -----------------------------------------------------------------------
+# --- sympy -> tokens ------------------------------------------------------------------------------
 def _encode_number(expr: sympy.Expr) -> list[str]:
     try:
         value = complex(expr)
@@ -249,9 +254,9 @@ def _encode(expr: sympy.Expr, max_dim: int) -> list[str]:
 
 
 def tokenize(exprs: Sequence[Any], *, skeleton: bool = False, max_dim: int = MAX_DIM) -> list[str]:
-    """Expressions (one per component) -> prefix tokens joined by ``|`` (§2.5).
+    """Expressions (one per component) -> prefix tokens joined by ``|``.
 
-    ``skeleton=True`` replaces each float with ``<PLACEHOLDER>`` (§2.4). Raises InputError for
+    ``skeleton=True`` replaces each float with ``<PLACEHOLDER>``. Raises InputError for
     anything the vocabulary cannot write (unknown symbols or functions, non-integer powers,
     constants beyond 9.995e12).
     """
@@ -270,7 +275,7 @@ def tokenize(exprs: Sequence[Any], *, skeleton: bool = False, max_dim: int = MAX
 
 
 def skeletonize(tokens: Sequence[str]) -> list[str]:
-    """Replace every 3-token float with one ``<PLACEHOLDER>`` (§2.4: fixed constants too)."""
+    """Replace every 3-token float with one ``<PLACEHOLDER>`` (fixed constants too, as the reference)."""
     out: list[str] = []
     position = 0
     while position < len(tokens):
@@ -284,7 +289,7 @@ def skeletonize(tokens: Sequence[str]) -> list[str]:
     return out
 
 
-# --- vocabulary (§2.5) ----------------------------------------------------------------------------
+# --- vocabulary -----------------------------------------------------------------------------------
 class Vocabulary:
     """Words <-> ids: specials, ``|``, operators, ``u_0 ... u_{max_dim-1}``, float words."""
 
@@ -354,7 +359,7 @@ class Vocabulary:
         return words
 
 
-# --- tokens -> sympy, never raising (§2.5 decoding) -----------------------------------------------
+# --- tokens -> sympy, never raising (decoding) -----------------------------------------------------
 @dataclass(frozen=True)
 class Decoded:
     """Result of decoding model output: ``exprs`` is None and ``error`` says why when invalid."""
@@ -455,7 +460,7 @@ def detokenize(tokens: Any, *, dim: int | None = None, max_dim: int = MAX_DIM) -
     """Model output -> expressions. Never raises: anything malformed gives ``valid=False``.
 
     A leading ``<BOS>``, trailing ``<PAD>``s and everything from the first ``<EOS>`` on are
-    ignored. The rest is split at ``|`` and each component prefix-decoded (§2.5); constant
+    ignored. The rest is split at ``|`` and each component prefix-decoded; constant
     subtrees must stay finite in float64. With ``dim`` the output must have exactly ``dim``
     components in ``u_0 ... u_{dim-1}``; otherwise any ``u_i`` with i < max_dim.
     """
@@ -504,7 +509,7 @@ def _split(words: list[str]) -> list[list[str]]:
     return components
 
 
-# --- symbol-input corruption (§2.4) ---------------------------------------------------------------
+# --- symbol-input corruption ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Corruption:
     """What :func:`corrupt` did: ``kind`` is ``"add"``, ``"delete"`` or ``"none"``."""
@@ -521,7 +526,7 @@ def additive_terms(expr: Any) -> tuple[sympy.Expr, ...]:
 
 
 def candidate_monomials(dim: int) -> list[sympy.Expr]:
-    """{1, u_i, u_i u_j (i <= j)}: the shapes an added term may take (10 for d = 3, §2.4)."""
+    """{1, u_i, u_i u_j (i <= j)}: the shapes an added term may take (10 for d = 3)."""
     u = [sympy.Symbol(name) for name in variables(dim)]
     return [sympy.S.One, *u, *(u[i] * u[j] for i in range(dim) for j in range(i, dim))]
 
@@ -539,7 +544,7 @@ def corrupt(
     miss_prob: float = 0.15,
     dim: int | None = None,
 ) -> tuple[list[sympy.Expr], Corruption]:
-    """Term corruption of the symbol input (§2.4, ``--add_term_prob``/``--miss_term_prob``).
+    """Term corruption of the symbol input (the reference's ``--add_term_prob``/``--miss_term_prob``).
 
     With probability ``add_prob`` insert one term c, c*u_i or c*u_i*u_j (i <= j < dim, shape drawn
     uniformly) at a random position of a random component; with probability ``miss_prob`` delete

@@ -34,7 +34,7 @@ def _training_steps(device: str, quick: bool) -> dict:
     import torch
 
     from workbench.generative import schedules
-    from workbench.generative.losses import EDMPrecond, diffusion_loss, pfgmpp_loss
+    from workbench.generative.losses import EDMPrecond, diffusion_loss, diffusion_noise, pfgmpp_loss, pfgmpp_noise
     from workbench.generative.networks import UNetDenoiser
 
     on_gpu = device.startswith("cuda")
@@ -52,11 +52,14 @@ def _training_steps(device: str, quick: bool) -> dict:
         generator = torch.Generator().manual_seed(0)
 
         def step(arm=arm, model=model, optimizer=optimizer, rng=rng, generator=generator):
+            # The noise draw is part of the step: it is the only place where PFGM++ and EDM differ.
             with torch.autocast("cuda", torch.bfloat16, enabled=on_gpu):
                 if arm == "v_prediction":
-                    loss = diffusion_loss(model, x, alpha_bar, "v_prediction", generator)
+                    t, eps = diffusion_noise(generator, tuple(x.shape), len(alpha_bar))
+                    loss = diffusion_loss(model, x, alpha_bar, "v_prediction", t, eps)
                 else:
-                    loss = pfgmpp_loss(model, x, 128.0 if arm == "pfgmpp_D128" else math.inf, rng)
+                    sigma, noise = pfgmpp_noise(rng, len(x), x[0].numel(), 128.0 if arm == "pfgmpp_D128" else math.inf)
+                    loss = pfgmpp_loss(model, x, torch.from_numpy(sigma), torch.from_numpy(noise))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -1,8 +1,8 @@
 """Lin et al.'s brightness experiment: does a sampler reproduce the spread of per-image mean brightness?
 
 A schedule with non-zero terminal SNR leaks each training image's mean brightness b into x_T
-(the mean channel keeps SNR(T)·P·b², diffusion.md §2.8), but sampling starts from pure noise, so
-samples regress towards medium brightness. The four arms of the issue:
+(Lin et al. 2024: with P pixels the mean of x_T carries b at SNR(T)·P·b²), but sampling starts
+from pure noise, so samples regress towards medium brightness. Four arms, one fix at a time:
 
     eps_leading          SD scaled-linear schedule, ε-prediction, leading spacing   (the flawed baseline)
     eps_trailing         same, trailing spacing (starts at t = T−1)
@@ -10,7 +10,7 @@ samples regress towards medium brightness. The four arms of the issue:
     v_zero_snr_leading   zero terminal SNR, v-prediction, leading
 
 `oracle_brightness` runs an arm with the exact posterior mean of the training set as the
-"network" (§6.4): whatever is left is the schedule's and the spacing's doing, not the model's.
+"network" (no training): whatever is left is the schedule's and the spacing's doing, not the model's.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Arm:
         return schedules.alphas_cumprod(betas)
 
     def timesteps(self, sample_steps: int, train_steps: int = 1000) -> np.ndarray:
-        # steps_offset 1 for leading, as in the Stable Diffusion configs (§3.3)
+        # steps_offset 1 for leading, as in the Stable Diffusion scheduler configs
         return schedules.timesteps(self.spacing, train_steps, sample_steps,
                                    steps_offset=1 if self.spacing == "leading" else 0)
 
@@ -79,7 +79,7 @@ def brightness_metrics(samples: np.ndarray, data: np.ndarray) -> dict[str, float
 
 def oracle_brightness(images: np.ndarray, arm: str | Arm, *, samples: int = 1000, sample_steps: int = 50,
                       seed: int = 0) -> tuple[np.ndarray, dict[str, float]]:
-    """Deterministic DDIM from x_T ~ N(0, I) with the exact denoiser of `images` (§6.4); returns the
+    """Deterministic DDIM from x_T ~ N(0, I) with the exact denoiser of `images` (no training); returns the
     samples and `brightness_metrics` against the images."""
     arm = get_arm(arm) if isinstance(arm, str) else arm
     alpha_bar = arm.alpha_bar()
@@ -87,7 +87,7 @@ def oracle_brightness(images: np.ndarray, arm: str | Arm, *, samples: int = 1000
     posterior_mean = ddpm_posterior_mean(torch.from_numpy(np.asarray(images, dtype=np.float64)))
 
     def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # The Bayes-optimal network output of the arm's type, from the exact x̂₀ (§2.10).
+        # The Bayes-optimal network output of the arm's type, from the exact x̂₀ (see `prediction`).
         ab = torch.from_numpy(alpha_bar).to(x_t)[t]
         x0 = posterior_mean(x_t, ab)
         a, b = ab.sqrt().reshape(-1, *[1] * (x_t.dim() - 1)), (1 - ab).sqrt().reshape(-1, *[1] * (x_t.dim() - 1))

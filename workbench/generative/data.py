@@ -1,9 +1,9 @@
-"""Offline data for the generative experiments (diffusion.md §4): nothing is downloaded.
+"""Offline data for the generative experiments: nothing is downloaded (only data shipped in wheels).
 
 - `mixture_2d`: Gaussian mixtures in the plane (vectors);
 - `digits`: scikit-learn's bundled 8×8 digits in [−1, 1], optionally upsampled;
 - `brightness_images`: textures on a per-image brightness offset b ~ U(−0.8, 0.8), so the mean
-  brightness spans almost the whole [−1, 1] range (§6.4, Lin et al.'s experiment);
+  brightness spans almost the whole [−1, 1] range (a toy of Lin et al. 2024's brightness failure);
 - `load_images`: a user's folder of images or a `.npy` array, checked for consistent sizes.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from workbench.errors import InputError
 
-__all__ = ["brightness_images", "digits", "load_images", "mixture_2d"]
+__all__ = ["brightness_images", "digits", "load_images", "mixture_2d", "training_data"]
 
 
 def mixture_2d(count: int, rng: np.random.Generator, *, modes: int = 8, radius: float = 2.0,
@@ -50,7 +50,7 @@ def digits(size: int = 8) -> tuple[np.ndarray, np.ndarray]:
 
 def brightness_images(count: int, size: int, rng: np.random.Generator, *, texture: float = 0.15,
                       max_offset: float = 0.8) -> np.ndarray:
-    """§6.4's set: texture·N(0, 1) + b, b ~ U(−max_offset, max_offset) per image, clipped to [−1, 1];
+    """The brightness set: texture·N(0, 1) + b, b ~ U(−max_offset, max_offset) per image, clipped to [−1, 1];
     (count, 1, size, size) float32."""
     offsets = rng.uniform(-max_offset, max_offset, size=(count, 1, 1, 1))
     images = texture * rng.standard_normal((count, 1, size, size)) + offsets
@@ -103,3 +103,17 @@ def load_images(path: str | os.PathLike[str]) -> np.ndarray:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]}" + (f"x{shape[2]}" if len(shape) == 3 else "")
+
+
+def training_data(config) -> tuple[np.ndarray, np.ndarray | None]:
+    """(data float32 (n, ...), labels or None) that a `pfgmpp` / `diffusion` config names
+    (workbench.generative.config)."""
+    rng = np.random.default_rng(config.data_seed)
+    if config.data == "mixture2d":
+        points, _ = mixture_2d(config.n_data, rng)
+        return points.astype(np.float32), None
+    if config.data == "digits":
+        return digits(config.image_size)
+    if config.data == "brightness":
+        return brightness_images(config.n_data, config.image_size, rng), None
+    return load_images(config.data_path), None

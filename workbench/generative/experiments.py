@@ -1,12 +1,14 @@
-"""The two generative experiments of issue 6, as one job-array member per (setting, seed) plus an assembly step.
+"""The two generative experiments, as one job-array member per (setting, seed) plus an assembly step.
 
-robustness (PFGM++, diffusion.md §3.2 and §7.8): for each D and seed, train a PFGM++ model, then sample
+robustness (PFGM++, after the official generate_alpha.py / generate_steps.py / generate_quant.py
+  protocols of github.com/Newbeeer/pfgmpp): for each D and seed, train a PFGM++ model, then sample
   under (a) noise injected before each Heun step, x ← x + α·σ_i·ε; (b) fewer Heun steps; (c) min-max
   weight quantisation; score each against the data (sliced Wasserstein and MMD², on classifier
   features for images). Claim tested: smaller D degrades less.
-brightness (Lin et al., §6.4 and §7.14): for each arm (`brightness.ARMS`) and seed, train a diffusion
-  model on images whose mean brightness spans [−0.8, 0.8], sample with DDIM, and compare the per-image
-  brightness distribution of samples and data (W1, spread ratio).
+brightness (a CPU-scale toy of Lin et al. 2024's brightness failure): for each arm
+  (`brightness.ARMS`) and seed, train a diffusion model on images whose mean brightness spans
+  [−0.8, 0.8], sample with DDIM, and compare the per-image brightness distribution of samples and
+  data (W1, spread ratio).
 
 `*_member` functions are what a job runs (module-level, cheap to import); `assemble_*` turns their
 returned dicts into one xarray Dataset; `plot_*` draws means with 95 % t-intervals over seeds.
@@ -20,15 +22,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from scipy import stats
 
 from workbench.config import bounds
 from workbench.errors import ConfigError
-from workbench.generative.trainable import DiffusionConfig, PFGMPPConfig
-from workbench.train import TrainConfig
+from workbench.generative.brightness import brightness_metrics, get_arm
+from workbench.generative.config import DiffusionConfig, PFGMPPConfig
+from workbench.generative.data import training_data
+from workbench.generative.features import image_features
+from workbench.generative.metrics import mmd2, sliced_wasserstein
+from workbench.generative.sampling import load_trained, quantize, sample_diffusion, sample_pfgmpp
+from workbench.jobspec import JobSpec
+from workbench.store import atomic_write_netcdf, create_run_dir
+from workbench.train import TrainConfig, train
 
 __all__ = ["BrightnessConfig", "RobustnessConfig", "assemble_brightness", "assemble_robustness",
-           "brightness_groups", "brightness_member", "plot_brightness", "plot_robustness", "robustness_member", "save_grid",
-           "t_interval"]
+           "brightness_groups", "brightness_member", "finish_brightness", "finish_robustness", "plot_brightness",
+           "plot_robustness", "robustness_items", "robustness_member", "save_grid", "t_interval"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class RobustnessConfig:
     bits: tuple[int, ...] = (4, 5, 6, 8)
     samples: int = field(default=1000, metadata=bounds(ge=10))
     heun_steps: int = field(default=18, metadata=bounds(ge=2))
-    job: dict = field(default_factory=dict)  # a jobs.submit.JobSpec mapping (model code does not import jobs/)
+    job: JobSpec = field(default_factory=lambda: JobSpec(name="pfgmpp_robustness"))
 
     def __post_init__(self):
         if not self.D or any(not d > 0 for d in self.D):
@@ -68,19 +80,14 @@ class BrightnessConfig:
     seeds: int = field(default=3, metadata=bounds(ge=1))
     samples: int = field(default=1000, metadata=bounds(ge=10))
     sample_steps: int = field(default=50, metadata=bounds(ge=1))
-    job: dict = field(default_factory=dict)  # a jobs.submit.JobSpec mapping (model code does not import jobs/)
+    job: JobSpec = field(default_factory=lambda: JobSpec(name="brightness"))
 
     def __post_init__(self):
-        from workbench.generative.brightness import get_arm
-
         for arm in self.arms:
             get_arm(arm)
 
 
 def _score(samples: np.ndarray, data: np.ndarray, images: bool) -> tuple[float, float]:
-    from workbench.generative.features import image_features
-    from workbench.generative.metrics import mmd2, sliced_wasserstein
-
     if images:
         samples, data = image_features(np.clip(samples, -1, 1)), image_features(data)
     return sliced_wasserstein(samples, data), mmd2(samples, data)
@@ -96,19 +103,19 @@ class _RunConfig:
 
 
 def _train(model_config, train_config: TrainConfig, root: str, experiment: str, run_id: str, kind: str):
-    from workbench.store import create_run_dir
-    from workbench.train import train
-
     run = create_run_dir(root, experiment, run_id, _RunConfig(kind, model_config, train_config))
     if not (run.path / "model.pt").is_file():
         train(model_config, train_config, run, kind=kind)
     return run
 
 
+def robustness_items(config: RobustnessConfig) -> list[tuple[RobustnessConfig, float, int]]:
+    """Job-array items: one member per (D, seed)."""
+    return [(config, D, seed) for D in config.D for seed in range(config.seeds)]
+
+
 def robustness_member(config: RobustnessConfig, D: float, seed: int) -> dict[str, Any]:
     """Train PFGM++ at D (seed), then score it under each perturbation (one job-array member)."""
-    from workbench.generative.sampling import load_trained, quantize, sample_pfgmpp
-
     model_config = replace(config.model, D=float(D))
     train_config = replace(config.train, seed=int(seed))
     run_id = f"D{'inf' if math.isinf(D) else f'{D:g}'}-seed{seed}"
@@ -136,8 +143,6 @@ def robustness_member(config: RobustnessConfig, D: float, seed: int) -> dict[str
 
 def assemble_robustness(config: RobustnessConfig, members: list[dict[str, Any]]):
     """Members → Dataset with dims (D, seed, alpha | steps | bits), variables swd_* and mmd_*."""
-    import xarray as xr
-
     Ds, seeds = list(config.D), list(range(config.seeds))
     coords = {"D": np.asarray(Ds, dtype=float), "seed": seeds, "alpha": list(config.alphas),
               "steps": list(config.steps), "bits": list(config.bits)}
@@ -150,28 +155,23 @@ def assemble_robustness(config: RobustnessConfig, members: list[dict[str, Any]])
         ds[f"mmd_{probe}"] = (("D", "seed", probe), values[..., 1])
     ds.attrs.update(experiment=config.experiment, data=config.model.data, train_steps=config.train.max_steps,
                     samples=config.samples, heun_steps=config.heun_steps,
-                    description="sliced W1 / MMD² of PFGM++ samples vs data under perturbations (issue 6)")
+                    description="sliced W1 / MMD² of PFGM++ samples vs data under perturbations")
     return ds
 
 
-def brightness_groups(config: BrightnessConfig) -> list[tuple[tuple[str, ...], int]]:
+def brightness_groups(config: BrightnessConfig) -> list[tuple[BrightnessConfig, tuple[str, ...], int]]:
     """Job-array items: arms that share a schedule and prediction type share one trained model (only
     their spacing differs), so they form one member per seed and never race for a run directory."""
-    from workbench.generative.brightness import get_arm
-
     groups: dict[tuple[bool, str], list[str]] = {}
     for arm in config.arms:
         spec = get_arm(arm)
         groups.setdefault((spec.zero_terminal_snr, spec.prediction_type), []).append(arm)
-    return [(tuple(arms), seed) for seed in range(config.seeds) for arms in groups.values()]
+    return [(config, tuple(arms), seed) for seed in range(config.seeds) for arms in groups.values()]
 
 
 def brightness_member(config: BrightnessConfig, arms: tuple[str, ...], seed: int) -> list[dict[str, Any]]:
     """Train one diffusion model for arms that share its schedule and prediction type, then sample each
     arm with its own spacing (DDIM) and score the per-image brightness."""
-    from workbench.generative.brightness import brightness_metrics, get_arm
-    from workbench.generative.sampling import load_trained, sample_diffusion
-
     spec = get_arm(arms[0])
     model_config = replace(config.model, zero_terminal_snr=spec.zero_terminal_snr,
                            prediction_type=spec.prediction_type)
@@ -191,8 +191,6 @@ def brightness_member(config: BrightnessConfig, arms: tuple[str, ...], seed: int
 
 
 def assemble_brightness(config: BrightnessConfig, members: list[dict[str, Any]], data: np.ndarray):
-    import xarray as xr
-
     arms, seeds = list(config.arms), list(range(config.seeds))
     names = ("spread_ratio", "w1", "ks", "tail_generated")
     ds = xr.Dataset(coords={"arm": arms, "seed": seeds, "sample": np.arange(config.samples),
@@ -214,10 +212,67 @@ def assemble_brightness(config: BrightnessConfig, members: list[dict[str, Any]],
     return ds
 
 
+def output_dir(config: RobustnessConfig | BrightnessConfig) -> Path:
+    return Path(config.root) / config.experiment
+
+
+def finish_robustness(config: RobustnessConfig, members: list[dict[str, Any]], executor: str) -> tuple[str, dict]:
+    """results.nc, robustness.png and a sample grid per D; the table of means with 95 % intervals."""
+    out = output_dir(config)
+    ds = assemble_robustness(config, members)
+    atomic_write_netcdf(ds, out / "results.nc")
+    plot_robustness(ds, out / "robustness.png")
+    for m in members:
+        if m["seed"] == 0 and m.get("grid") is not None:
+            name = "inf" if math.isinf(m["D"]) else f"{m['D']:g}"
+            save_grid(np.asarray(m["grid"]), out / f"samples_D{name}.png")
+    rows, lines = [], [f"PFGM++ robustness ({config.model.data}, {config.seeds} seeds, executor {executor}); "
+                       "sliced W1 to data, mean ± 95 % t-interval"]
+    for D in config.D:
+        row = {"D": D}
+        for probe in ("alpha", "steps", "bits"):
+            values = ds[f"swd_{probe}"].sel(D=D).values  # (seed, level)
+            mean, half = t_interval(values, axis=0)
+            row[probe] = {"levels": list(ds[probe].values.tolist()), "mean": mean.tolist(), "ci95": half.tolist()}
+        rows.append(row)
+        name = "inf (EDM)" if math.isinf(D) else f"{D:g}"
+        parts = [f"{p} " + ", ".join(f"{lv:g}: {m:.3f}±{h:.3f}" for lv, m, h in
+                                     zip(row[p]["levels"], row[p]["mean"], row[p]["ci95"]))
+                 for p in ("alpha", "steps", "bits")]
+        lines.append(f"  D = {name}: " + "; ".join(parts))
+    lines.append(f"wrote {out / 'results.nc'} and {out / 'robustness.png'}")
+    return "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"),
+                              "figure": str(out / "robustness.png"), "rows": rows}
+
+
+def finish_brightness(config: BrightnessConfig, members: list[dict[str, Any]], executor: str) -> tuple[str, dict]:
+    """results.nc, brightness.png and sample grids; the table of W1 and spread ratio per arm."""
+    out = output_dir(config)
+    data, _ = training_data(config.model)
+    ds = assemble_brightness(config, members, data)
+    atomic_write_netcdf(ds, out / "results.nc")
+    plot_brightness(ds, out / "brightness.png")
+    for m in members:
+        if m["seed"] == 0:
+            save_grid(np.asarray(m["grid"]), out / f"samples_{m['arm']}.png")
+    save_grid(data[:16], out / "samples_data.png")
+    rows, lines = [], [f"Brightness ({config.model.image_size}x{config.model.image_size}, {config.seeds} seeds, "
+                       f"DDIM {config.sample_steps} steps, executor {executor}); mean ± 95 % t-interval"]
+    for arm in config.arms:
+        row = {"arm": arm}
+        for name in ("w1", "spread_ratio"):
+            mean, half = t_interval(ds[name].sel(arm=arm).values, axis=0)
+            row[name], row[f"{name}_ci95"] = float(mean), float(half)
+        row["w1_per_seed"] = ds["w1"].sel(arm=arm).values.tolist()
+        rows.append(row)
+        lines.append(f"  {arm:<22} W1 {row['w1']:.4f} ± {row['w1_ci95']:.4f}   spread ratio "
+                     f"{row['spread_ratio']:.3f} ± {row['spread_ratio_ci95']:.3f}")
+    lines.append(f"wrote {out / 'results.nc'}, {out / 'brightness.png'} and sample grids")
+    return "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"), "rows": rows}
+
+
 def t_interval(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and half-width of the 95 % Student-t interval along `axis` (0 half-width for one seed)."""
-    from scipy import stats
-
     n = values.shape[axis]
     mean = np.nanmean(values, axis=axis)
     if n < 2:
@@ -227,12 +282,8 @@ def t_interval(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_robustness(ds, path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     for ax, probe, label in zip(axes, ("alpha", "steps", "bits"),
                                 ("noise α before each Heun step", "Heun steps", "weight bits")):
         for D in ds["D"].values:
@@ -248,16 +299,11 @@ def plot_robustness(ds, path: str | Path) -> None:
     fig.suptitle(f"PFGM++ robustness ({ds.attrs.get('data')}, {ds.sizes['seed']} seeds, 95 % t-intervals)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_brightness(ds, path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8))
+    axes = fig.subplots(1, 2)
     bins = np.linspace(-1, 1, 41)
     axes[0].hist(ds["data_brightness"].values, bins=bins, density=True, histtype="stepfilled", alpha=0.3,
                  label="data")
@@ -272,22 +318,16 @@ def plot_brightness(ds, path: str | Path) -> None:
     axes[1].set_ylabel("brightness W1 to data (95 % t-interval)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def save_grid(images: np.ndarray, path: str | Path, columns: int = 8) -> None:
     """A PNG grid of single-channel images in [−1, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     images = np.clip(np.asarray(images)[:, 0], -1, 1)
     rows = math.ceil(len(images) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns, rows))
+    fig = Figure(figsize=(columns, rows))
+    axes = fig.subplots(rows, columns)
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, image in zip(np.atleast_1d(axes).ravel(), images):
         ax.imshow(image, cmap="gray", vmin=-1, vmax=1)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)

@@ -1,6 +1,6 @@
 """Image features for sample metrics, from a small CNN trained here on scikit-learn's digits.
 
-Stands in for Inception (whose weights would have to be downloaded, diffusion.md §4): the
+Stands in for Inception (whose weights would have to be downloaded): the
 penultimate 64-d activations of a classifier that reaches ~97 % held-out accuracy in seconds.
 Trained once per (image size, seed) and process, deterministically.
 """

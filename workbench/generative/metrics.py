@@ -1,4 +1,4 @@
-"""Sample-quality metrics that need nothing downloaded (diffusion.md §4 "Offline metrics").
+"""Sample-quality metrics that need nothing downloaded (no Inception weights, unlike FID).
 
 - sliced Wasserstein-1: the mean over random unit directions θ of W1(θ·X, θ·Y) between the 1-D
   projections (sorted-sample quantile matching when the sizes agree);

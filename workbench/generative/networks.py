@@ -1,6 +1,6 @@
 """Denoiser networks F_θ(x, c_noise[, label]) for vectors (MLP) and small images (UNet), plus weight EMA.
 
-Both take a scalar noise condition per sample — EDM's c_noise = ln(σ)/4 (diffusion.md §2.3) or a
+Both take a scalar noise condition per sample — EDM's c_noise = ln(σ)/4 (Karras et al. 2022, Table 1) or a
 discrete timestep t — embedded with sinusoidal features, and an optional class label whose extra
 index `num_classes` means "no label" (classifier-free guidance trains with labels dropped to it).
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["EMA", "MLPDenoiser", "UNetDenoiser", "noise_embedding"]
+__all__ = ["EMA", "MLPDenoiser", "UNetDenoiser", "make_network", "noise_embedding"]
 
 
 def noise_embedding(c_noise: torch.Tensor, channels: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -119,3 +119,11 @@ class EMA(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
+
+
+def make_network(config, sample_shape: tuple[int, ...]) -> nn.Module:
+    """The denoiser a `pfgmpp` / `diffusion` config names, for samples of `sample_shape`."""
+    classes = 10 if config.class_conditional else 0
+    if config.net == "mlp":
+        return MLPDenoiser(math.prod(sample_shape), config.width, config.depth, classes)
+    return UNetDenoiser(sample_shape[0], config.width, classes)

@@ -1,11 +1,11 @@
-"""Exact denoisers for a finite weighted point set (diffusion.md §2.7 and §6.4): samplers can be tested
+"""Exact denoisers for a finite weighted point set (Bayes' rule on the kernel): samplers can be tested
 with no training, and the brightness experiment has a Bayes-optimal reference.
 
 PFGM++:   E[y | x, r] = Σ_k w_k y_k,  w_k ∝ π_k·(||x − y_k||² + r²)^{−(N+D)/2},  r = σ√D
 D = ∞:    w_k ∝ π_k·exp(−||x − y_k||² / (2σ²))                                 (EDM)
 DDPM:     x_t = a·y + b·ε ⇒ w_k ∝ π_k·exp(−||x_t − a·y_k||² / (2b²))
 
-Weights are normalised in log space (the exponents run to the thousands: pitfall 5), and squared
+Weights are normalised in log space (the exponents run to the thousands and overflow otherwise), and squared
 distances use ||x||² − 2x·y + ||y||² so a batch against the whole set is one matmul.
 """
 

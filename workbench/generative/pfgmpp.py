@@ -1,16 +1,21 @@
-"""PFGM++ (Xu et al. 2023): the perturbation kernel, its prior and the σ ↔ r transfer (diffusion.md §2.1-2.6).
+"""PFGM++ (Xu et al. 2023): the perturbation kernel, its prior and the σ ↔ r transfer.
+
+The reference is the official code, github.com/Newbeeer/pfgmpp (a fork of NVlabs/edm):
+`training/loss.py` (the kernel draw), `generate.py` (prior and sampler) and the README's
+"Transfer guidance" (r = σ√D).
 
 Data y ∈ R^N is embedded in R^{N+D}; the field only depends on r = ||z|| of the D extra coordinates,
-and with r = σ·√D the probability-flow ODE is EDM's dx/dσ = (x − D_θ(x; σ))/σ (§2.3). So PFGM++
-differs from EDM only in the noise it trains on and the prior it samples from:
+and with r = σ·√D the probability-flow ODE is EDM's dx/dσ = (x − D_θ(x; σ))/σ (the official code
+wraps EDM's denoiser unchanged). So PFGM++ differs from EDM only in the noise it trains on and the
+prior it samples from:
 
-    p_r(x | y) ∝ (||x − y||² + r²)^{−(N+D)/2}                         (§2.1)
+    p_r(x | y) ∝ (||x − y||² + r²)^{−(N+D)/2}                         (Xu et al. 2023)
 
 which is a multivariate Student-t with D degrees of freedom and scale σ = r/√D:
 n = σ·z / sqrt(χ²_D / D), z ~ N(0, I_N). D = ∞ is the Gaussian N(y, σ²I), i.e. exactly EDM.
 
 Random draws take an explicit numpy Generator (the reference draws B from numpy's global RNG,
-decoupled from torch's seeds: pitfall 2) and are float64.
+decoupled from torch's seeds, so its runs are not reproducible from a torch seed) and are float64.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def check_D(D: float) -> float:
 
 
 def r_of_sigma(sigma, D: float):
-    """r = σ·√D (§2.6); only defined for finite D."""
+    """r = σ·√D (the README's transfer rule); only defined for finite D."""
     return np.asarray(sigma, dtype=np.float64) * math.sqrt(check_D(D))
 
 
@@ -55,10 +60,10 @@ def sample_kernel(sigma, N: int, D: float, rng: np.random.Generator, *, method: 
                   clip: float = 0.0) -> np.ndarray:
     """Noise n ~ p_r(· | 0) with r = σ√D for each σ in `sigma` (shape (B,)) → (B, N).
 
-    ``beta`` (§2.2 steps 3-5): B ~ Beta(N/2, D/2), R = r·sqrt(B/(1 − B)), n = R·g/||g||.
+    ``beta`` (the reference's `training/loss.py`): B ~ Beta(N/2, D/2), R = r·sqrt(B/(1 − B)), n = R·g/||g||.
     ``clip`` > 0 clips B to [clip, 1 − clip] as the image code does (1e-3); off by default because
-    on low-dimensional data it distorts the kernel (N = 2, D = 128: 6 % of draws clipped, pitfall 1).
-    ``student_t``: n = σ·z / sqrt(χ²_D / D), the same law (§2.1).
+    on low-dimensional data it distorts the kernel (N = 2, D = 128: 6 % of draws clipped).
+    ``student_t``: n = σ·z / sqrt(χ²_D / D), the same law.
     D = inf gives σ·z for both methods.
     """
     if method not in KERNEL_METHODS:
@@ -85,12 +90,13 @@ def sample_kernel(sigma, N: int, D: float, rng: np.random.Generator, *, method: 
 
 def prior(count: int, N: int, D: float, sigma_max: float, rng: np.random.Generator, *,
           method: str = "beta") -> np.ndarray:
-    """x at the start of sampling: the kernel centred at 0 with r_max = σ_max·√D (§2.4), no clip.
+    """x at the start of sampling: the kernel centred at 0 with r_max = σ_max·√D (the reference's
+    `generate.py`, `rand_beta_prime`), no clip.
     D = inf: σ_max·N(0, I), EDM's prior."""
     return sample_kernel(np.full(count, float(sigma_max)), N, D, rng, method=method)
 
 
 def kernel_radius_logpdf(R, N: int, D: float, r: float) -> np.ndarray:
-    """log of the unnormalised radial density p_r(R) ∝ R^{N−1} / (R² + r²)^{(N+D)/2} (§2.1)."""
+    """log of the unnormalised radial density p_r(R) ∝ R^{N−1} / (R² + r²)^{(N+D)/2}."""
     R = np.asarray(R, dtype=np.float64)
     return (N - 1) * np.log(R) - 0.5 * (N + D) * np.log(R**2 + r**2)

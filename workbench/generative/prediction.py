@@ -1,5 +1,6 @@
-"""What a diffusion network predicts (ε, x₀ or v) and the conversions between them (diffusion.md §2.10),
-plus classifier-free guidance with Lin et al.'s rescale (§2.12).
+"""What a diffusion network predicts (ε, x₀ or v) and the conversions between them (diffusers'
+`DDPMScheduler.get_velocity` and `DDIMScheduler.step`), plus classifier-free guidance with Lin et
+al. 2024's rescale (§3.4; diffusers `rescale_noise_cfg`).
 
 With a = sqrt(ᾱ_t), b = sqrt(1 − ᾱ_t) and x_t = a·x₀ + b·ε:
 
@@ -8,7 +9,7 @@ With a = sqrt(ᾱ_t), b = sqrt(1 − ᾱ_t) and x_t = a·x₀ + b·ε:
     x₀ = (x_t − b·ε) / a,  ε = (x_t − a·x₀) / b
 
 At zero terminal SNR (ᾱ_T = 0, a = 0) ε-prediction is degenerate: x_T = ε is a trivial target and
-x₀ = (x_t − b·ε)/a divides by zero. diffusers returns inf there (issue #3851); we refuse the
+x₀ = (x_t − b·ε)/a divides by zero. diffusers returns inf there (huggingface/diffusers#3851); we refuse the
 combination up front (`check_prediction`).
 """
 
@@ -82,7 +83,8 @@ def to_velocity(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor
 
 def classifier_free_guidance(negative: torch.Tensor, positive: torch.Tensor, scale: float,
                              rescale: float = 0.0) -> torch.Tensor:
-    """x_cfg = x_neg + w(x_pos − x_neg), then Lin et al. §3.4's rescale (diffusion.md §2.12):
+    """x_cfg = x_neg + w(x_pos − x_neg), then Lin et al. 2024 §3.4's rescale (diffusers
+    `rescale_noise_cfg`):
 
         x_resc = x_cfg · std(x_pos) / std(x_cfg)   (per sample, over its non-batch dims)
         out    = φ·x_resc + (1 − φ)·x_cfg

@@ -1,10 +1,11 @@
-"""Samplers, each next to the equation it integrates (diffusion.md §2.5, §2.10-2.11).
+"""Samplers, each next to the equation it integrates (EDM: Karras et al. 2022, Eq. 5 and
+Algorithm 2, NVlabs/edm `generate.py`; DDPM/DDIM: diffusers' `DDPMScheduler`/`DDIMScheduler`).
 
-σ-space (EDM, and PFGM++ through r = σ√D, §2.3):
+σ-space (EDM, and PFGM++ through r = σ√D, whose ODE in σ is EDM's):
     dx/dσ = (x − D(x; σ)) / σ,   σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, σ_n = 0.
 Discrete-time (DDPM/DDIM) on a schedule ᾱ_t with the timesteps of `schedules.timesteps`.
 
-Every sampler keeps its state in float64 (the reference's Heun does too) and takes an explicit
+Every sampler keeps its state in float64 (EDM's `edm_sampler` does too) and takes an explicit
 torch.Generator for whatever it draws.
 """
 
@@ -22,7 +23,7 @@ __all__ = ["ddim_sample", "ddpm_sample", "edm_sigmas", "heun_sample"]
 
 
 def edm_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> np.ndarray:
-    """EDM's grid (§2.5): `steps` values from σ_max down to σ_min, then σ_n = 0 appended."""
+    """EDM's grid (Karras et al. 2022, Eq. 5): `steps` values from σ_max down to σ_min, then σ_n = 0 appended."""
     if not isinstance(steps, (int, np.integer)) or steps < 2:
         raise InputError(f"sampler steps must be an integer >= 2, got {steps!r}")
     if not 0 < sigma_min < sigma_max:
@@ -39,7 +40,7 @@ def heun_sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x
 
     Euler: d_i = (x_i − D(x_i; σ_i))/σ_i, x_{i+1} = x_i + (σ_{i+1} − σ_i)·d_i; Heun adds the
     trapezoidal correction when σ_{i+1} > 0 (NFE = 2n − 1). ``noise_alpha`` > 0 is PFGM++'s robustness
-    probe (§3.2, generate_alpha.py): x ← x + α·σ_i·ε before each step.
+    probe (its repo's generate_alpha.py): x ← x + α·σ_i·ε before each step.
     """
     x = x.to(torch.float64)
     batch = x.shape[0]
@@ -59,7 +60,8 @@ def heun_sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x
 
 def _alpha_bars(alpha_bar: np.ndarray, steps: np.ndarray, final_alpha_bar: float) -> list[tuple[int, float, float]]:
     """(t, ᾱ_t, ᾱ_prev) per step; the previous timestep is the next one on the grid, not t − T//S
-    (pitfall 5), and after the last step ᾱ_prev = `final_alpha_bar` (1: land on clean x)."""
+    (which is off a trailing grid when S does not divide T: 966 → 933 for S = 30), and after the
+    last step ᾱ_prev = `final_alpha_bar` (1: land on clean x)."""
     steps = [int(t) for t in steps]
     prev = [alpha_bar[t] for t in steps[1:]] + [final_alpha_bar]
     return [(t, float(alpha_bar[t]), float(p)) for t, p in zip(steps, prev)]

@@ -20,10 +20,12 @@ from torch import nn
 from workbench.config import from_dict
 from workbench.errors import InputError
 from workbench.generative import pfgmpp
+from workbench.generative.config import DiffusionConfig, PFGMPPConfig
+from workbench.generative.data import training_data
 from workbench.generative.losses import EDMPrecond, timestep_condition
 from workbench.generative.prediction import classifier_free_guidance
+from workbench.generative.networks import make_network
 from workbench.generative.samplers import ddim_sample, ddpm_sample, edm_sigmas, heun_sample
-from workbench.generative.trainable import DiffusionConfig, PFGMPPConfig, load_data, make_network
 
 __all__ = ["Trained", "load_trained", "quantize", "sample_diffusion", "sample_pfgmpp"]
 
@@ -46,7 +48,7 @@ def load_trained(run_dir: str | Path) -> Trained:
     model_raw = raw.get("model", raw)
     kind = raw.get("kind", "pfgmpp" if "D" in model_raw else "diffusion")
     config = from_dict(PFGMPPConfig if kind == "pfgmpp" else DiffusionConfig, model_raw, source=str(config_path))
-    data, labels = load_data(config)
+    data, labels = training_data(config)
     net = make_network(config, tuple(data.shape[1:]))
     model = EDMPrecond(net) if isinstance(config, PFGMPPConfig) else net
     state = torch.load(weights_path, weights_only=True, map_location="cpu")
@@ -57,7 +59,8 @@ def load_trained(run_dir: str | Path) -> Trained:
 
 def quantize(model: nn.Module, bits: int) -> nn.Module:
     """A copy with every Linear/Conv/Embedding weight min-max quantised to `bits` and dequantised,
-    per tensor (PFGM++'s generate_quant.py protocol, diffusion.md §3.2); norms and biases stay."""
+    per tensor (the generate_quant.py protocol of github.com/Newbeeer/pfgmpp); norms and biases
+    stay."""
     if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
         raise InputError(f"quantisation bits must be an integer in 2..16, got {bits!r}")
     out = copy.deepcopy(model)
@@ -74,7 +77,7 @@ def quantize(model: nn.Module, bits: int) -> nn.Module:
 
 def sample_pfgmpp(model: nn.Module, config: PFGMPPConfig, count: int, shape: tuple[int, ...], *, steps: int = 18,
                   heun: bool = True, noise_alpha: float = 0.0, seed: int = 0) -> np.ndarray:
-    """Prior at r_max = σ_max√D (§2.4), then Heun (or Euler) over EDM's σ grid (§2.5)."""
+    """Prior at r_max = σ_max√D (`pfgmpp.prior`), then Heun (or Euler) over EDM's σ grid."""
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(pfgmpp.prior(count, int(np.prod(shape)), config.D, config.sigma_max, rng)).reshape(count, *shape)
     generator = torch.Generator().manual_seed(seed)
@@ -91,8 +94,9 @@ def sample_diffusion(net: nn.Module, config: DiffusionConfig, count: int, shape:
                      steps: int = 50, spacing: str = "trailing", sampler: str = "ddim", seed: int = 0,
                      labels: np.ndarray | None = None, guidance: float = 1.0, guidance_rescale: float = 0.0,
                      steps_offset: int | None = None) -> np.ndarray:
-    """DDIM (deterministic) or DDPM (ancestral) from x_T ~ N(0, I) at the spacing's timesteps (§2.11);
-    with `labels` and guidance ≠ 1, classifier-free guidance with rescale φ (§2.12) on the output."""
+    """DDIM (deterministic) or DDPM (ancestral) from x_T ~ N(0, I) at the spacing's timesteps; with
+    `labels` and guidance ≠ 1, classifier-free guidance with rescale φ (Lin et al. 2024, §3.4) on
+    the output."""
     from workbench.generative import schedules
 
     alpha_bar = config.alpha_bar()

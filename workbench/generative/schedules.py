@@ -1,4 +1,5 @@
-"""Discrete diffusion noise schedules and sampling timesteps (Lin et al. 2024; reference diffusion.md §2.8-2.11).
+"""Discrete diffusion noise schedules and sampling timesteps (Lin et al. 2024;
+diffusers' `scheduling_ddim.py`).
 
 Forward process x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε, SNR(t) = ᾱ_t / (1 − ᾱ_t), t = 0..T−1 (0-indexed
 like diffusers; the paper counts 1..T). Everything here is float64 numpy: schedules are tiny and
@@ -29,7 +30,7 @@ SPACINGS = ("leading", "linspace", "trailing")
 def make_betas(kind: str = "scaled_linear", steps: int = 1000, beta_start: float = 0.00085,
                beta_end: float = 0.012) -> np.ndarray:
     """β_1..β_T. ``linear``: evenly spaced β (DDPM uses 1e-4 → 0.02); ``scaled_linear``: evenly
-    spaced sqrt(β), squared (Stable Diffusion, 0.00085 → 0.012) (§6.3)."""
+    spaced sqrt(β), squared (Stable Diffusion, 0.00085 → 0.012; terminal SNR 0.0047)."""
     if kind not in BETA_SCHEDULES:
         raise InputError(f"unknown beta schedule {kind!r}; choose one of {', '.join(BETA_SCHEDULES)}")
     if not isinstance(steps, (int, np.integer)) or steps < 2:
@@ -47,14 +48,15 @@ def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
 
 
 def betas_from_alphas_cumprod(alpha_bar: np.ndarray) -> np.ndarray:
-    """Invert `alphas_cumprod`: α_t = ᾱ_t / ᾱ_{t−1} (α_1 = ᾱ_1), β_t = 1 − α_t (§2.9 step 4)."""
+    """Invert `alphas_cumprod`: α_t = ᾱ_t / ᾱ_{t−1} (α_1 = ᾱ_1), β_t = 1 − α_t (so β_T = 1 at ᾱ_T = 0)."""
     alpha_bar = np.asarray(alpha_bar, dtype=np.float64)
     alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
     return 1.0 - alphas
 
 
 def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
-    """Lin et al. Algorithm 1 (§2.9): shift and scale s_t = sqrt(ᾱ_t) so that s_T = 0 and s_1 is kept.
+    """Lin et al. 2024, Algorithm 1 (diffusers `rescale_zero_terminal_snr`): shift and scale
+    s_t = sqrt(ᾱ_t) so that s_T = 0 and s_1 is kept.
 
     Returns the new betas; the last one is exactly 1 (ᾱ_T = 0, SNR(T) = 0).
     """
@@ -66,13 +68,14 @@ def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
 
 
 def snr(alpha_bar: np.ndarray) -> np.ndarray:
-    """SNR(t) = ᾱ_t / (1 − ᾱ_t) (§2.8); 0 where ᾱ_t = 0."""
+    """SNR(t) = ᾱ_t / (1 − ᾱ_t); 0 where ᾱ_t = 0."""
     alpha_bar = np.asarray(alpha_bar, dtype=np.float64)
     return alpha_bar / (1.0 - alpha_bar)
 
 
 def timesteps(spacing: str, train_steps: int, sample_steps: int, steps_offset: int = 0) -> np.ndarray:
-    """The S sampling timesteps, first (noisiest) first, per diffusers' DDIM `set_timesteps` (§2.11).
+    """The S sampling timesteps, first (noisiest) first, per diffusers' DDIM `set_timesteps`
+    (the spacings of Lin et al. 2024, Table 2).
 
     - ``linspace``: round(linspace(0, T−1, S)) reversed → T=1000, S=10: 999, 888, ..., 111, 0;
     - ``leading``: arange(S)·(T//S) + steps_offset reversed → 900, ..., 0 (offset 1: 901, ..., 1);

@@ -8,7 +8,7 @@ Two things are measured, side by side in this process:
   rounds, so machine noise hits both alike; the ratio is the median over rounds.
 - **Throughput / MFU.** tokens/s of a full training step (forward, backward, optimizer) and
   MFU = tok/s × (6·N + 12·L·d·T) / peak (nanoGPT's `estimate_mfu`; N = all parameters with a
-  tied or untied readout counted as stored, reference note §6.4). Peak is the dense bf16 figure
+  tied or untied readout counted as stored). Peak is the dense bf16 figure
   of known GPUs (A100 312, H100/H200 989 TFLOP/s); on a CPU only GFLOP/s are given.
 
 On CUDA the default is nanoGPT's 124M shape (12 × 768, 12 heads, vocabulary 50304, sequence

@@ -4,34 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.cli import add_area, add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_parser, add_set_flag, emit, int_list
 from workbench.errors import InputError
 
 _CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
-HIDDEN_SLOPE_LIMIT = 0.15  # |log-log slope| over an 8x width range (reference note §7.1)
+# |log-log slope| of activation size vs width that still counts as flat over an 8x width range: a
+# width-independent coordinate scale is muP's promise (Yang et al. 2021, Tensor Programs V; mup's coord check)
+HIDDEN_SLOPE_LIMIT = 0.15
 # Same as workbench.lm.coord_check.VARIANTS, repeated so `workbench --help` need not import torch.
 VARIANTS = ("mup", "sp", "mup-torch-adamw", "mup-no-reinit", "mup-bad-delta")
 
 
 def register(areas, name: str, help_text: str) -> None:
     verbs = add_area(areas, name, help_text, "workbench lm coord-check --json --plot coord.png")
-    _register_coord_check(verbs)
-    _register_predict(verbs)
-    _register_doping_report(verbs)
-    _register_base_shapes(verbs)
-    _register_transfer(verbs)
-
-
-def _register_coord_check(verbs) -> None:
-    p = add_parser(
-        verbs, "coord-check",
-        help="activation scale vs width over a few Adam steps, for muP and its negative controls",
-        description="Train tiny GPTs at several widths for a few Adam steps on one fixed batch and report, "
-                    "per module, the log-log slope of mean |activation| against width (max |slope| over "
-                    f"steps). Under muP hidden modules should stay within |slope| <= {HIDDEN_SLOPE_LIMIT}; "
-                    "SP and the other controls should not.",
-        examples="  workbench lm coord-check\n  workbench lm coord-check --json --plot coord.png\n"
-                 "  workbench lm coord-check --widths 64,128,256,512 --variants mup,sp\n")
+    p = add_parser(verbs, "coord-check", _coord_check, json=True)
     p.add_argument("--widths", default="32,64,128,256", help="comma-separated increasing widths (first = muP base)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     p.add_argument("--steps", type=int, default=4, help="Adam steps")
@@ -40,25 +26,53 @@ def _register_coord_check(verbs) -> None:
     p.add_argument("--depth", type=int, default=2, help="transformer blocks")
     p.add_argument("--head-dim", type=int, default=8, help="fixed head size; heads = width / head_dim")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of activation scale vs width")
-    add_json_flag(p)
-    p.set_defaults(handler=_coord_check)
 
+    p = add_parser(verbs, "predict", _predict, json=True)
+    _sweep_arguments(p)
+    p.add_argument("--holdout", type=int, default=1, help="number of largest widths to predict (default 1)")
+    p.add_argument("--count", choices=("params", "params_total"), default="params",
+                   help="N: non-embedding (params, default) or total parameters")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap refits for the band (default 200)")
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise InputError(f"{flag} = {text!r} must be comma-separated integers, e.g. 32,64,128,256") from None
-    if len(values) < 2 or any(v < 1 for v in values) or sorted(set(values)) != values:
-        raise InputError(f"{flag} = {text!r} must list at least two increasing positive integers")
-    return values
+    p = add_parser(verbs, "doping-report", _doping_report, json=True)
+    _sweep_arguments(p)
+
+    p = add_parser(verbs, "base-shapes", _base_shapes, json=True)
+    p.add_argument("config", metavar="CONFIG", help="a gpt_lm job config (YAML or JSON)")
+    p.add_argument("out", metavar="OUT.bsh", help="where to write the base shapes")
+    add_set_flag(p, "model.base_width=16")
+
+    p = add_parser(verbs, "transfer", _transfer, json=True)
+    p.add_argument("--config", default=str(_CONFIGS / "lm_transfer.yaml"),
+                   help="a gpt_lm job config whose model section sets everything but width and lr "
+                        "(default jobs/configs/lm_transfer.yaml, the README's protocol)")
+    add_set_flag(p, "model.depth=4")
+    p.add_argument("--widths", default="32,64,128,256", help="comma-separated increasing widths")
+    p.add_argument("--lrs", default="2^-8:2^-3", help="learning rates: a comma list, or 2^A:2^B for every power "
+                                                     "of two from 2^A to 2^B")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, averaged")
+    p.add_argument("--parametrizations", default="mup,sp", help="comma-separated subset of: mup, sp")
+    p.add_argument("--plot", metavar="PATH", help="write loss vs learning rate per width (PNG)")
+    p.add_argument("--out", metavar="PATH", help="write the sweeps as one netCDF file (dim parametrization)")
 
 
 def _coord_check(args) -> int:
+    """Activation scale vs width over a few Adam steps, for muP and its negative controls.
+
+    Train tiny GPTs at several widths for a few Adam steps on one fixed batch and report, per module,
+    the log-log slope of mean |activation| against width (max |slope| over steps). Under muP hidden
+    modules stay within |slope| <= 0.15 (HIDDEN_SLOPE_LIMIT); SP and the other controls do not.
+
+    examples:
+      workbench lm coord-check
+      workbench lm coord-check --json --plot coord.png
+      workbench lm coord-check --widths 64,128,256,512 --variants mup,sp
+    """
     from workbench.lm.coord_check import HIDDEN_MODULES, coord_data, plot_coord_data
     from workbench.lm.coord_check import slopes as slope_table
 
-    widths = _int_list(args.widths, "--widths")
+    widths = int_list(args.widths, "--widths")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -104,99 +118,95 @@ def _sweep_arguments(p) -> None:
     p.add_argument("--loss", default="final_val_loss", help="loss variable to fit (default final_val_loss)")
 
 
-def _register_predict(verbs) -> None:
-    p = add_parser(
-        verbs, "predict",
-        help="fit L(N) = a*N^b + c on a width sweep's smaller widths and predict the held-out larger ones",
-        description="Read a width sweep (a `workbench jobs sweep ... --grid model.width=...` directory, or its "
-                    "collected .nc), fit L(N) = a*N^b + c (b < 0) on all but the --holdout largest widths, and "
-                    "print predicted vs actual loss for the held-out ones with a bootstrap band. Seeds are "
-                    "averaged; N is the non-embedding parameter count unless --count params_total.",
-        examples="  workbench lm predict runs/lm_mup_tiny\n  workbench lm predict runs/lm_mup_tiny --holdout 2 --json\n")
-    _sweep_arguments(p)
-    p.add_argument("--holdout", type=int, default=1, help="number of largest widths to predict (default 1)")
-    p.add_argument("--count", choices=("params", "params_total"), default="params",
-                   help="N: non-embedding (params, default) or total parameters")
-    p.add_argument("--boot", type=int, default=200, help="bootstrap refits for the band (default 200)")
-    add_json_flag(p)
-    p.set_defaults(handler=_predict)
-
-
 def _predict(args) -> int:
+    """Fit L(N) = a*N^b + c on a width sweep's smaller widths and predict the held-out larger ones.
+
+    Read a width sweep (a `workbench jobs sweep ... --grid model.width=...` directory, or its
+    collected .nc), fit L(N) = a*N^b + c (b < 0) on all but the --holdout largest widths, and print
+    predicted vs actual loss for the held-out ones with a bootstrap band. Seeds are averaged; N is
+    the non-embedding parameter count unless --count params_total.
+
+    examples:
+      workbench lm predict runs/lm_mup_tiny
+      workbench lm predict runs/lm_mup_tiny --holdout 2 --json
+    """
     from scaling.mup_predict import predict_sweep
+    from scaling.report import format_table
 
     if args.boot < 1:
         raise InputError(f"--boot = {args.boot} must be >= 1")
-    result = predict_sweep(args.sweep, holdout=args.holdout, count=args.count, loss_var=args.loss,
-                           n_boot=args.boot)
+    sweep = Path(args.sweep)
+    if sweep.is_dir():  # a sweep directory: collect its runs here, the fit reads a Dataset
+        from jobs.sweep import collect
+
+        sweep = collect(sweep)
+    result = predict_sweep(sweep, holdout=args.holdout, count=args.count, loss_var=args.loss, n_boot=args.boot)
     fit = result["fit"]
-    lines = [f"L(N) = {fit['a']:.4g} * N^{fit['b']:.4f} + {fit['c']:.4f}   "
-             f"(N = {args.count}, fitted on {len(result['fitted'])} widths, rmse {result['rmse']:.3g})",
-             f"{'width':>8}{'params':>12}{'predicted':>11}{'actual':>10}{'rel.err':>9}   95% band"]
-    for row in result["predictions"]:
-        lines.append(f"{row['width']:>8}{row['params']:>12}{row['predicted']:>11.4f}{row['actual']:>10.4f}"
-                     f"{100 * row['rel_error']:>8.2f}%   [{row['low']:.4f}, {row['high']:.4f}]")
-    emit(args, "\n".join(lines), result)
+    rows = [{"width": r["width"], "params": r["params"], "predicted": f"{r['predicted']:.4f}",
+             "actual": f"{r['actual']:.4f}", "rel.err": f"{100 * r['rel_error']:.2f}%",
+             "band": f"[{r['low']:.4f}, {r['high']:.4f}]"} for r in result["predictions"]]
+    text = (f"L(N) = {fit['a']:.4g} * N^{fit['b']:.4f} + {fit['c']:.4f}   (N = {args.count}, fitted on "
+            f"{len(result['fitted'])} widths, rmse {result['rmse']:.3g})\n"
+            + format_table(rows, [(k, k) for k in ("width", "params", "predicted", "actual", "rel.err")]
+                           + [("band", f"{100 * result['level']:.0f}% band")]))
+    emit(args, text, result)
     return 0
-
-
-def _register_doping_report(verbs) -> None:
-    p = add_parser(
-        verbs, "doping-report",
-        help="does loss scale with trainable or total parameters? joint fits over a doping sweep",
-        description="Read a doping sweep (widths x --grid model.frozen_ratio=... or model.mlp_kind=..., seeds "
-                    "optional; a sweep directory or its collected .nc) and fit one law L = a*X^b + c over all "
-                    "doping settings with X = trainable parameters, X = trainable + frozen parameters, and X = "
-                    "training compute. Reports each fit's residual RMS and per-setting mean residual, and which "
-                    "parameter count collapses the settings onto one curve (reference note §2.6, §7.6).",
-        examples="  workbench lm doping-report runs/lm_doping_tiny\n"
-                 "  workbench lm doping-report runs/lm_doping_tiny/sweep.nc --json\n")
-    _sweep_arguments(p)
-    add_json_flag(p)
-    p.set_defaults(handler=_doping_report)
 
 
 def _doping_report(args) -> int:
-    from scaling.doping_report import doping_report
+    """Does the loss follow trainable or total parameters? Joint fits over a doping sweep.
 
-    result = doping_report(args.sweep, loss_var=args.loss)
-    settings = result["settings"]
+    Read a doping sweep (widths x --grid model.frozen_ratio=... or model.mlp_kind=..., seeds
+    optional; a sweep directory or its collected .nc) and fit one law L = a*X^b + c over all doping
+    settings with X = trainable parameters, X = trainable + frozen parameters, and X = training
+    compute. Reports each fit's residual RMS and per-setting mean residual, and which parameter
+    count collapses the settings onto one curve. FLOPs per token count 6 per trainable weight and
+    4 per frozen one (a frozen weight still costs its forward and input-gradient matmuls).
+
+    examples:
+      workbench lm doping-report runs/lm_doping_tiny
+      workbench lm doping-report runs/lm_doping_tiny/sweep.nc --json
+    """
+    from scaling.doping_report import doping_report
+    from scaling.report import format_table
+
+    sweep = Path(args.sweep)
+    if sweep.is_dir():  # a sweep directory: collect its runs here, the report reads a Dataset
+        from jobs.sweep import collect
+
+        sweep = collect(sweep)
+    result = doping_report(sweep, loss_var=args.loss)
+    settings, dim = result["settings"], result["doping_dim"]
     names = {"trainable": "N trainable", "total": "N trainable+frozen", "compute": "C (FLOPs)"}
-    lines = [f"joint fits L = a*X^b + c over {len(result['points'])} points, {result['doping_dim']} in "
-             f"{{{', '.join(settings)}}}, {result['n_seeds']} seed(s) per point",
-             f"{'X':<20}{'a':>11}{'b':>9}{'c':>9}{'rmse':>10}   mean residual by {result['doping_dim']}"]
-    for key, fit in result["fits"].items():
-        residuals = "  ".join(f"{s}: {fit['mean_residual'][s]:+.4f}" for s in settings)
-        lines.append(f"{names[key]:<20}{fit['a']:>11.4g}{fit['b']:>9.4f}{fit['c']:>9.4f}{fit['rmse']:>10.3g}   "
-                     f"{residuals}")
-    lines.append(f"{'width':>8}{result['doping_dim']:>14}{'loss':>9}{'trainable':>11}{'frozen':>10}{'compute':>11}")
-    for p in result["points"]:
-        width = "-" if p["width"] is None else p["width"]
-        lines.append(f"{width:>8}{p['setting']:>14}{p['loss']:>9.4f}{p['params']:>11}{p['params_frozen']:>10}"
-                     f"{p['compute']:>11.3g}")
-    lines.append(result["verdict"])
-    emit(args, "\n".join(lines), result)
+    fits = [{"X": names[key], "a": f"{fit['a']:.4g}", "b": f"{fit['b']:.4f}", "c": f"{fit['c']:.4f}",
+             "rmse": f"{fit['rmse']:.3g}",
+             "residual": "  ".join(f"{s}: {fit['mean_residual'][s]:+.4f}" for s in settings)}
+            for key, fit in result["fits"].items()]
+    points = [{"width": "-" if p["width"] is None else p["width"], dim: p["setting"], "loss": f"{p['loss']:.4f}",
+               "trainable": p["params"], "frozen": p["params_frozen"], "compute": f"{p['compute']:.3g}"}
+              for p in result["points"]]
+    text = "\n".join([
+        f"joint fits L = a*X^b + c over {len(result['points'])} points, {dim} in {{{', '.join(settings)}}}, "
+        f"{result['n_seeds']} seed(s) per point",
+        format_table(fits, [(k, k) for k in ("X", "a", "b", "c", "rmse")] + [("residual", f"mean residual by {dim}")]),
+        format_table(points, [(k, k) for k in ("width", dim, "loss", "trainable", "frozen", "compute")]),
+        result["verdict"],
+    ])
+    emit(args, text, result)
     return 0
 
 
-def _register_base_shapes(verbs) -> None:
-    p = add_parser(
-        verbs, "base-shapes",
-        help="write the muP base-shape (.bsh) file of a gpt_lm job config's model",
-        description="Build the config's base model (model.base_width) and delta model (twice it) on the meta "
-                    "device and save mup's base shapes as a .bsh YAML file. Name it in a config as "
-                    "model.base_shapes to pin the shapes every width of a sweep is scaled against.",
-        examples="  workbench lm base-shapes jobs/configs/lm_mup_tiny.yaml base32.bsh\n"
-                 "  workbench jobs sweep jobs/configs/lm_mup_tiny.yaml --set model.base_shapes=base32.bsh "
-                 "--grid model.width=32,64,128\n")
-    p.add_argument("config", metavar="CONFIG", help="a gpt_lm job config (YAML or JSON)")
-    p.add_argument("out", metavar="OUT.bsh", help="where to write the base shapes")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    add_json_flag(p)
-    p.set_defaults(handler=_base_shapes)
-
-
 def _base_shapes(args) -> int:
+    """Write the muP base-shape (.bsh) file of a gpt_lm job config's model.
+
+    Build the config's base model (model.base_width) and delta model (twice it) on the meta device
+    and save mup's base shapes as a .bsh YAML file. Name it in a config as model.base_shapes to pin
+    the shapes every width of a sweep is scaled against.
+
+    examples:
+      workbench lm base-shapes jobs/configs/lm_mup_tiny.yaml base32.bsh
+      workbench jobs sweep jobs/configs/lm_mup_tiny.yaml --set model.base_shapes=base32.bsh --grid model.width=32,64,128
+    """
     import tempfile
     from pathlib import Path
 
@@ -204,7 +214,7 @@ def _base_shapes(args) -> int:
     from workbench.lm.model import base_shapes
     from workbench.store import atomic_write_text
 
-    config = load_job_config(args.config, args.set)
+    config = load_job_config(args.config, args.overrides)
     if config.kind != "gpt_lm":
         raise InputError(f"{args.config}: kind is {config.kind!r}; base shapes are for kind 'gpt_lm'")
     model = config.model.gpt_config()
@@ -222,32 +232,6 @@ def _base_shapes(args) -> int:
                f"{len(shapes)} parameters", {"path": str(out), "base_width": model.base_width,
                                               "parameters": len(shapes)})
     return 0
-
-
-def _register_transfer(verbs) -> None:
-    p = add_parser(
-        verbs, "transfer",
-        help="learning-rate transfer across widths: best LR per width under muP and SP",
-        description="Train the config's model at every width x learning rate x seed (in this process, one "
-                    "thread per run; for a cluster use `workbench jobs sweep`), take the held-out loss, and "
-                    "report per parametrisation the best LR per width (parabola in log2 LR), its drift in "
-                    "octaves over the width range, and loss vs width at the base width's best LR.",
-        examples="  workbench lm transfer --widths 32,64,128,256 --lrs 2^-8:2^-3 --steps 100 --seeds 0,1\n"
-                 "  workbench lm transfer --parametrizations mup --steps 50 --json --plot transfer.png\n")
-    p.add_argument("--config", default=str(_CONFIGS / "lm_transfer.yaml"),
-                   help="a gpt_lm job config whose model section sets everything but width and lr "
-                        "(default jobs/configs/lm_transfer.yaml, the README's protocol)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--widths", default="32,64,128,256", help="comma-separated increasing widths")
-    p.add_argument("--lrs", default="2^-8:2^-3", help="learning rates: a comma list, or 2^A:2^B for every power "
-                                                     "of two from 2^A to 2^B")
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds, averaged")
-    p.add_argument("--parametrizations", default="mup,sp", help="comma-separated subset of: mup, sp")
-    p.add_argument("--plot", metavar="PATH", help="write loss vs learning rate per width (PNG)")
-    p.add_argument("--out", metavar="PATH", help="write the sweeps as one netCDF file (dim parametrization)")
-    add_json_flag(p)
-    p.set_defaults(handler=_transfer)
 
 
 def _lr_list(text: str) -> list[float]:
@@ -269,12 +253,23 @@ def _lr_list(text: str) -> list[float]:
 
 
 def _transfer(args) -> int:
+    """Learning-rate transfer across widths: best LR per width under muP and SP.
+
+    Train the config's model at every width x learning rate x seed (in this process, one thread per
+    run; for a cluster use `workbench jobs sweep`), take the held-out loss, and report per
+    parametrisation the best LR per width (parabola in log2 LR), its drift in octaves over the width
+    range, and loss vs width at the base width's best LR.
+
+    examples:
+      workbench lm transfer --widths 32,64,128,256 --lrs 2^-8:2^-3 --steps 100 --seeds 0,1
+      workbench lm transfer --parametrizations mup --steps 50 --json --plot transfer.png
+    """
     import dataclasses
 
     from jobs.entrypoints import load_job_config
     from workbench.lm.transfer import lr_sweep, transfer_report
 
-    widths = _int_list(args.widths, "--widths")
+    widths = int_list(args.widths, "--widths")
     lrs = _lr_list(args.lrs)
     try:
         seeds = [int(item) for item in args.seeds.split(",") if item.strip()]
@@ -287,7 +282,7 @@ def _transfer(args) -> int:
         raise InputError(f"--parametrizations {args.parametrizations!r}: choose from mup, sp")
     if args.steps < 1:
         raise InputError(f"--steps = {args.steps} must be >= 1")
-    config = load_job_config(args.config, args.set)
+    config = load_job_config(args.config, args.overrides)
     if config.kind != "gpt_lm":
         raise InputError(f"{args.config}: kind is {config.kind!r}; the transfer check trains kind 'gpt_lm'")
     model = config.model

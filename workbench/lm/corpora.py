@@ -25,7 +25,7 @@ import torch
 
 from workbench.errors import InputError
 
-__all__ = ["MarkovSource", "TokenCorpus", "file_corpus", "markov_corpus", "stdlib_corpus"]
+__all__ = ["MarkovSource", "TokenCorpus", "file_corpus", "load_corpus", "markov_corpus", "stdlib_corpus"]
 
 
 @dataclass(frozen=True)
@@ -234,4 +234,18 @@ def file_corpus(path: str | os.PathLike, *, val_fraction: float = 0.1, seq_len: 
     top = max(int(train.max()), int(val.max()))
     if top >= vocab:
         raise InputError(f"corpus {path} holds token id {top}, outside vocab_size = {vocab}")
+    return corpus
+
+
+def load_corpus(config) -> TokenCorpus:
+    """The corpus a `gpt_lm` job config (workbench.lm.config.GPTLMConfig) names, long enough for
+    its seq_len (InputError otherwise)."""
+    if config.corpus == "markov":
+        corpus = markov_corpus(config.corpus_tokens, max(config.corpus_tokens // 16, 4 * config.seq_len),
+                               alphabet=config.markov_alphabet, order=config.markov_order, seed=config.corpus_seed)
+    elif config.corpus == "stdlib":
+        corpus = stdlib_corpus(max_bytes=config.corpus_tokens)
+    else:
+        corpus = file_corpus(Path(config.corpus_path), seq_len=config.seq_len)
+    corpus.check_length(config.seq_len)
     return corpus

@@ -7,8 +7,8 @@ trainable ones, both paths adding into the block's output:
     y = c_proj(gelu(c_fc x)) + F_proj · gelu(F_fc x),      F_fc, F_proj frozen.
 
 The paper asks whether such spurious parameters change the loss-vs-size law; the claim under
-test is that only the trainable count matters. Implementation (reference note
-../shared/reference/mup-doping.md §2.6):
+test is that only the trainable count matters. The paper gives no code; this implementation is
+ours:
 
 - F_fc and F_proj are *buffers*, not Parameters, so the optimizer, weight decay, mup's
   grouping and base shapes, and `clip_grad_norm_` never see them; they are in `state_dict`, so
@@ -19,8 +19,8 @@ test is that only the trainable count matters. Implementation (reference note
   under SP as well.
 - Each layer draws from its own generator seeded by (frozen_seed, layer), so one config
   always gives the same frozen weights whatever torch's global RNG has done.
-- FLOPs (§2.6): a frozen weight inside the network costs a forward and an input-gradient
-  matmul, 4 FLOPs per weight per token, against 6 for a trainable one.
+- FLOPs: a frozen weight inside the network costs a forward and an input-gradient matmul, 4 FLOPs
+  per weight per token, against 6 for a trainable one (which also needs the weight-gradient matmul).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A GPT-style decoder with a `parametrization: "mup" | "sp"` switch (muP via Microsoft's `mup`).
 
 One readable file in the spirit of nanoGPT's `model.py`: pre-LayerNorm blocks, causal attention
-through `scaled_dot_product_attention`, GELU MLP, learned positions. Under muP (Tensor Programs V;
-reference note ../shared/reference/mup-doping.md §2.1–2.2):
+through `scaled_dot_product_attention`, GELU MLP, learned positions. Under muP (Tensor Programs V,
+Yang et al. 2021; the rules as implemented in github.com/microsoft/mup, `mup/shape.py`, `layer.py`,
+`optim.py`, `init.py`):
 
 - the readout is a `MuReadout` (`MuSharedReadout` when tied), zero-initialised when untied;
 - attention logits are scaled by `attn_mult / d_head`, not `1 / sqrt(d_head)`;
@@ -12,14 +13,15 @@ reference note ../shared/reference/mup-doping.md §2.1–2.2):
   (fixed-std inits such as nanoGPT's 0.02 are otherwise wrong at every width but the base);
 - optimizers are `MuAdamW` / `MuSGD`; under SP they are plain `torch.optim.AdamW` / `SGD`.
 
-Two MLP options study what counts as a parameter (note §2.6): `frozen_ratio` > 0 adds frozen
-random hidden units held in buffers (workbench.lm.doping), and `mlp_kind = "monarch"` replaces
-the dense `c_fc` / `c_proj` by Monarch matrices (workbench.lm.structured) that muP scales like
-hidden matrices. The defaults (0, "dense") are the plain nanoGPT MLP.
+Two MLP options study what counts as a parameter (Chatelain et al. 2021): `frozen_ratio` > 0 adds
+frozen random hidden units held in buffers (workbench.lm.doping), and `mlp_kind = "monarch"`
+replaces the dense `c_fc` / `c_proj` by Monarch matrices (workbench.lm.structured) that muP scales
+like hidden matrices. The defaults (0, "dense") are the plain nanoGPT MLP.
 
-The helpers at the bottom wrap mup's known traps (§5 pitfalls 1, 2, 5, 8): copies and EMA losing
-`infshape`, `state_dict` without `infshape`, schedulers that set absolute learning rates, and
-`module.` name prefixes from (D)DP wrappers.
+The helpers at the bottom wrap traps of mup 1.0.0: copies and EMA losing `infshape` (`deepcopy`
+drops it), `state_dict` without `infshape` (its README, "Current Limitations"), schedulers that set
+absolute learning rates, and `module.` name prefixes from (D)DP wrappers (mup removes them with
+`str.strip`, which eats characters).
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import mup
-from workbench.config import bounds
 from workbench.errors import ConfigError, InputError
+from workbench.lm.config import GPTConfig
 from workbench.lm.doping import DopedMLP, frozen_units
-from workbench.lm.structured import MonarchLinear, monarch_size_error
+from workbench.lm.structured import MonarchLinear
 
 __all__ = [
     "GPT",
@@ -61,55 +63,6 @@ __all__ = [
     "strip_module_prefix",
     "unwrap_model",
 ]
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int = field(default=256, metadata=bounds(ge=2))  # byte-level tokens
-    width: int = field(default=64, metadata=bounds(ge=1))  # d_model
-    depth: int = field(default=2, metadata=bounds(ge=1))  # number of blocks
-    heads: int = field(default=8, metadata=bounds(ge=1))
-    seq_len: int = field(default=64, metadata=bounds(ge=1))  # context length (learned positions)
-    mlp_ratio: int = field(default=4, metadata=bounds(ge=1))  # MLP hidden = mlp_ratio * width
-    dropout: float = field(default=0.0, metadata=bounds(ge=0, lt=1))
-    parametrization: Literal["mup", "sp"] = "mup"
-    tie_readout: bool = False
-    base_width: int = field(default=32, metadata=bounds(ge=1))  # muP base model width
-    init_std: float = field(default=0.02, metadata=bounds(gt=0))  # std at base width (nanoGPT)
-    attn_mult: float = field(default=1.0, metadata=bounds(gt=0))  # muP logits: attn_mult / d_head
-    output_mult: float = field(default=1.0, metadata=bounds(gt=0))  # muP readout multiplier
-    # muP readout: zero (mup's recommendation) or N(0, init_std²), which MuReadout's 1/width_mult
-    # makes an O(1/width) init. Zero + Adam can sit on a unigram plateau in short runs (README).
-    readout_zero_init: bool = True
-    # doping (workbench.lm.doping): round(frozen_ratio * mlp_hidden) frozen random MLP units per block
-    frozen_ratio: float = field(default=0.0, metadata=bounds(ge=0))
-    frozen_seed: int = field(default=0, metadata=bounds(ge=0))
-    # MLP matrices: dense, or Monarch with a width-independent number of blocks (workbench.lm.structured)
-    mlp_kind: Literal["dense", "monarch"] = "dense"
-    monarch_blocks: int = field(default=4, metadata=bounds(ge=1))
-
-    def __post_init__(self):
-        if self.width % self.heads:
-            raise ConfigError(
-                f"width = {self.width} is not divisible by heads = {self.heads}; "
-                f"choose heads from the divisors of {self.width}")
-        if not self.frozen_ratio >= 0:
-            raise ConfigError(f"frozen_ratio = {self.frozen_ratio} must be >= 0")
-        if self.mlp_kind == "monarch":
-            sizes = {"width": self.width, "mlp_hidden": self.mlp_hidden}
-            if self.parametrization == "mup":  # base shapes are built at base_width (and twice it)
-                sizes["base_width"] = self.base_width
-            problem = monarch_size_error(self.monarch_blocks, **sizes)
-            if problem:
-                raise ConfigError(problem)
-
-    @property
-    def head_dim(self) -> int:
-        return self.width // self.heads
-
-    @property
-    def mlp_hidden(self) -> int:
-        return self.mlp_ratio * self.width
 
 
 # --------------------------------------------------------------------------------------- modules
@@ -350,7 +303,9 @@ def build_model(config: GPTConfig, base: dict | str | os.PathLike | None = None)
     model = GPT(config)
     if config.parametrization == "mup":
         set_base_shapes(model, base_shapes(config) if base is None else base)
-        model.init_weights()  # after set_base_shapes: mup.init now sees infshape (pitfall 4)
+        # After set_base_shapes: mup.init now sees infshape, and the tied embedding, which
+        # set_base_shapes rescales by sqrt(width_mult) through MuSharedReadout, is drawn afresh.
+        model.init_weights()
     return model
 
 
@@ -362,8 +317,9 @@ def make_optimizer(model: nn.Module, *, name: Literal["adamw", "sgd"] = "adamw",
                    **kwargs: Any) -> torch.optim.Optimizer:
     """MuAdamW / MuSGD under muP, torch AdamW / SGD under SP.
 
-    Weight decay applies to matrices only (not LayerNorm gains). mup 1.0.0's MuAdamW multiplies
-    the hidden-matrix decay by width_mult, keeping lr·wd width-constant (note §2.1, pitfall 9).
+    Weight decay applies to matrices only (not LayerNorm gains). mup 1.0.0's MuAdamW multiplies the
+    hidden-matrix decay by width_mult, keeping lr·wd width-constant (other muP code, e.g.
+    EleutherAI's nanoGPT-mup, leaves wd unscaled, so record which variant a run used).
     """
     if name not in ("adamw", "sgd"):
         raise ConfigError(f"optimizer = {name!r} is not a valid choice; choose one of: 'adamw', 'sgd'")
@@ -409,7 +365,7 @@ def _copy_infshapes(source: nn.Module, target: nn.Module) -> None:
 
 
 def copy_model(model: nn.Module) -> nn.Module:
-    """`copy.deepcopy` that keeps each parameter's `infshape` (deepcopy drops it, pitfall 1)."""
+    """`copy.deepcopy` that keeps each parameter's `infshape` (deepcopy drops it)."""
     clone = copy.deepcopy(model)
     _copy_infshapes(model, clone)
     return clone
@@ -429,7 +385,7 @@ def ema_model(model: nn.Module, decay: float = 0.999) -> torch.optim.swa_utils.A
 
 def model_from_state_dict(config: GPTConfig, state_dict: Mapping[str, torch.Tensor],
                           base: dict | str | os.PathLike | None = None) -> GPT:
-    """A model rebuilt from a `state_dict` (which carries no `infshape`, pitfall 2).
+    """A model rebuilt from a `state_dict` (which carries no `infshape`).
 
     Base shapes are set *without* rescaling (the saved weights are already muP-scaled), then the
     weights are loaded in place, which keeps `infshape`. `module.` prefixes are dropped.
@@ -451,7 +407,8 @@ def relative_lr_scheduler(optimizer: torch.optim.Optimizer,
     """A schedule that multiplies every group's *own* initial LR by `factor(step)`.
 
     muP keeps per-group LRs (hidden matrices get lr / width_mult); schedulers that set absolute
-    values (OneCycleLR(max_lr=scalar), DeepSpeed's WarmupDecayLR) erase that ratio (pitfall 8).
+    values (OneCycleLR(max_lr=scalar), DeepSpeed's WarmupDecayLR) erase that ratio
+    (mup README: schedulers must change LRs relatively).
     """
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
 

@@ -12,11 +12,11 @@ of R's output as long as m >= b. The paper's outer permutations only relabel inp
 outputs and are left out. With `mid = min(n_in, n_out)` (as in the paper's rectangular layers)
 the layer has `mid · (n_in + n_out) / b` parameters instead of `n_in · n_out`.
 
-muP (reference note ../shared/reference/mup-doping.md §2.1): the block weights are stored as
-(blocks, out_block, in_block). With the number of blocks fixed across widths, both block sizes
-scale with width while the leading dim stays finite, so mup's infshape sees a hidden matrix
-(ninf = 2) whose main (last) dim is the fan-in; MuAdamW divides its lr by width_mult and
-`mup.init` divides its std by sqrt(width_mult), as for a dense hidden matrix.
+muP (as microsoft/mup implements it): the block weights are stored as (blocks, out_block, in_block).
+With the number of blocks fixed across widths, both block sizes scale with width while the leading
+dim stays finite, so mup's infshape sees a hidden matrix (ninf = 2) whose main (last) dim is the
+fan-in; MuAdamW divides its lr by width_mult and `mup.init` divides its std by sqrt(width_mult), as
+for a dense hidden matrix.
 
 `monarch_size_error` works on plain integers, so configs can validate before a model is built.
 """
@@ -28,16 +28,9 @@ import math
 import torch
 from torch import nn
 
+from workbench.lm.config import monarch_size_error
+
 __all__ = ["MonarchLinear", "block_transpose", "monarch_size_error"]
-
-
-def monarch_size_error(blocks: int, **sizes: int) -> str | None:
-    """A one-line complaint if any named size is not divisible by `blocks`, else None."""
-    for name, size in sizes.items():
-        if size % blocks:
-            return (f"mlp_kind = 'monarch' needs {name} = {size} divisible by monarch_blocks = {blocks}; "
-                    f"choose monarch_blocks from the common divisors of the sizes, or another {name}")
-    return None
 
 
 def block_transpose(z: torch.Tensor, blocks: int) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Learning-rate transfer across widths: the test muP exists to pass and SP is expected to fail.
 
-Protocol (reference note ../shared/reference/mup-doping.md §7.3–7.4, after EleutherAI's
-nanoGPT-mup `mutransfer_lr` runs): for every width and every learning rate on a log2 grid, train
-the `gpt_lm` model for a fixed number of steps with the same schedule, seeds and batches, and
-record the held-out loss. The optimum per width is the grid argmin refined by a parabola in
-log2 η through it and its two neighbours; transfer holds when log2 η*(w) stays within ±1 of
-log2 η*(base) over the width range. At the transferred rate, loss must fall with width.
+Protocol (after EleutherAI's nanoGPT-mup `mutransfer_lr` runs): for every width and every learning
+rate on a log2 grid, train the `gpt_lm` model for a fixed number of steps with the same schedule,
+seeds and batches, and record the held-out loss. The optimum per width is the grid argmin refined by
+a parabola in log2 η through it and its two neighbours; transfer holds when log2 η*(w) stays within
+±1 of log2 η*(base) over the width range. At the transferred rate, loss must fall with width
+("wider is better", Tensor Programs V).
 
 The runs are short and many, so they go through `train_steps`, a plain PyTorch loop that does
 what the Lightning trainable does (same model, optimizer, relative warmup-cosine schedule, batch
@@ -20,9 +20,13 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import torch
+import xarray as xr
 
-from workbench.lm.trainable import (GPTLMConfig, build_model_for, clip_gradients, count_params, load_corpus,
-                                    make_optimization)
+from workbench.batches import step_rng
+from workbench.lm.config import GPTLMConfig
+from workbench.lm.corpora import load_corpus
+from workbench.lm.module import EVAL_STREAM, build_model_for, clip_gradients, count_params, make_optimization
 
 __all__ = ["LRTransfer", "lr_sweep", "optimal_lr", "train_steps", "transfer_report"]
 
@@ -30,20 +34,18 @@ __all__ = ["LRTransfer", "lr_sweep", "optimal_lr", "train_steps", "transfer_repo
 def train_steps(config: GPTLMConfig, steps: int, seed: int = 0, corpus=None) -> dict:
     """Train one model for `steps` optimizer steps; the held-out loss at the end and its counts.
 
-    Batches, initialisation and evaluation batches follow the `gpt_lm` trainable: step s draws
-    from numpy's generator seeded (seed, s), evaluation uses the fixed generator
-    (corpus_seed, 12345). A non-finite loss ends the run early with `val_loss = inf` (a diverged
+    Batches, initialisation and evaluation batches are those of the `gpt_lm` kind
+    (workbench.lm.module): step s draws from `step_rng(seed, s)`, evaluation from the fixed
+    generator (corpus_seed, EVAL_STREAM); one process, no Lightning, for sweeps. A non-finite loss ends the run early with `val_loss = inf` (a diverged
     learning rate is a result in a sweep, not an error).
     """
-    import torch
-
     corpus = corpus if corpus is not None else load_corpus(config)
     torch.manual_seed(seed)
     model = build_model_for(config)
     optimizer, scheduler = make_optimization(config, model, steps)
     train_losses = []
     for step in range(steps):
-        x, y = corpus.sample_batch("train", config.batch_size, config.seq_len, np.random.default_rng([seed, step]))
+        x, y = corpus.sample_batch("train", config.batch_size, config.seq_len, step_rng(seed, step))
         _, loss = model(x, y)
         if not torch.isfinite(loss):
             return {"val_loss": math.inf, "train_loss": math.inf, "steps": step, **count_params(model)}
@@ -54,7 +56,7 @@ def train_steps(config: GPTLMConfig, steps: int, seed: int = 0, corpus=None) -> 
         scheduler.step()
         train_losses.append(float(loss.detach()))
     model.eval()
-    rng = np.random.default_rng([config.corpus_seed, 12345])
+    rng = np.random.default_rng([config.corpus_seed, EVAL_STREAM])
     with torch.no_grad():
         val = [float(model(*corpus.sample_batch("val", config.batch_size, config.seq_len, rng))[1])
                for _ in range(config.eval_batches)]
@@ -72,8 +74,6 @@ def lr_sweep(config: GPTLMConfig, widths: Sequence[int], lrs: Sequence[float], *
     data are shared. Variables: `val_loss`, `train_loss` (width, lr, seed); `params`,
     `params_total` (width).
     """
-    import xarray as xr
-
     seeds = list(seeds)
     corpus = load_corpus(config)
     shape = (len(widths), len(lrs), len(seeds))
@@ -98,7 +98,7 @@ def lr_sweep(config: GPTLMConfig, widths: Sequence[int], lrs: Sequence[float], *
 
 def optimal_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
     """argmin over a log-spaced grid, refined by a parabola in log2 η through the argmin and its
-    neighbours (note §7.3); an optimum on the grid's edge is returned unrefined."""
+    neighbours; an optimum on the grid's edge is returned unrefined."""
     x = np.log2(np.asarray(lrs, dtype=float))
     y = np.asarray(losses, dtype=float)
     y = np.where(np.isfinite(y), y, np.inf)

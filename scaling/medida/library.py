@@ -1,15 +1,18 @@
-"""MEDIDA's candidate library and sparse regression (medida.md §2.4–2.5).
+"""MEDIDA's candidate library and sparse regression (Mojgani, Chattopadhyay & Hassanzadeh 2022;
+the public code github.com/envfluids/MEDIDA, `util/PDE_FIND_edit.py` and `util/rvm.py`).
 
-The library holds the PDE-FIND terms u^p·∂xᵈu for p, d = 0..4 without the constant: 24 columns,
-named `u`, `u^2`, …, `u_x`, `u_xx`, …, `u*u_x`, `u^2*u_xxx`, … . Derivatives are spectral by default
-(the data are periodic); `fd` reproduces the public code's second-order PDE-FIND stencils with
-their non-periodic one-sided ends (pitfall 1) so its numbers can be matched.
+The library holds the PDE-FIND (Rudy et al. 2017) terms u^p·∂xᵈu for p, d = 0..4 without the
+constant: 24 columns, named `u`, `u^2`, …, `u_x`, `u_xx`, …, `u*u_x`, `u^2*u_xxx`, … . Derivatives
+are spectral by default (the data are periodic); `fd` reproduces the public code's second-order
+PDE-FIND stencils with their non-periodic one-sided ends (wrong on periodic data) so its numbers
+can be matched.
 
-Regression: sparse Bayesian regression (the RVM of Tipping 2001, run through scikit-learn's
-`ARDRegression`, which implements the same MacKay fixed-point updates with vanishing Gamma
-hyperpriors; medida.md §2.5) with the pruning threshold exposed, and sequentially thresholded
-least squares (STLSQ, Brunton et al. 2016) as the plain baseline. Optional column
-standardisation is honoured (pitfall 2: the public code silently ignores it).
+Regression: sparse Bayesian regression (the RVM of Tipping 2001 that the public code's `rvm.py`
+implements, run here through scikit-learn's `ARDRegression`, which applies the same MacKay
+fixed-point updates with vanishing Gamma hyperpriors) with the pruning threshold exposed, and
+sequentially thresholded least squares (STLSQ, Brunton et al. 2016) as the plain baseline.
+Optional column standardisation is honoured (in the public code the `fit(..., standardise=False)`
+default silently overrides the constructor's `standardise=True`).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def build_library(u: np.ndarray, L: float, *, max_power: int = 4, max_derivative
 @dataclasses.dataclass(frozen=True)
 class RegressionConfig:
     """Sparse regression settings. `threshold` is ARD's pruning precision (threshold_lambda; the
-    public code's threshold_alpha = 1e2, medida.md §3.1) or STLSQ's coefficient cut-off."""
+    public code's threshold_alpha = 1e2 in `experiments/KS/main.py`) or STLSQ's coefficient cut-off."""
 
     method: str = "ard"          # ard (sparse Bayesian / RVM) or stlsq
     threshold: float = 1e2
@@ -179,6 +182,8 @@ def sparse_regression(theta: np.ndarray, y: np.ndarray, config: RegressionConfig
 
 
 def _ard(X, y, config):
+    # Imported here, not at the top: scikit-learn takes about a second to import, and the library,
+    # STLSQ and `workbench medida cases` do not need it.
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import ARDRegression
 

@@ -7,10 +7,12 @@ The interface other tools rely on: `workbench medida run CASE|CONFIG --json` pri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
-from workbench.cli import add_area, add_json_flag, add_parser, emit
+from workbench.cli import add_area, add_parser, emit
+from workbench.errors import ConfigError, InputError
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -18,40 +20,17 @@ _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 def register(areas, name: str, help_text: str) -> None:
     verbs = add_area(areas, name, help_text, "workbench medida run KS12 --set noise=0.01 --set ensemble=256")
 
-    p = add_parser(verbs, "run", help="run one case end to end: true vs discovered error, coefficient errors",
-                   description="Run MEDIDA once: truth windows, (noisy) observations, one-step error (with an "
-                               "EnKF when noise > 0 and ensemble is set), sparse Bayesian regression. CASE is a "
-                               "built-in case (`workbench medida cases`); CONFIG a YAML/JSON file of MedidaConfig "
-                               "fields (see jobs/configs/medida_case.yaml).",
-                   examples="  workbench medida run KS2\n"
-                            "  workbench medida run KS12 --set noise=0.01 --set ensemble=1024 --json\n"
-                            "  workbench medida run jobs/configs/medida_case.yaml --set library.derivatives=fd\n")
+    p = add_parser(verbs, "run", _run, json=True)
     p.add_argument("target", metavar="CASE|CONFIG", help="a built-in case name or a config file")
     _add_set(p, "pairs=2")
-    add_json_flag(p)
-    p.set_defaults(handler=_run)
 
-    p = add_parser(verbs, "cases", help="list the built-in cases: model coefficients, true error, note",
-                   description="The built-in imperfect models (the truth is standard KS, λ = [1, 1, 1]): the "
-                               "model's LHS coefficients [λ0, λ1, λ2] of u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx "
-                               "(+ extra terms) = 0 and the RHS error u_t(truth) − u_t(model) MEDIDA should find.",
-                   examples="  workbench medida cases\n  workbench medida cases --json\n")
-    add_json_flag(p)
-    p.set_defaults(handler=_cases)
+    p = add_parser(verbs, "cases", _cases, json=True)
 
-    p = add_parser(verbs, "sweep", help="cases × noise × ensemble × seeds as a job array, results to netCDF",
-                   description="Run a MEDIDA sweep as one job array (SLURM, local processes or this process) and "
-                               "write <root>/<name>/results.nc with dims (case, noise, ensemble, seed, term); "
-                               "ensemble 0 means no data assimilation.",
-                   examples="  workbench medida sweep jobs/configs/medida_sweep.yaml\n"
-                            "  workbench medida sweep jobs/configs/medida_sweep.yaml --set base.pairs=2 "
-                            "--executor debug --json\n")
+    p = add_parser(verbs, "sweep", _sweep, json=True)
     p.add_argument("config", help="a sweep config (YAML/JSON)")
     _add_set(p, "base.pairs=2")
     p.add_argument("--executor", default="auto", choices=("auto", "local", "slurm", "debug"),
                    help="where members run: a SLURM array, local processes, or in this process (debug)")
-    add_json_flag(p)
-    p.set_defaults(handler=_sweep)
 
 
 def _add_set(parser, example: str) -> None:
@@ -76,11 +55,10 @@ def _looks_like_file(target: str) -> bool:
 
 def load_run_config(target: str, overrides: list[str]):
     """The MedidaConfig of `workbench medida run CASE|CONFIG --set ...`, validated (InputError otherwise)."""
-    from scaling.medida import MedidaConfig
-    from scaling.medida_cases import CASES
-    from scaling.medida_sweep import canonical_case, validate
+    from scaling.medida.cases import CASES
+    from scaling.medida.pipeline import MedidaConfig
+    from scaling.medida.sweep import canonical_case, validate
     from workbench.config import apply_overrides, load
-    from workbench.errors import ConfigError, InputError
 
     if _looks_like_file(target):
         try:
@@ -103,14 +81,8 @@ def load_run_config(target: str, overrides: list[str]):
         except InputError as exc:
             raise InputError(f"{exc} (with --set {' --set '.join(overrides)})") from None
     if config.case:
-        config = _replace(config, case=canonical_case(config.case))
+        config = dataclasses.replace(config, case=canonical_case(config.case))
     return validate(config)
-
-
-def _replace(config, **changes):
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)
 
 
 def _fmt(x: float) -> str:
@@ -118,7 +90,18 @@ def _fmt(x: float) -> str:
 
 
 def _run(args) -> int:
-    from scaling.medida import equations, run
+    """Run one case end to end: true vs discovered error, coefficient errors.
+
+    Run MEDIDA once: truth windows, (noisy) observations, one-step error (with an EnKF when noise >
+    0 and ensemble is set), sparse Bayesian regression. CASE is a built-in case (`workbench medida
+    cases`); CONFIG a YAML/JSON file of MedidaConfig fields (see jobs/configs/medida_case.yaml).
+
+    examples:
+      workbench medida run KS2
+      workbench medida run KS12 --set noise=0.01 --set ensemble=1024 --json
+      workbench medida run jobs/configs/medida_case.yaml --set library.derivatives=fd
+    """
+    from scaling.medida.pipeline import equations, run
 
     config = load_run_config(args.target, args.overrides)
     result = run(config)
@@ -178,8 +161,18 @@ def _plain_config(config) -> dict:
 
 
 def _cases(args) -> int:
-    from scaling.medida import MedidaConfig, equations, true_error
-    from scaling.medida_cases import CASES
+    """List the built-in cases: model coefficients, true error, note.
+
+    The built-in imperfect models (the truth is standard KS, λ = [1, 1, 1]): the model's LHS
+    coefficients [λ0, λ1, λ2] of u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx (+ extra terms) = 0 and the
+    RHS error u_t(truth) − u_t(model) MEDIDA should find.
+
+    examples:
+      workbench medida cases
+      workbench medida cases --json
+    """
+    from scaling.medida.cases import CASES
+    from scaling.medida.pipeline import MedidaConfig, equations, true_error
 
     rows, lines = [], [f"  {'case':<14} {'model [λ0, λ1, λ2] + extra':<32} {'true error (RHS)':<34} note"]
     for name, case in CASES.items():
@@ -197,46 +190,25 @@ def _cases(args) -> int:
 
 
 def _sweep(args) -> int:
-    from jobs.submit import JobSpec
-    from jobs.sweep import run_array
-    from scaling.medida_sweep import MedidaSweepConfig, assemble, member_batch, member_chunks
-    from workbench.config import apply_overrides, from_dict, load, save
-    from workbench.errors import ConfigError, InputError
-    from workbench.store import atomic_write_netcdf
+    """Cases × noise × ensemble × seeds as a job array, results to netCDF.
+
+    Run a MEDIDA sweep as one job array (SLURM, local processes or this process) and write
+    <root>/<name>/results.nc with dims (case, noise, ensemble, seed, term); ensemble 0 means no data
+    assimilation.
+
+    examples:
+      workbench medida sweep jobs/configs/medida_sweep.yaml
+      workbench medida sweep jobs/configs/medida_sweep.yaml --set base.pairs=2 --executor debug --json
+    """
+    from jobs.experiment import Experiment, load_experiment_config, run_experiment, say
+    from scaling.medida import sweep
 
     if not args.config.lower().endswith(_CONFIG_SUFFIXES) and not Path(args.config).is_file():
         raise InputError(f"sweep config {args.config!r} must be a .yaml/.yml/.json file")
-    try:
-        config = apply_overrides(load(MedidaSweepConfig, args.config), _overrides(args.overrides))
-    except ConfigError:
-        raise
-    except InputError as exc:
-        raise InputError(f"{exc} (in {args.config})") from None
-    spec = from_dict(JobSpec, {"name": config.name, **config.job}, source=f"{args.config} job")
-    chunks = member_chunks(config)  # validates every member before anything runs
-    out = Path(config.root) / config.name
-    out.mkdir(parents=True, exist_ok=True)
-    save(config, out / "config.yaml")
-    executor, batches = run_array(member_batch, [(chunk,) for chunk in chunks], spec, args.executor,
-                                  out / "submitit")
-    members = [m for batch in batches for m in batch]
-    ds = assemble(config, members)
-    atomic_write_netcdf(ds, out / "results.nc")
-
-    rows, lines = [], [f"MEDIDA sweep {config.name}: {len(members)} runs in {len(chunks)} jobs, executor "
-                       f"{executor}; max relative coefficient error (mean over {config.seeds} seed"
-                       f"{'s' * (config.seeds > 1)}), spurious terms (mean), time"]
-    lines.append(f"  {'case':<14} {'noise':>7} {'ensemble':>9} {'max rel. error':>15} {'spurious':>9} {'time':>8}")
-    for case in config.cases:
-        for noise in config.noise:
-            for size in config.ensemble:
-                sel = ds.sel(case=case, noise=float(noise), ensemble=size)
-                row = {"case": case, "noise": float(noise), "ensemble": int(size),
-                       "max_relative_error": float(sel["max_relative_error"].mean()),
-                       "spurious": float(sel["spurious"].mean()), "timing_s": float(sel["timing"].mean())}
-                rows.append(row)
-                lines.append(f"  {case:<14} {noise:>7g} {size or 'none':>9} {100 * row['max_relative_error']:>13.3g} %"
-                             f" {row['spurious']:>9.3g} {row['timing_s']:>6.2f} s")
-    lines.append(f"wrote {out / 'results.nc'}")
-    emit(args, "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"), "rows": rows})
+    config = load_experiment_config(sweep.MedidaSweepConfig, args.config, _overrides(args.overrides))
+    experiment = Experiment(items=sweep.items, member=sweep.member_batch, finish=sweep.finish,
+                            folder=sweep.submitit_folder, job=sweep.job_spec, flatten=True,
+                            describe=sweep.describe_batch)
+    text, payload = run_experiment(experiment, config, args.executor, progress=say)
+    emit(args, text, payload)
     return 0

@@ -1,4 +1,5 @@
-"""The built-in MEDIDA test cases (medida.md §3.2; the public code's `case_select.py`).
+"""The built-in MEDIDA test cases: those of the public code (github.com/envfluids/MEDIDA,
+`experiments/KS/case_select.py`; its README notes that its case numbers differ from the paper's).
 
 The truth is always standard KS (λ = [1, 1, 1]); a case is an imperfect model. KS cases change
 the three λ's; KSpu3x models carry a spurious +λ3·u_xxx; KSpu3x_Du3 models use the flux

@@ -1,24 +1,28 @@
 """MEDIDA: discover a structural model error of an imperfect KS model from sporadic observations
-(Mojgani, Chattopadhyay & Hassanzadeh 2022; medida.md).
+(Mojgani, Chattopadhyay & Hassanzadeh 2022, "Discovery of interpretable structural model errors by
+combining Bayesian sparse regression and data assimilation: A chaotic Kuramoto–Sivashinsky test
+case", Chaos 32, 061105; public code github.com/envfluids/MEDIDA, "the public code" below).
 
 Pipeline of one run (`run(config)`):
 
 1. **Truth.** Standard KS (or `lambda_true`/`extra_true`) from the public code's initial condition,
    ETDRK4; after `spinup` time units a window of three states u(t−2Δt), u(t−Δt), u(t) every
-   `spacing` time units, `pairs` windows (medida.md §3.1: t = 100, 110, …, 190). The long
-   stretches between windows use a coarser ETDRK4 step (the trajectory only has to be *a* KS
-   trajectory; each window itself is resolved with `truth_dt`).
+   `spacing` time units, `pairs` windows (the public code's preset in `experiments/KS/main.py`:
+   t = 100, 110, …, 190). The long stretches between windows use a coarser ETDRK4 step (the
+   trajectory only has to be *a* KS trajectory; each window itself is resolved with `truth_dt`).
 2. **Observations.** Each window state plus Gaussian noise of standard deviation `noise`·std(u)
-   (all three states; the analysis at t uses the noisy observation, not the truth: pitfall 4).
-3. **One-step error** (medida.md §2.4): y = (u_a(t) − ū_f(t))/Δt, with ū_f one CNAB2 step of the
-   imperfect model from u(t−Δt), u(t−2Δt). `estimate: richardson` instead extrapolates two
-   one-step errors of length Δt and 2Δt of an accurate (ETDRK4) model forecast, 2y(Δt) − y(2Δt),
-   which removes the O(Δt) bias of the one-step estimate (pitfall 10).
+   (all three states; the analysis at t uses the noisy observation, not the truth, whereas the
+   public code's `EnKF.py` analyses the clean truth at t: its noise line is commented out).
+3. **One-step error** (the public code's `rvm_cost_function_noise` in `util/rvm_util.py`):
+   y = (u_a(t) − ū_f(t))/Δt, with ū_f one CNAB2 step of the imperfect model from u(t−Δt),
+   u(t−2Δt). `estimate: richardson` instead extrapolates two one-step errors of length Δt and 2Δt
+   of an accurate (ETDRK4) model forecast, 2y(Δt) − y(2Δt), which removes the O(Δt) bias of the
+   one-step estimate (its coefficients drift linearly with Δt).
    With noise and an ensemble, the states are first replaced by stochastic-EnKF analyses
-   (`scaling.enkf`): `assimilation: climatology` analyses every observation with a background
-   ensemble drawn from the climatology estimated from the observations (gain ≈ 1 where the state
-   dominates the noise, ≈ 0 where the noise dominates); `assimilation: public` is the public
-   code's filter (members around the observed u(t−Δt) with a white σ_b spread, one CNAB2 step,
+   (`scaling.medida.enkf`): `assimilation: climatology` analyses every observation with a
+   background ensemble drawn from the climatology estimated from the observations (gain ≈ 1
+   where the state dominates the noise, ≈ 0 where the noise dominates); `assimilation: public`
+   is the public code's filter (members around the observed u(t−Δt) with a white σ_b spread, one CNAB2 step,
    one analysis at t), which keeps the noise and fails at 1 %.
 4. **Regression.** y ≈ Θ(u_a(t))·ξ over the 24-term library, sparse Bayesian (ARD) or STLSQ.
 
@@ -38,14 +42,14 @@ import numpy as np
 import torch
 
 from operators.ks import ETDRK4, KSEquation, KSGrid, cn_pole_wavenumber, cnab2_step, initial_condition
-from scaling.enkf import EnKFConfig, analysis, kalman_gain
-from scaling.medida_cases import case_model
-from scaling.medida_library import RegressionConfig, build_library, library_terms, sparse_regression, \
+from scaling.medida.cases import case_model
+from scaling.medida.enkf import EnKFConfig, analysis, kalman_gain
+from scaling.medida.library import RegressionConfig, build_library, library_terms, sparse_regression, \
     term_name, term_powers
 from workbench.errors import InputError
 
 __all__ = ["MedidaConfig", "LibraryConfig", "MedidaResult", "run", "equations", "true_error",
-           "truth_windows", "observe", "one_step_error", "EXTRA_TERMS"]
+           "check_library_covers", "truth_windows", "observe", "one_step_error", "EXTRA_TERMS"]
 
 # Extra LHS terms a config may add to the truth or the model, and the KSEquation field each sets.
 EXTRA_TERMS = {"u_xxx": "lam3", "u^2*u_x": "cubic"}
@@ -67,7 +71,7 @@ class MedidaConfig:
     extra_true: dict[str, float] = dataclasses.field(default_factory=dict)
     lambda_model: list[float] | None = None
     extra_model: dict[str, float] | None = None
-    # grid and truth (medida.md §3.1)
+    # grid and truth (the public code's preset, `experiments/KS/main.py`)
     L: float = 100.0
     N: int = 1024
     truth_dt: float = 1e-3
@@ -145,7 +149,8 @@ def true_error(truth: KSEquation, model: KSEquation) -> dict[str, float]:
     return {k: v for k, v in out.items() if abs(v) > 1e-15}
 
 
-def _check_library_covers(error: dict[str, float], lib: LibraryConfig) -> None:
+def check_library_covers(error: dict[str, float], lib: LibraryConfig) -> None:
+    """InputError unless the library has a column for every term of the true error."""
     names = {term_name(p, d) for p, d in library_terms(lib.max_power, lib.max_derivative)}
     missing = [t for t in error if t not in names]
     if missing:
@@ -214,7 +219,8 @@ def one_step_error(obs: np.ndarray, model: KSEquation, grid: KSGrid, config: Med
 def _estimate(states: np.ndarray, model: KSEquation, grid: KSGrid, config: MedidaConfig) -> np.ndarray:
     """The model-error target from (pairs, 3, N) states u(t−2Δt), u(t−Δt), u(t) (noisy, clean or analyses).
 
-    one_step: (u(t) − CNAB2(u(t−Δt), u(t−2Δt)))/Δt (medida.md §2.4), O(Δt)-biased (pitfall 10).
+    one_step: (u(t) − CNAB2(u(t−Δt), u(t−2Δt)))/Δt, the public code's target; it is
+    e + (Δt/2)·Df_model·e + O(Δt²), so its coefficients are biased by O(Δt).
     richardson: y(s) = (u(t) − Φ_s(u(t−s)))/s with Φ an accurate (ETDRK4) model flow is
     e(u(t)) + c(u(t))·s + O(s²) at a fixed evaluation point u(t), so 2y(Δt) − y(2Δt) = e + O(Δt²).
     """
@@ -230,10 +236,11 @@ def _estimate(states: np.ndarray, model: KSEquation, grid: KSGrid, config: Medid
 
 
 def _public_enkf(obs, model, grid, config, enkf, sigma_obs, gen):
-    """The public code's EnKF (medida.md §2.6) with the noisy observation at t (pitfall 4 fixed):
-    members = observed u(t−Δt) + N(0, σ_b²), one CNAB2 step each, one analysis at t. Its white
-    background spread keeps the gain ≈ 1 at every wavenumber, so the analysis is the noisy
-    observation and the library's derivatives amplify the noise: it fails at 1 % noise."""
+    """The public code's EnKF (`experiments/KS/EnKF.py`), but fed the noisy observation at t (the
+    public code analyses the clean truth there): members = observed u(t−Δt) + N(0, σ_b²), one
+    CNAB2 step each, one analysis at t. Its white background spread keeps the gain ≈ 1 at every
+    wavenumber, so the analysis is the noisy observation and the library's derivatives amplify
+    the noise: it fails at 1 % noise."""
     dt = config.dt
     states, targets, spread = [], [], []
     for j in range(obs.shape[0]):
@@ -285,7 +292,8 @@ def _climatology_enkf(obs, grid, config, enkf, sigma_obs, gen):
     the analysis follows the observation — so the model error is not pulled towards the
     imperfect model, which a forecast-based background does (without a large inflation) — and
     where the noise dominates (high k) K ≈ 0, so the library is not evaluated on white noise
-    that its 4th derivatives would amplify by k⁴ (pitfall 13).
+    that its 4th derivatives would amplify by k⁴ (with 1 % noise and no filter the regression
+    fits that noise and finds spurious terms).
     """
     n = grid.N
     m = enkf.members
@@ -339,7 +347,7 @@ class MedidaResult:
 
     def sympy(self):
         """The discovered error as a sympy expression in u(x) (RHS), and {symbol: posterior std}."""
-        import sympy as sp
+        import sympy as sp  # here, not at the top: only this report needs it (about 0.5 s to import)
 
         x = sp.Symbol("x")
         u = sp.Function("u")(x)
@@ -363,7 +371,7 @@ def run(config: MedidaConfig) -> MedidaResult:
     """One MEDIDA run end to end (see the module docstring)."""
     truth, model = equations(config)
     error = true_error(truth, model)
-    _check_library_covers(error, config.library)
+    check_library_covers(error, config.library)
     grid = KSGrid(config.L, config.N)
     timings = {}
     t0 = time.perf_counter()

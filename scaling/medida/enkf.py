@@ -1,5 +1,6 @@
 """Stochastic ensemble Kalman filter analysis with perturbed observations (Burgers, van Leeuwen &
-Evensen 1998), H = I, R = r·I, as MEDIDA uses it (medida.md §2.6), in torch.
+Evensen 1998; Evensen 2003), H = I, R = r·I, as MEDIDA uses it (the public code's
+`experiments/KS/EnKF.py`, github.com/envfluids/MEDIDA), in torch.
 
 Forecast ensemble X (m members × n state), anomalies A = (X − x̄)/√(m−1) so that B = AᵀA (n×n),
 perturbed observations w_i = y + η_i, η_i ~ N(0, R). The analysis is x_i^a = x_i + K(w_i − x_i)
@@ -14,7 +15,8 @@ with K = B(B + R)⁻¹. Three algebraically equal forms:
 Inflation multiplies the anomalies by √ρ (B → ρB, Anderson & Anderson 1999). Two localisations:
 
 - physical: B ∘ GC(d/c), a Gaspari–Cohn (1999) taper of the periodic distance d (Houtekamer &
-  Mitchell 2001); it makes B full-rank when m ≤ n (medida.md pitfall 12);
+  Mitchell 2001); it makes B full-rank when m ≤ n (without it, an ensemble of m ≈ n members
+  gives a rank-deficient B and K ≠ I in many directions);
 - spectral: keep only B's per-wavenumber variances, the limit of spectral localisation (Buehner &
   Charron 2007) for a statistically homogeneous state on a periodic grid. With H = I and R = rI
   the gain is then diagonal in Fourier space, K_k = B_kk/(B_kk + r), so the analysis costs

@@ -2,8 +2,8 @@
 
 Two things are measured, side by side in this process:
 
-- **ETDRK4 throughput** (medida.md §2.2, §6.7; MEDIDA's preset grid L = 100, N = 1,024, truth step
-  h = 1e-3, §3.1). The batched torch solver (`operators/ks.py`: on the CPU, cache-sized chunks of
+- **ETDRK4 throughput** (Kassam & Trefethen 2005; MEDIDA's preset grid L = 100, N = 1,024, truth
+  step h = 1e-3, from the public code's `experiments/KS/main.py`). The batched torch solver (`operators/ks.py`: on the CPU, cache-sized chunks of
   members with one batched rfft per stage, spread over torch's thread count; on a GPU, the whole
   ensemble at once) on a batch of 1,024 perturbed states against a loop over members of a plain
   numpy ETDRK4 for one state (`operators/ks_reference.py`, the per-member loop of the public code),
@@ -11,8 +11,8 @@ Two things are measured, side by side in this process:
   not depend on how many members it runs, so it runs on the first `ref_members` members; the goal
   is ≥ 10× on 2 cores. Agreement: the same members after the same steps, max |Δu| (the two differ
   only by round-off, ~1e-15). The torch float32 path is timed and compared too, but only reported.
-- **EnKF analysis** (medida.md §2.6, `scaling/enkf.py`): one stochastic analysis at state n = 1,024
-  for ensembles of 128, 1,024 and 10,240 members (the preset is 10·n, §3.1), σ_b = 0.25 forecast
+- **EnKF analysis** (`scaling/medida/enkf.py`): one stochastic analysis at state n = 1,024
+  for ensembles of 128, 1,024 and 10,240 members (the public preset is 10·n), σ_b = 0.25 forecast
   spread and 1% observation noise, with the form the filter picks (`auto`: Woodbury in ensemble
   space when m < n, a Cholesky solve in state space otherwise) against the public code's explicit
   inverse K = B(B + R)⁻¹. The same generator seed gives both the same perturbed observations, so
@@ -33,23 +33,24 @@ import platform
 import time
 
 import numpy as np
+import torch
 
-L, N, H = 100.0, 1024, 1e-3           # medida.md §3.1: grid and truth step
-SIGMA_B, NOISE_MAG = 0.25, 0.01       # §2.6 forecast spread; §3.1 README noise level
+from operators.ks import ETDRK4, KSEquation, KSGrid, initial_condition
+from operators.ks_reference import NumpyETDRK4
+from scaling.medida.enkf import EnKFConfig, analysis
+
+L, N, H = 100.0, 1024, 1e-3           # the public MEDIDA preset (`experiments/KS/main.py`): grid and truth step
+SIGMA_B, NOISE_MAG = 0.25, 0.01       # its EnKF forecast spread (`EnKF.py`) and its README's noise level
 STATE_TOL, MEAN_TOL = 1e-9, 1e-8      # "agree": round-off level, far below any KS/EnKF signal
 
 
 def _sync(device: str):
-    import torch
-
     if str(device).startswith("cuda"):
         torch.cuda.synchronize(device)
 
 
 def _perturbed_states(members: int, seed: int) -> np.ndarray:
     """MEDIDA's u0 plus N(0, 0.1²) per point: distinct members (cost does not depend on the state)."""
-    from operators.ks import KSGrid, initial_condition
-
     u0 = initial_condition(KSGrid(L, N), "medida")
     return u0 + 0.1 * np.random.default_rng(seed).standard_normal((members, N))
 
@@ -67,11 +68,6 @@ def _best_time(fn, repeats: int, device: str = "cpu"):
 
 
 def bench_etdrk4(quick: bool = False, device: str = "cpu", seed: int = 0) -> dict:
-    import torch
-
-    from operators.ks import ETDRK4, KSEquation, KSGrid
-    from operators.ks_reference import NumpyETDRK4
-
     members, steps, ref_members = (64, 5, 4) if quick else (1024, 20, 16)
     repeats = 3  # both sides: best of 3 (the machine may be shared)
     states = _perturbed_states(members, seed)
@@ -105,10 +101,6 @@ def bench_etdrk4(quick: bool = False, device: str = "cpu", seed: int = 0) -> dic
 
 
 def _time_analysis(forecast, obs, obs_std, form: str, seed: int, device: str):
-    import torch
-
-    from scaling.enkf import EnKFConfig, analysis
-
     config = EnKFConfig(members=forecast.shape[0], form=form)
     generator = torch.Generator().manual_seed(seed)
     _sync(device)
@@ -119,10 +111,6 @@ def _time_analysis(forecast, obs, obs_std, form: str, seed: int, device: str):
 
 
 def bench_enkf(quick: bool = False, device: str = "cpu", seed: int = 0) -> dict:
-    import torch
-
-    from operators.ks import KSGrid, initial_condition
-
     truth = initial_condition(KSGrid(L, N), "medida")
     obs_std = NOISE_MAG * float(np.std(truth))
     obs = torch.as_tensor(truth, device=device)
@@ -146,8 +134,6 @@ def bench_enkf(quick: bool = False, device: str = "cpu", seed: int = 0) -> dict:
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
-    import torch
-
     on_gpu = str(device).startswith("cuda")
     ks = bench_etdrk4(quick, device)
     enkf = bench_enkf(quick, device)

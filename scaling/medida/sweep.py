@@ -1,13 +1,17 @@
 """MEDIDA sweeps: cases × noise levels × ensemble sizes × seeds as one job array (`workbench medida sweep`).
 
-    config = load(MedidaSweepConfig, "jobs/configs/medida_sweep.yaml")
-    items = [(chunk,) for chunk in member_chunks(config)]       # plain dicts, picklable
-    executor, batches = jobs.sweep.run_array(member_batch, items, spec, "auto", folder)
-    ds = assemble(config, [m for batch in batches for m in batch])
+The three steps of `jobs.experiment.run_experiment` are plain functions here (this module does not
+import `jobs/`; `scaling/medida/cli.py` ties them together)::
 
-Each member is one `scaling.medida.run`; `member` and `member_batch` are module-level and return
-plain data, so submitit can run them anywhere. The truth trajectory is cached per process, so a
-batch of `per_job` members pays for it once (it is the same for every case of a sweep).
+    config = load(MedidaSweepConfig, "jobs/configs/medida_sweep.yaml")
+    members = [member_batch(*item) for item in items(config)]   # items: (plain-dict configs,) per job
+    text, payload = finish(config, [m for batch in members for m in batch], "debug")
+
+`items` validates every member before anything runs and saves the resolved config as
+`<root>/<name>/config.yaml`; `finish` writes `<root>/<name>/results.nc` (`assemble`). Each member is
+one `scaling.medida.pipeline.run`; `member` and `member_batch` are module-level and return plain
+data, so submitit can run them anywhere. The truth trajectory is cached per process, so a batch of
+`per_job` members pays for it once (it is the same for every case of a sweep).
 
 Ensemble size 0 stands for "no data assimilation" (`ensemble: None` in MedidaConfig): netCDF
 coordinates cannot hold a null. In the sweep config it may be written `none`, `null` or 0.
@@ -16,23 +20,30 @@ coordinates cannot hold a null. In the sweep config it may be written `none`, `n
 from __future__ import annotations
 
 import dataclasses
-import re
+import json
+import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
-from scaling.medida import MedidaConfig
-from scaling.medida_cases import CASES, case_model
-from workbench.config import bounds, from_dict, to_dict
+from scaling.medida.cases import CASES, case_model
+from scaling.medida.library import library_terms, term_name
+from scaling.medida.pipeline import MedidaConfig, check_library_covers, equations, run, true_error
+from workbench.config import bounds, from_dict, save, to_dict
 from workbench.errors import ConfigError, InputError
+from workbench.jobspec import SAFE_PATH_NAME, JobSpec, check_name
+from workbench.store import atomic_write_netcdf
 
 __all__ = ["MedidaSweepConfig", "member_configs", "member_chunks", "member", "member_batch", "assemble",
-           "canonical_case", "validate"]
+           "canonical_case", "validate", "items", "finish", "output_dir", "job_spec", "submitit_folder",
+           "describe_batch"]
 
 NO_DA = 0  # the ensemble coordinate meaning "no data assimilation"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*")
+_GENERIC_JOB_NAME = JobSpec().name
 _BASE_SET_BY_SWEEP = {"case": "cases", "lambda_model": "cases", "extra_model": "cases", "noise": "noise",
                       "ensemble": "ensemble", "seed": "seeds"}
 
@@ -46,11 +57,9 @@ def canonical_case(name: str) -> str:
 
 def validate(config: MedidaConfig) -> MedidaConfig:
     """Checks run() would make only after its truth run: the case exists, the library covers the error."""
-    from scaling.medida import _check_library_covers, equations, true_error
-
     if config.case:
         canonical_case(config.case)
-    _check_library_covers(true_error(*equations(config)), config.library)
+    check_library_covers(true_error(*equations(config)), config.library)
     return config
 
 
@@ -79,11 +88,15 @@ class MedidaSweepConfig:
     seeds: int = field(default=1, metadata=bounds(ge=1))
     per_job: int = field(default=4, metadata=bounds(ge=1))  # members run one after another in one job
     base: MedidaConfig = MedidaConfig()
-    job: dict = field(default_factory=dict)  # a jobs.submit.JobSpec mapping (name defaults to `name`)
+    # Resources of every job of the array. Left at JobSpec's generic name, job.name becomes the
+    # sweep's `name` (`job_spec`); job.folder defaults to <root>/<name>/submitit (`submitit_folder`).
+    job: JobSpec = field(default_factory=JobSpec)
 
     def __post_init__(self):
-        if not _SAFE_NAME.fullmatch(self.name) or ".." in self.name:
+        if not SAFE_PATH_NAME.fullmatch(self.name) or ".." in self.name:
             raise ConfigError(f"name {self.name!r} must be a plain directory name (letters, digits, _ . - + = ,)")
+        if self.job.name == _GENERIC_JOB_NAME:
+            check_name(self.name, "name (also the job name: job.name is not set)")
         for what, values in (("cases", self.cases), ("noise", self.noise), ("ensemble", self.ensemble)):
             if not values:
                 raise ConfigError(f"{what} must list at least one value")
@@ -129,8 +142,6 @@ def member_chunks(config: MedidaSweepConfig) -> list[list[dict[str, Any]]]:
 
 def member(config: MedidaConfig | dict[str, Any]) -> dict[str, Any]:
     """One MEDIDA run (a job-array member): plain data only."""
-    from scaling.medida import run
-
     if not isinstance(config, MedidaConfig):
         config = from_dict(MedidaConfig, config, source="sweep member")
     start = time.perf_counter()
@@ -151,8 +162,6 @@ def member_batch(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _term_order(config: MedidaSweepConfig, terms: set[str]) -> list[str]:
-    from scaling.medida_library import library_terms, term_name
-
     lib = config.base.library
     order = [term_name(p, d) for p, d in library_terms(lib.max_power, lib.max_derivative)]
     return [t for t in order if t in terms] + sorted(terms - set(order))
@@ -165,10 +174,6 @@ def assemble(config: MedidaSweepConfig, members: list[dict[str, Any]]):
     true_coef (case, term); relative_error: per true error term (NaN for other terms);
     spurious: number of discovered terms outside the true error; timing: seconds of the run.
     """
-    import json
-
-    import xarray as xr
-
     cases, noise, ens, seeds = list(config.cases), [float(n) for n in config.noise], list(config.ensemble), \
         list(range(config.seeds))
     terms = _term_order(config, {t for m in members for t in (*m["true"], *m["discovered"])})
@@ -210,3 +215,61 @@ def assemble(config: MedidaSweepConfig, members: list[dict[str, Any]]):
     ds.attrs.update(name=config.name, description="MEDIDA model-error discovery sweep (KS)",
                     base_config=json.dumps(to_dict(config.base)))
     return ds
+
+
+# --- the steps of `workbench medida sweep` (run by jobs.experiment.run_experiment) -----------------
+
+def output_dir(config: MedidaSweepConfig) -> Path:
+    """<root>/<name>: config.yaml, results.nc and (by default) submitit/."""
+    return Path(config.root) / config.name
+
+
+def job_spec(config: MedidaSweepConfig) -> JobSpec:
+    """The JobSpec of every job: config.job, named after the sweep unless job.name is set."""
+    return dataclasses.replace(config.job, name=config.name) if config.job.name == _GENERIC_JOB_NAME else config.job
+
+
+def submitit_folder(config: MedidaSweepConfig) -> Path:
+    """Where submitit keeps the members' pickles and logs: job.folder, else <root>/<name>/submitit."""
+    return config.job.folder if config.job.folder is not None else output_dir(config) / "submitit"
+
+
+def items(config: MedidaSweepConfig) -> list[tuple[list[dict[str, Any]]]]:
+    """The arguments of every job, `(chunk,)` for `member_batch`. Every member is validated before
+    anything runs; then <root>/<name>/ is created and the resolved config (with the job's name)
+    saved there."""
+    chunks = member_chunks(config)
+    out = output_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    save(dataclasses.replace(config, job=job_spec(config)), out / "config.yaml")
+    return [(chunk,) for chunk in chunks]
+
+
+def describe_batch(item: tuple, members: list[dict[str, Any]]) -> str:
+    """One progress line per finished job (in-process executor)."""
+    return "; ".join(f"{m['case']} noise {m['noise']:g} ensemble {m['ensemble'] or 'none'} seed {m['seed']}: "
+                     f"max rel. error {100 * m['max_relative_error']:.3g} %" for m in members)
+
+
+def finish(config: MedidaSweepConfig, members: list[dict[str, Any]], executor: str) -> tuple[str, dict[str, Any]]:
+    """Members (flattened over jobs) → <root>/<name>/results.nc, and the (text, payload) of the report."""
+    ds = assemble(config, members)
+    out = output_dir(config)
+    atomic_write_netcdf(ds, out / "results.nc")
+    jobs = math.ceil(len(members) / config.per_job)
+    rows, lines = [], [f"MEDIDA sweep {config.name}: {len(members)} runs in {jobs} jobs, executor "
+                       f"{executor}; max relative coefficient error (mean over {config.seeds} seed"
+                       f"{'s' * (config.seeds > 1)}), spurious terms (mean), time"]
+    lines.append(f"  {'case':<14} {'noise':>7} {'ensemble':>9} {'max rel. error':>15} {'spurious':>9} {'time':>8}")
+    for case in config.cases:
+        for noise in config.noise:
+            for size in config.ensemble:
+                sel = ds.sel(case=case, noise=float(noise), ensemble=size)
+                row = {"case": case, "noise": float(noise), "ensemble": int(size),
+                       "max_relative_error": float(sel["max_relative_error"].mean()),
+                       "spurious": float(sel["spurious"].mean()), "timing_s": float(sel["timing"].mean())}
+                rows.append(row)
+                lines.append(f"  {case:<14} {noise:>7g} {size or 'none':>9} {100 * row['max_relative_error']:>13.3g} %"
+                             f" {row['spurious']:>9.3g} {row['timing_s']:>6.2f} s")
+    lines.append(f"wrote {out / 'results.nc'}")
+    return "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"), "rows": rows}

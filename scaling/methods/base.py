@@ -1,0 +1,102 @@
+"""What a scaling method is: the record `workbench scaling fit` is built from, and the flags and
+helpers that several methods share.
+
+Method modules are imported when `workbench` builds its parser, so they import numpy at most at
+module level; the fitting code (torch, scipy, pandas, xarray, matplotlib) is imported inside the
+functions that run a fit, as in the CLI modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from scaling.laws import CHINCHILLA_BUDGET
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+__all__ = ["Method", "add_seed_flag", "add_target_compute_flag", "non_negative_int", "positive_float",
+           "progress_bar"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One estimator behind `workbench scaling fit --method NAME`.
+
+    `fit` gets the validated run table (`scaling.table.load_runs`: columns N, D, C, loss, ...) and
+    the parsed arguments and returns a fit object that only this method's other functions read:
+    `text` (the terminal report), `payload` (the `--json` object), `dataset` (the `--out` netCDF;
+    the CLI adds the attributes method, convention and source) and `plot` (the `--plot` PNG; a
+    method without a figure leaves it None or draws nothing for that fit).
+    """
+
+    name: str
+    help: str  # one line, shown in `workbench scaling fit --help`
+    add_flags: Callable[[argparse.ArgumentParser], None]  # this method's own flags
+    fit: Callable[[pd.DataFrame, argparse.Namespace], Any]
+    text: Callable[[Any, argparse.Namespace], str]
+    payload: Callable[[Any, argparse.Namespace], dict]
+    dataset: Callable[[Any, argparse.Namespace], xr.Dataset]
+    plot: Callable[[Any, argparse.Namespace, pd.DataFrame, Path], None] | None = None
+
+
+# ---------------------------------------------------------------------------------- shared flags
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a bad value is exit 2 with the flag named)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    """Add a flag that several methods read; declaring it again (by the same function) is a no-op."""
+    try:
+        parser.add_argument(flag, **kwargs)
+    except argparse.ArgumentError:  # an earlier method declared it
+        pass
+
+
+def add_seed_flag(parser: argparse.ArgumentParser) -> None:
+    _add_once(parser, "--seed", type=int, default=0, help="random seed for bootstrap resampling and noise")
+
+
+def add_target_compute_flag(parser: argparse.ArgumentParser) -> None:
+    _add_once(parser, "--target-compute", type=positive_float, default=CHINCHILLA_BUDGET, metavar="C",
+              help="report the compute-optimal N*, D* at this budget (FLOPs)")
+
+
+# -------------------------------------------------------------------------------------- progress
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str):
+    """tqdm on stderr (hidden when stderr is not a terminal); yields a callback(n_done)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="fit", disable=None, leave=False)
+    state = {"n": 0}
+
+    def update(done: int) -> None:
+        bar.update(done - state["n"])
+        state["n"] = done
+
+    try:
+        yield update
+    finally:
+        bar.close()
