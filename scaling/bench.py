@@ -12,8 +12,13 @@ import platform
 import time
 
 import numpy as np
+import torch
+from scipy.optimize import minimize
 
+from scaling.datasets import load_epoch_chinchilla
 from scaling.fit import HUBER_DELTA, bootstrap_parametric, fit_parametric, hoffmann_grid
+from scaling.laws import EPOCH_2024
+from scaling.simulate import simulate_runs
 
 SAME_OPTIMUM_RTOL = 1e-6
 
@@ -34,8 +39,6 @@ def _reference_objective(x, logN, logD, logL, weights):
 
 
 def _reference_fit(starts, logN, logD, logL, weights):
-    from scipy.optimize import minimize
-
     best = None
     for x0 in starts:
         with np.errstate(all="ignore"):
@@ -47,10 +50,6 @@ def _reference_fit(starts, logN, logD, logL, weights):
 
 
 def _data():
-    from scaling.datasets import load_epoch_chinchilla
-    from scaling.laws import EPOCH_2024
-    from scaling.simulate import simulate_runs
-
     try:
         runs = load_epoch_chinchilla()
         return runs["N"].to_numpy(), runs["D"].to_numpy(), runs["loss"].to_numpy(), "Epoch Chinchilla (240 runs)"
@@ -61,8 +60,6 @@ def _data():
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
-    import torch
-
     N, D, loss, source = _data()
     starts = hoffmann_grid()
     n_boot = 1000

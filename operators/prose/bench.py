@@ -28,11 +28,13 @@ import statistics
 import time
 
 import numpy as np
+import torch
+
+from operators.odes import PRESETS, default_t_eval, generate_samples, sample_seeds
+from operators.prose.model import ProseConfig, ProseModel, count_parameters, prose_loss
 
 
 def _gen(names, per_family, seed, engine, workers):
-    from operators.odes import default_t_eval, generate_samples, sample_seeds
-
     order = [names[j] for _ in range(per_family) for j in range(len(names))]
     t = default_t_eval()
     start = time.perf_counter()
@@ -41,8 +43,6 @@ def _gen(names, per_family, seed, engine, workers):
 
 
 def bench_data(quick: bool = False, seed: int = 0) -> dict:
-    from operators.odes import PRESETS
-
     names = ("lorenz_3d", "rossler", "sprott_B") if quick else PRESETS["chaotic_ode_all"]
     n_ref, n_batch = (2, 32) if quick else (6, 256)
     ref, t_ref = _gen(names, n_ref, seed, "solve_ivp", 1)
@@ -74,10 +74,6 @@ DATA_TOKENS, SYMBOL_TOKENS, TARGET_TOKENS, QUERIES = 64, 40, 50, 128
 
 
 def _train_step(cfg, batch: int, device: str):
-    import torch
-
-    from operators.prose.model import ProseModel, count_parameters, prose_loss
-
     torch.manual_seed(0)
     model = ProseModel(cfg).to(device)
     on_gpu = device.startswith("cuda")
@@ -111,8 +107,6 @@ def _train_step(cfg, batch: int, device: str):
 
 
 def _time_steps(step, steps: int, device: str) -> list[float]:
-    import torch
-
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     out = []
     for _ in range(steps):
@@ -125,10 +119,6 @@ def _time_steps(step, steps: int, device: str) -> list[float]:
 
 
 def bench_train(quick: bool = False, device: str = "cpu") -> dict:
-    import torch
-
-    from operators.prose.model import ProseConfig
-
     on_gpu = device.startswith("cuda")
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -17,6 +17,22 @@ import statistics
 import time
 
 import numpy as np
+import torch
+
+from workbench.generative import pfgmpp, schedules
+from workbench.generative.data import mixture_2d
+from workbench.generative.losses import (
+    EDMPrecond,
+    diffusion_loss,
+    diffusion_noise,
+    pfgmpp_loss,
+    pfgmpp_noise,
+    timestep_condition,
+)
+from workbench.generative.metrics import sliced_wasserstein
+from workbench.generative.networks import UNetDenoiser
+from workbench.generative.oracle import pfgmpp_denoiser
+from workbench.generative.samplers import ddim_sample, ddpm_sample, edm_sigmas, heun_sample
 
 IMAGE, BATCH, BASE = 16, 64, 32
 
@@ -31,12 +47,6 @@ def _timed(fn, repeats: int, sync) -> float:
 
 
 def _training_steps(device: str, quick: bool) -> dict:
-    import torch
-
-    from workbench.generative import schedules
-    from workbench.generative.losses import EDMPrecond, diffusion_loss, diffusion_noise, pfgmpp_loss, pfgmpp_noise
-    from workbench.generative.networks import UNetDenoiser
-
     on_gpu = device.startswith("cuda")
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     batch = 256 if on_gpu else BATCH
@@ -78,13 +88,6 @@ def _training_steps(device: str, quick: bool) -> dict:
 
 
 def _sampling(device: str, quick: bool) -> dict:
-    import torch
-
-    from workbench.generative import pfgmpp, schedules
-    from workbench.generative.losses import EDMPrecond, timestep_condition
-    from workbench.generative.networks import UNetDenoiser
-    from workbench.generative.samplers import ddim_sample, ddpm_sample, edm_sigmas, heun_sample
-
     on_gpu = device.startswith("cuda")
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     count = 1024 if on_gpu else (64 if quick else 256)
@@ -131,14 +134,6 @@ def _sampling(device: str, quick: bool) -> dict:
 
 
 def _quality_vs_nfe(quick: bool) -> dict:
-    import torch
-
-    from workbench.generative import pfgmpp
-    from workbench.generative.data import mixture_2d
-    from workbench.generative.metrics import sliced_wasserstein
-    from workbench.generative.oracle import pfgmpp_denoiser
-    from workbench.generative.samplers import edm_sigmas, heun_sample
-
     # The exact denoiser's target is the empirical law of `points`, so samples are scored against
     # `points` themselves: 0 is reachable and the remaining distance is the sampler's error.
     points, _ = mixture_2d(1000 if quick else 2000, np.random.default_rng(0), std=0.1)
@@ -155,8 +150,6 @@ def _quality_vs_nfe(quick: bool) -> dict:
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
-    import torch
-
     on_gpu = device.startswith("cuda")
     return {"device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "image": IMAGE, "unet_base": BASE,

@@ -23,6 +23,10 @@ import platform
 import statistics
 import time
 
+import torch
+
+from workbench.lm.model import GPTConfig, build_model, make_optimizer
+
 PEAK_BF16 = {"A100": 312e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12}
 
 
@@ -36,8 +40,6 @@ class Shape:
     batch: int
 
     def model_config(self, parametrization: str):
-        from workbench.lm.model import GPTConfig
-
         return GPTConfig(vocab_size=self.vocab, width=self.width, depth=self.depth, heads=self.heads,
                          seq_len=self.seq_len, parametrization=parametrization, base_width=min(self.width, 256))
 
@@ -54,8 +56,6 @@ def flops_per_token(n_params: int, shape: Shape) -> float:
 
 
 def peak_flops(device: str) -> float | None:
-    import torch
-
     if not device.startswith("cuda"):
         return None
     name = torch.cuda.get_device_name(device)
@@ -64,10 +64,6 @@ def peak_flops(device: str) -> float | None:
 
 def _trainer(shape: Shape, parametrization: str, device: str, compile_model: bool):
     """A closure that runs one training step; the model is built and warmed up here."""
-    import torch
-
-    from workbench.lm.model import build_model, make_optimizer
-
     torch.manual_seed(0)
     model = build_model(shape.model_config(parametrization)).to(device)
     on_gpu = device.startswith("cuda")
@@ -91,8 +87,6 @@ def _trainer(shape: Shape, parametrization: str, device: str, compile_model: boo
 
 
 def _time(step, steps: int, device: str) -> float:
-    import torch
-
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     t0 = time.perf_counter()
@@ -104,8 +98,6 @@ def _time(step, steps: int, device: str) -> float:
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
-    import torch
-
     on_gpu = device.startswith("cuda")
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
