@@ -39,8 +39,7 @@ def _latency(executor: str, folder: Path, repeats: int) -> dict:
         started = job.result()
         starts.append(started - t0)
         rounds.append(t1 - t0)
-    return {"first_line_s": statistics.median(starts), "round_trip_s": statistics.median(rounds),
-            "repeats": repeats}
+    return {"first_line_s": statistics.median(starts), "round_trip_s": statistics.median(rounds), "repeats": repeats}
 
 
 def _in_process(repeats: int = 1000) -> float:
@@ -73,21 +72,39 @@ def _collect_bench(folder: Path) -> dict:
     for i, (lr, seed) in enumerate((lr, seed) for lr in lrs for seed in seeds):
         run_id = f"{i:03d}"
         rng = np.random.default_rng(i)
-        ds = xr.Dataset({"loss": ("step", 1 / steps + 0.01 * rng.random(steps.size)),
-                         "final_loss": ((), 0.01), "steps_done": ((), 200), "status": ((), "completed")},
-                        coords={"step": steps})
+        ds = xr.Dataset(
+            {
+                "loss": ("step", 1 / steps + 0.01 * rng.random(steps.size)),
+                "final_loss": ((), 0.01),
+                "steps_done": ((), 200),
+                "status": ((), "completed"),
+            },
+            coords={"step": steps},
+        )
         path = sweep / run_id / "metrics.nc"
         atomic_write_netcdf(ds, path)
         files.append((path, {"lr": lr, "seed": seed}))
-        append_manifest(sweep / "manifest.jsonl", {
-            "run_id": run_id, "params": {"lr": lr, "seed": seed}, "executor": "debug", "outcome": "done",
-            "job_id": f"DEBUG_{i}", "folder": str(sweep / "submitit" / "%j"), "attempt": 1,
-            "config": {"root": str(folder), "experiment": "sweep32"}})
+        append_manifest(
+            sweep / "manifest.jsonl",
+            {
+                "run_id": run_id,
+                "params": {"lr": lr, "seed": seed},
+                "executor": "debug",
+                "outcome": "done",
+                "job_id": f"DEBUG_{i}",
+                "folder": str(sweep / "submitit" / "%j"),
+                "attempt": 1,
+                "config": {"root": str(folder), "experiment": "sweep32"},
+            },
+        )
     t0 = time.perf_counter()
     ours = collect(sweep)
     t1 = time.perf_counter()
-    bare = xr.combine_by_coords([with_sweep_dims(open_dataset(p).drop_vars("status"), params)
-                                 for p, params in files], join="outer", combine_attrs="drop_conflicts")
+    bare = xr.combine_by_coords(
+        [with_sweep_dims(open_dataset(p).drop_vars("status"), params) for p, params in files],
+        join="outer",
+        combine_attrs="drop_conflicts",
+    )
     t2 = time.perf_counter()
     same = bool(np.array_equal(ours["loss"].values, bare["loss"].transpose(*ours["loss"].dims).values))
     return {"members": len(files), "collect_s": t1 - t0, "bare_combine_s": t2 - t1, "same_values": same}
@@ -120,7 +137,9 @@ def format_result(r: dict) -> str:
         for key, label in (("first_line_s", "submit -> first line"), ("round_trip_s", "submit -> result")):
             lines.append(f"{f'{name}: {label}':<34}{row[key]:>10.2f}{row[key] / base:>20.3g}")
     c = r["collect"]
-    lines.append(f"{'collect, ' + str(c['members']) + ' members':<34}{c['collect_s']:>10.3f}"
-                 f"{c['collect_s'] / c['bare_combine_s']:>19.1f}x bare xarray combine ({c['bare_combine_s']:.3f} s)")
+    lines.append(
+        f"{'collect, ' + str(c['members']) + ' members':<34}{c['collect_s']:>10.3f}"
+        f"{c['collect_s'] / c['bare_combine_s']:>19.1f}x bare xarray combine ({c['bare_combine_s']:.3f} s)"
+    )
     lines.append("same combined values as the bare combine" if c["same_values"] else "COMBINED VALUES DIFFER")
     return "\n".join(lines)

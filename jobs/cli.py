@@ -16,8 +16,13 @@ def register(areas, name: str, help_text: str) -> None:
 
     p = add_parser(verbs, "sweep", run_sweep)
     _add_config_flags(p)
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a swept key and its values (repeatable: the grid is the product)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a swept key and its values (repeatable: the grid is the product)",
+    )
 
     p = add_parser(verbs, "status", run_status, json=True)
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment> (holds manifest.jsonl)")
@@ -33,8 +38,13 @@ def register(areas, name: str, help_text: str) -> None:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    add_job_flags(p, config_help="job config file (.yaml/.json), e.g. jobs/configs/mlp_tiny.yaml",
-                  set_example="model.lr=3e-4 or job.timeout_min=30", wait=True, dry_run=True)
+    add_job_flags(
+        p,
+        config_help="job config file (.yaml/.json), e.g. jobs/configs/mlp_tiny.yaml",
+        set_example="model.lr=3e-4 or job.timeout_min=30",
+        wait=True,
+        dry_run=True,
+    )
 
 
 # ------------------------------------------------------------------------------------ handlers
@@ -94,17 +104,28 @@ def _submit_members(args, members, *, single: bool) -> int:
     failed = args.wait and any(m.state == "failed" for m in members_now)
     if single:
         m = members_now[0]
-        payload = {"job_id": m.job_id, "state": m.state, "run_dir": m.run_dir, "log": m.log,
-                   "executor": m.executor, "detail": m.detail}
+        payload = {
+            "job_id": m.job_id,
+            "state": m.state,
+            "run_dir": m.run_dir,
+            "log": m.log,
+            "executor": m.executor,
+            "detail": m.detail,
+        }
         text = f"job {m.job_id} ({m.executor}): {m.state}\n  run dir: {m.run_dir}\n  log: {m.log}"
         if m.detail:
             text += f"\n  {m.detail}"
     else:
-        payload = {"sweep": str(first.sweep_dir), "executor": records[0]["executor"],
-                   "members": [m.to_json() for m in members_now]}
-        text = (f"sweep {first.sweep_dir}: {len(records)} members on {records[0]['executor']}\n"
-                + _status_table(members_now)
-                + f"\nfollow: workbench jobs status {first.sweep_dir}")
+        payload = {
+            "sweep": str(first.sweep_dir),
+            "executor": records[0]["executor"],
+            "members": [m.to_json() for m in members_now],
+        }
+        text = (
+            f"sweep {first.sweep_dir}: {len(records)} members on {records[0]['executor']}\n"
+            + _status_table(members_now)
+            + f"\nfollow: workbench jobs status {first.sweep_dir}"
+        )
     emit(args, text, payload)
     return 1 if failed else 0
 
@@ -116,9 +137,13 @@ def _dry_run(args, members) -> int:
     first = members[0].config
     executor = resolve_executor(args.executor) if args.executor != "slurm" else "slurm"
     script = sbatch_script(first.job, first.job_folder, array_size=len(members) if len(members) > 1 else None)
-    payload = {"executor": executor, "members": [{"run_id": m.config.resolved_run_id, "params": m.params,
-                                                 "config": to_dict(m.config)} for m in members],
-               "sbatch_script": script}
+    payload = {
+        "executor": executor,
+        "members": [
+            {"run_id": m.config.resolved_run_id, "params": m.params, "config": to_dict(m.config)} for m in members
+        ],
+        "sbatch_script": script,
+    }
     lines = [f"{len(members)} job(s) would run on {executor}:"]
     lines += [f"  {m.config.run_dir.path}" for m in members]
     lines += ["", "sbatch script (when submitted to SLURM):", script]
@@ -172,16 +197,26 @@ def run_collect(args) -> int:
     atomic_write_netcdf(ds, out)
     not_done = [m.run_id for m in members if m.state != "done"]
     sweep_dims = {d: int(n) for d, n in ds.sizes.items() if d != "step"}
-    payload = {"path": str(out), "dims": {d: int(n) for d, n in ds.sizes.items()},
-               "members": len(members), "done": len(members) - len(not_done), "not_done": not_done}
-    lines = [f"wrote {out}: dims {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}; "
-             f"{payload['done']} of {len(members)} members done"]
+    payload = {
+        "path": str(out),
+        "dims": {d: int(n) for d, n in ds.sizes.items()},
+        "members": len(members),
+        "done": len(members) - len(not_done),
+        "not_done": not_done,
+    }
+    lines = [
+        f"wrote {out}: dims {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}; "
+        f"{payload['done']} of {len(members)} members done"
+    ]
     if not_done:
         lines.append(f"not done (NaN): {', '.join(not_done)}")
     if "final_loss" in ds and sweep_dims:
         flat = ds["final_loss"].stack(point=list(sweep_dims)).values
-        lines.append(f"final loss: min {np.nanmin(flat):.4g}, max {np.nanmax(flat):.4g}"
-                     if np.isfinite(flat).any() else "final loss: no member done")
+        lines.append(
+            f"final loss: min {np.nanmin(flat):.4g}, max {np.nanmax(flat):.4g}"
+            if np.isfinite(flat).any()
+            else "final loss: no member done"
+        )
     emit(args, "\n".join(lines), payload)
     return 0
 
@@ -203,7 +238,10 @@ def run_resubmit(args) -> int:
     current = sweep.wait(args.sweep, run_ids=run_ids) if args.wait and records else sweep.status(args.sweep)
     chosen = [m for m in current if m.run_id in run_ids]
     failed = args.wait and any(m.state == "failed" for m in chosen)
-    text = ("nothing to resubmit: no member failed or is missing" if not records else
-            f"resubmitted {len(records)} member(s)\n" + _status_table(chosen))
+    text = (
+        "nothing to resubmit: no member failed or is missing"
+        if not records
+        else f"resubmitted {len(records)} member(s)\n" + _status_table(chosen)
+    )
     emit(args, text, [m.to_json() for m in chosen])
     return 1 if failed else 0

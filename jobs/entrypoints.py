@@ -21,9 +21,10 @@ import hashlib
 import json
 import os
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import submitit
 
@@ -94,8 +95,9 @@ class _JobFile:
     root: Path = Path("runs")
 
 
-def load_job_config(path: str | os.PathLike[str], overrides: Sequence[str] = (),
-                    *, base_dir: Path | None = None) -> TrainJobConfig:
+def load_job_config(
+    path: str | os.PathLike[str], overrides: Sequence[str] = (), *, base_dir: Path | None = None
+) -> TrainJobConfig:
     """Read a job config file, apply ``key=value`` overrides, check everything.
 
     A relative `root` (and job.folder) is taken relative to `base_dir` (default: the current
@@ -108,8 +110,10 @@ def load_job_config(path: str | os.PathLike[str], overrides: Sequence[str] = (),
     typed = load(_typed_job_file(get_trainable(kind).config_type), path)
     typed = apply_overrides(typed, overrides)
     if typed.kind != kind:
-        raise ConfigError(f"--set kind={typed.kind}: the model section of {path} is for kind "
-                          f"{kind!r}; use a config file written for {typed.kind!r}")
+        raise ConfigError(
+            f"--set kind={typed.kind}: the model section of {path} is for kind "
+            f"{kind!r}; use a config file written for {typed.kind!r}"
+        )
     return _absolute(_to_job_config(typed), base_dir)
 
 
@@ -120,7 +124,7 @@ def job_config_from_dict(data: dict[str, Any], *, source: str = "config") -> Tra
     return _to_job_config(typed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _typed_job_file(config_type: type) -> type:
     """_JobFile with `model` typed as `config_type` (used to validate only; never pickled)."""
     hints = typing.get_type_hints(_JobFile)
@@ -138,8 +142,7 @@ def _typed_job_file(config_type: type) -> type:
 
 
 def _to_job_config(typed: Any) -> TrainJobConfig:
-    return TrainJobConfig(kind=typed.kind, experiment=typed.experiment, model=typed.model,
-                          train=typed.train, job=typed.job, run_id=typed.run_id, root=typed.root)
+    return TrainJobConfig(**{f.name: getattr(typed, f.name) for f in dataclasses.fields(TrainJobConfig)})
 
 
 def _absolute(config: TrainJobConfig, base_dir: Path | None) -> TrainJobConfig:
@@ -163,8 +166,9 @@ class TrainJob(submitit.helpers.Checkpointable):
         from workbench.train import train  # train() imports torch + Lightning, after submitit set its handlers
 
         run = create_run_dir(cfg.root, cfg.experiment, cfg.resolved_run_id, cfg)
-        result = train(cfg.model, cfg.train, run, kind=cfg.kind,
-                       devices=cfg.job.tasks_per_node, num_nodes=cfg.job.nodes)
+        result = train(
+            cfg.model, cfg.train, run, kind=cfg.kind, devices=cfg.job.tasks_per_node, num_nodes=cfg.job.nodes
+        )
         result["job_id"] = _job_id()
         return result
 
@@ -189,7 +193,8 @@ def _export_local_distributed_env(spec: JobSpec) -> None:
     if os.environ.get("SUBMITIT_EXECUTOR") != "local" or spec.tasks_per_node * spec.nodes < 2:
         return
     submitit.helpers.TorchDistributedEnvironment().export(
-        set_cuda_visible_devices=spec.gpus_per_node > 0, overwrite=True)
+        set_cuda_visible_devices=spec.gpus_per_node > 0, overwrite=True
+    )
 
 
 def _job_id() -> str | None:

@@ -57,8 +57,14 @@ class Experiment:
     describe: Callable[[tuple, Any], str] | None = None
 
 
-def load_experiment_config(cls: type[C], path: str | os.PathLike[str], overrides: Sequence[str] = (),
-                           *, base_dir: Path | None = None, absolute: Sequence[str] = ()) -> C:
+def load_experiment_config(
+    cls: type[C],
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    *,
+    base_dir: Path | None = None,
+    absolute: Sequence[str] = (),
+) -> C:
     """Read `cls` from a YAML/JSON file and apply ``--set key=value`` overrides.
 
     Every problem names the file (or the override). The path fields named in `absolute` (and
@@ -83,10 +89,17 @@ def load_experiment_config(cls: type[C], path: str | os.PathLike[str], overrides
     return dataclasses.replace(config, **changes) if changes else config
 
 
-def run_members(fn: Callable[..., Any], items: Sequence[tuple], spec: JobSpec, executor: str,
-                folder: str | os.PathLike[str], *, describe: Callable[[tuple, Any], str] | None = None,
-                progress: Callable[[str], None] | None = None, timeout_s: float | None = None
-                ) -> tuple[str, list[Any]]:
+def run_members(
+    fn: Callable[..., Any],
+    items: Sequence[tuple],
+    spec: JobSpec,
+    executor: str,
+    folder: str | os.PathLike[str],
+    *,
+    describe: Callable[[tuple, Any], str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    timeout_s: float | None = None,
+) -> tuple[str, list[Any]]:
     """Run ``fn(*item)`` for every item as one job array; (executor used, results in item order).
 
     Under the debug executor the members run here, one after another, and `describe` (if given)
@@ -104,12 +117,20 @@ def run_members(fn: Callable[..., Any], items: Sequence[tuple], spec: JobSpec, e
     return run_array(fn, list(items), spec, name, Path(folder) / "%j", timeout_s=timeout_s)
 
 
-def run_experiment(experiment: Experiment, config: Any, executor: str = "auto", *,
-                   progress: Callable[[str], None] | None = None) -> tuple[str, Any]:
+def run_experiment(
+    experiment: Experiment, config: Any, executor: str = "auto", *, progress: Callable[[str], None] | None = None
+) -> tuple[str, Any]:
     """Run every member of `config`'s experiment as one job array, then finish it."""
     items = list(experiment.items(config))
-    name, results = run_members(experiment.member, items, experiment.job(config), executor,
-                                experiment.folder(config), describe=experiment.describe, progress=progress)
+    name, results = run_members(
+        experiment.member,
+        items,
+        experiment.job(config),
+        executor,
+        experiment.folder(config),
+        describe=experiment.describe,
+        progress=progress,
+    )
     if experiment.flatten:
         results = [result for group in results for result in group]
     return experiment.finish(config, results, name)

@@ -52,8 +52,10 @@ def resolve_executor(name: str) -> str:
         # controller running (a stopped one-node cluster) would fail every job, so ask first.
         return "slurm" if shutil.which("sbatch") and _controller_answers() else "local"
     if name == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
-        raise InputError("executor 'slurm' needs sbatch and srun on PATH (start a one-node "
-                         "cluster with `jobs/slurm/local_cluster.sh start`, or use --executor local)")
+        raise InputError(
+            "executor 'slurm' needs sbatch and srun on PATH (start a one-node "
+            "cluster with `jobs/slurm/local_cluster.sh start`, or use --executor local)"
+        )
     return name
 
 
@@ -95,8 +97,9 @@ def _slurm_mem(mem_gb: float) -> str:
     return f"{int(mem_gb)}G" if float(mem_gb).is_integer() else f"{round(mem_gb * 1024)}M"
 
 
-def sbatch_script(spec: JobSpec, folder: str | Path, *, array_size: int | None = None,
-                  command: str | None = None) -> str:
+def sbatch_script(
+    spec: JobSpec, folder: str | Path, *, array_size: int | None = None, command: str | None = None
+) -> str:
     """The batch script submitit writes for `spec` (an array of `array_size` jobs if given).
 
     Made by the same submitit function the SLURM executor uses, so it is exactly what sbatch
@@ -109,8 +112,7 @@ def sbatch_script(spec: JobSpec, folder: str | Path, *, array_size: int | None =
 
     folder = Path(folder).expanduser().absolute()
     if command is None:
-        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
-                            shlex.quote(str(folder))])
+        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
     params = slurm_parameters(spec)
     if array_size is not None:
         params["map_count"] = array_size
@@ -127,14 +129,20 @@ def make_executor(spec: JobSpec, executor: str, folder: str | Path):
         ex.update_parameters(**slurm_parameters(spec))
         return ex
     if spec.nodes > 1:
-        raise InputError(f"the {name} executor runs on this machine only; job.nodes = "
-                         f"{spec.nodes} needs --executor slurm")
+        raise InputError(
+            f"the {name} executor runs on this machine only; job.nodes = {spec.nodes} needs --executor slurm"
+        )
     if name == "local":
         ex = submitit.LocalExecutor(folder=folder, max_num_timeout=spec.max_num_timeout)
-        ex.update_parameters(timeout_min=spec.timeout_min, tasks_per_node=spec.tasks_per_node,
-                             gpus_per_node=spec.gpus_per_node, signal_delay_s=spec.signal_delay_s)
+        ex.update_parameters(
+            timeout_min=spec.timeout_min,
+            tasks_per_node=spec.tasks_per_node,
+            gpus_per_node=spec.gpus_per_node,
+            signal_delay_s=spec.signal_delay_s,
+        )
         return ex
     if spec.tasks_per_node > 1:
-        raise InputError("the debug executor runs one task in this process; use --executor local "
-                         "for job.tasks_per_node > 1")
+        raise InputError(
+            "the debug executor runs one task in this process; use --executor local for job.tasks_per_node > 1"
+        )
     return submitit.DebugExecutor(folder=folder)

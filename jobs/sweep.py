@@ -38,8 +38,8 @@ from jobs.submit import make_executor, resolve_executor
 from workbench.config import to_dict
 from workbench.errors import InputError
 from workbench.jobspec import SAFE_PATH_NAME
-from workbench.store import append_manifest, create_run_dir, read_manifest
 from workbench.registry import get_trainable
+from workbench.store import append_manifest, create_run_dir, read_manifest
 
 __all__ = [
     "Member",
@@ -59,10 +59,19 @@ MANIFEST = "manifest.jsonl"
 
 # squeue states (man squeue, "JOB STATE CODES") -> ours, when no result pickle exists yet.
 _SLURM_ACTIVE = {
-    "PENDING": "pending", "CONFIGURING": "pending", "REQUEUED": "pending", "REQUEUE_FED": "pending",
-    "REQUEUE_HOLD": "pending", "RESV_DEL_HOLD": "pending", "SUSPENDED": "pending",
-    "STOPPED": "pending", "SIGNALING": "running", "RUNNING": "running", "COMPLETING": "running",
-    "STAGE_OUT": "running", "RESIZING": "running",
+    "PENDING": "pending",
+    "CONFIGURING": "pending",
+    "REQUEUED": "pending",
+    "REQUEUE_FED": "pending",
+    "REQUEUE_HOLD": "pending",
+    "RESV_DEL_HOLD": "pending",
+    "SUSPENDED": "pending",
+    "STOPPED": "pending",
+    "SIGNALING": "running",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "STAGE_OUT": "running",
+    "RESIZING": "running",
 }
 
 
@@ -116,8 +125,13 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
-def expand_grid(config_path: str | os.PathLike[str], grid: Mapping[str, Sequence[str]],
-                overrides: Sequence[str] = (), *, base_dir: Path | None = None) -> list[Member]:
+def expand_grid(
+    config_path: str | os.PathLike[str],
+    grid: Mapping[str, Sequence[str]],
+    overrides: Sequence[str] = (),
+    *,
+    base_dir: Path | None = None,
+) -> list[Member]:
     """Every combination of the grid's values, as members built from the config file.
 
     Each member is loaded like `jobs submit CONFIG --set ...` with the base `overrides` then
@@ -134,8 +148,7 @@ def expand_grid(config_path: str | os.PathLike[str], grid: Mapping[str, Sequence
         params = {dim: _get_dotted(config, key) for dim, key in zip(dims, grid)}
         for dim, value in params.items():
             if not isinstance(value, (bool, int, float, str)):
-                raise InputError(f"--grid {dim}: sweep values must be numbers, bools or strings, "
-                                 f"got {value!r}")
+                raise InputError(f"--grid {dim}: sweep values must be numbers, bools or strings, got {value!r}")
         run_id = _member_run_id(index, params)
         members.append(Member(dataclasses.replace(config, run_id=run_id), params, own))
     return members
@@ -169,8 +182,9 @@ def _member_run_id(index: int, params: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def submit(members: Sequence[Member], executor: str = "auto", *,
-           attempts: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+def submit(
+    members: Sequence[Member], executor: str = "auto", *, attempts: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
     """Submit the members as one array and append their manifest records; returns the records.
 
     All members share the first member's JobSpec and experiment. Run directories (with the
@@ -185,17 +199,16 @@ def submit(members: Sequence[Member], executor: str = "auto", *,
             raise InputError("all members of a sweep must share root and experiment")
     trainable = get_trainable(first.kind)
     if trainable.preflight is not None:  # data files and base shapes, before any run directory exists
-        for model in {json.dumps(to_dict(m.config.model), sort_keys=True, default=str): m.config.model
-                      for m in members}.values():
+        for model in {
+            json.dumps(to_dict(m.config.model), sort_keys=True, default=str): m.config.model for m in members
+        }.values():
             trainable.check(model)
-        create_run_dir(member.config.root, member.config.experiment,
-                       member.config.resolved_run_id, member.config)
+        create_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
     name = resolve_executor(executor)
     folder = first.job_folder
     ex = make_executor(first.job, name, folder)
     entries = [TrainJob(member.config) for member in members]
-    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" \
-        else contextlib.nullcontext()
+    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" else contextlib.nullcontext()
     with quiet, ex.batch():
         jobs = [ex.submit(entry) for entry in entries]
 
@@ -305,9 +318,18 @@ def _member_status(record: Mapping[str, Any], queue: Mapping[str, str]) -> Membe
     log = stdout = None
     if executor != "debug":
         log, stdout = str(paths.stderr), str(paths.stdout)
-    return MemberStatus(run_id=record["run_id"], params=dict(record.get("params", {})), state=state,
-                        job_id=record["job_id"], executor=executor, log=log, stdout=stdout,
-                        run_dir=run_dir, attempt=int(record.get("attempt", 1)), detail=detail)
+    return MemberStatus(
+        run_id=record["run_id"],
+        params=dict(record.get("params", {})),
+        state=state,
+        job_id=record["job_id"],
+        executor=executor,
+        log=log,
+        stdout=stdout,
+        run_dir=run_dir,
+        attempt=int(record.get("attempt", 1)),
+        detail=detail,
+    )
 
 
 def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str]) -> tuple[str, str]:
@@ -349,8 +371,12 @@ def _squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
     """{job id: SLURM state} from one squeue call; finished jobs stay listed for MinJobAge."""
     mains = sorted({job_id.split("_")[0] for job_id in job_ids})
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(mains), "-o", "%i|%T"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(mains), "-o", "%i|%T"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise InputError(f"cannot ask SLURM for job states (squeue): {error}") from None
     states = {}
@@ -393,8 +419,13 @@ def _reap(pid: int) -> None:
         pass
 
 
-def wait(sweep: str | os.PathLike[str], *, timeout_s: float | None = None, poll_s: float = 1.0,
-         run_ids: Sequence[str] | None = None) -> list[MemberStatus]:
+def wait(
+    sweep: str | os.PathLike[str],
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+    run_ids: Sequence[str] | None = None,
+) -> list[MemberStatus]:
     """Poll until every member (or those in run_ids) is done or failed; returns the last status."""
     start = time.monotonic()
     while True:
@@ -403,8 +434,10 @@ def wait(sweep: str | os.PathLike[str], *, timeout_s: float | None = None, poll_
         if all(m.state in ("done", "failed") for m in watched):
             return current
         if timeout_s is not None and time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"sweep {sweep} not finished after {timeout_s:.0f} s: " + ", ".join(
-                f"{m.run_id} {m.state}" for m in watched if m.state not in ("done", "failed")))
+            raise TimeoutError(
+                f"sweep {sweep} not finished after {timeout_s:.0f} s: "
+                + ", ".join(f"{m.run_id} {m.state}" for m in watched if m.state not in ("done", "failed"))
+            )
         time.sleep(poll_s)
 
 
@@ -472,8 +505,11 @@ def resubmit(sweep: str | os.PathLike[str], executor: str | None = None) -> list
     """
     current = status(sweep)
     records = {r["run_id"]: r for r in latest_records(sweep)}
-    rerun = [m for m in current
-             if m.state == "failed" or (m.state == "done" and not (Path(m.run_dir) / "metrics.nc").is_file())]
+    rerun = [
+        m
+        for m in current
+        if m.state == "failed" or (m.state == "done" and not (Path(m.run_dir) / "metrics.nc").is_file())
+    ]
     if not rerun:
         return []
     members = []
@@ -481,8 +517,7 @@ def resubmit(sweep: str | os.PathLike[str], executor: str | None = None) -> list
         record = records[m.run_id]
         config = job_config_from_dict(record["config"], source=f"{manifest_path(sweep)} ({m.run_id})")
         members.append(Member(config, dict(record.get("params", {})), tuple(record.get("overrides", ()))))
-    return submit(members, executor or rerun[0].executor,
-                  attempts={m.run_id: m.attempt for m in rerun})
+    return submit(members, executor or rerun[0].executor, attempts={m.run_id: m.attempt for m in rerun})
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,8 +525,16 @@ def resubmit(sweep: str | os.PathLike[str], executor: str | None = None) -> list
 # --------------------------------------------------------------------------------------------
 
 
-def run_array(fn, items: Sequence[tuple], spec, executor: str, folder: str | os.PathLike[str], *,
-              timeout_s: float | None = None, poll_s: float = 0.2) -> tuple[str, list[Any]]:
+def run_array(
+    fn,
+    items: Sequence[tuple],
+    spec,
+    executor: str,
+    folder: str | os.PathLike[str],
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 0.2,
+) -> tuple[str, list[Any]]:
     """Run ``fn(*item)`` for every item as one job array, wait, return (executor, results).
 
     For pipelines whose steps are plain functions (the demo's ladder steps) rather than
@@ -504,8 +547,7 @@ def run_array(fn, items: Sequence[tuple], spec, executor: str, folder: str | os.
     ex = make_executor(spec, name, folder)
     if name == "debug":
         return name, [fn(*item) for item in items]
-    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" \
-        else contextlib.nullcontext()
+    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" else contextlib.nullcontext()
     with quiet:
         jobs = ex.map_array(fn, *zip(*items))
     records = [{"executor": name, "job_id": str(job.job_id), "folder": str(folder)} for job in jobs]
@@ -516,8 +558,7 @@ def run_array(fn, items: Sequence[tuple], spec, executor: str, folder: str | os.
         if all(state in ("done", "failed") for state, _ in states):
             break
         if timeout_s is not None and time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"jobs {', '.join(r['job_id'] for r in records)} not finished after "
-                               f"{timeout_s:.0f} s")
+            raise TimeoutError(f"jobs {', '.join(r['job_id'] for r in records)} not finished after {timeout_s:.0f} s")
         time.sleep(poll_s)
     for record, (state, detail) in zip(records, states):
         if state == "failed":

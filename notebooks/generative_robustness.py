@@ -30,7 +30,6 @@
 import math
 import os
 import tempfile
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,10 +37,10 @@ import torch
 
 from workbench.generative import experiments, pfgmpp
 from workbench.generative.brightness import ARMS, oracle_brightness
+from workbench.generative.config import DiffusionConfig, PFGMPPConfig
 from workbench.generative.data import brightness_images
 from workbench.generative.oracle import pfgmpp_denoiser
 from workbench.generative.samplers import edm_sigmas, heun_sample
-from workbench.generative.config import DiffusionConfig, PFGMPPConfig
 from workbench.train import TrainConfig
 
 SMALL = os.environ.get("WORKBENCH_SMALL") == "1"
@@ -87,19 +86,14 @@ for D in (4, 128, 2048, math.inf):
 # classifier trained here (no downloaded Inception weights).
 
 # %%
+model = PFGMPPConfig(data="digits", net="mlp", width=128 if SMALL else 256, batch_size=128, lr=2e-3, warmup_steps=20,
+                     ema_half_life=50 if SMALL else 200)  # fmt: skip
 robust = experiments.RobustnessConfig(
-    root=ROOT,
-    model=PFGMPPConfig(data="digits", net="mlp", width=128 if SMALL else 256, batch_size=128, lr=2e-3,
-                       warmup_steps=20, ema_half_life=50 if SMALL else 200),
-    train=TrainConfig(max_steps=60 if SMALL else 3000, checkpoint_every=1000),
-    D=(8.0, math.inf) if SMALL else (1.0, 8.0, 64.0, 2048.0, math.inf),
-    seeds=1 if SMALL else 3,
-    alphas=(0.0, 0.2) if SMALL else (0.0, 0.1, 0.2),
-    steps=(4, 12) if SMALL else (4, 6, 8, 12, 18),
-    bits=(4, 8) if SMALL else (4, 5, 6, 8),
-    samples=100 if SMALL else 1000,
-    heun_steps=12 if SMALL else 18,
-)
+    root=ROOT, model=model, train=TrainConfig(max_steps=60 if SMALL else 3000, checkpoint_every=1000),
+    D=(8.0, math.inf) if SMALL else (1.0, 8.0, 64.0, 2048.0, math.inf), seeds=1 if SMALL else 3,
+    alphas=(0.0, 0.2) if SMALL else (0.0, 0.1, 0.2), steps=(4, 12) if SMALL else (4, 6, 8, 12, 18),
+    bits=(4, 8) if SMALL else (4, 5, 6, 8), samples=100 if SMALL else 1000, heun_steps=12 if SMALL else 18,
+)  # fmt: skip
 members = [experiments.robustness_member(robust, D, seed) for D in robust.D for seed in range(robust.seeds)]
 rob = experiments.assemble_robustness(robust, members)
 experiments.plot_robustness(rob, os.path.join(ROOT, "robustness.png"))
@@ -108,8 +102,10 @@ for D in robust.D:
     worst_noise = float(rob["swd_alpha"].sel(D=D).isel(alpha=-1).mean())
     fewest = float(rob["swd_steps"].sel(D=D).isel(steps=0).mean())
     lowest = float(rob["swd_bits"].sel(D=D).isel(bits=0).mean())
-    print(f"D = {D:>6}: clean {base:.3f}; α = {robust.alphas[-1]}: {worst_noise:.3f}; "
-          f"{robust.steps[0]} steps: {fewest:.3f}; {robust.bits[0]} bits: {lowest:.3f}")
+    print(
+        f"D = {D:>6}: clean {base:.3f}; α = {robust.alphas[-1]}: {worst_noise:.3f}; "
+        f"{robust.steps[0]} steps: {fewest:.3f}; {robust.bits[0]} bits: {lowest:.3f}"
+    )
 plt.imshow(plt.imread(os.path.join(ROOT, "robustness.png")))
 plt.axis("off")
 plt.show()
@@ -133,19 +129,19 @@ for arm in ARMS:
 # (zero terminal SNR, v-prediction, trailing), on 16×16 images, several seeds.
 
 # %%
+model = DiffusionConfig(data="brightness", image_size=16, n_data=500 if SMALL else 2000, net="mlp",
+                        width=128 if SMALL else 512, batch_size=128, lr=1e-3, warmup_steps=20,
+                        ema_half_life=50 if SMALL else 200)  # fmt: skip
 bright = experiments.BrightnessConfig(
-    root=ROOT,
-    model=DiffusionConfig(data="brightness", image_size=16, n_data=500 if SMALL else 2000, net="mlp",
-                          width=128 if SMALL else 512, batch_size=128, lr=1e-3, warmup_steps=20,
-                          ema_half_life=50 if SMALL else 200),
-    train=TrainConfig(max_steps=60 if SMALL else 3000, checkpoint_every=1000),
-    arms=("eps_leading", "v_zero_snr_trailing"),
-    seeds=1 if SMALL else 3,
-    samples=100 if SMALL else 1000,
+    root=ROOT, model=model, train=TrainConfig(max_steps=60 if SMALL else 3000, checkpoint_every=1000),
+    arms=("eps_leading", "v_zero_snr_trailing"), seeds=1 if SMALL else 3, samples=100 if SMALL else 1000,
     sample_steps=20 if SMALL else 50,
-)
-results = [m for _, arms, seed in experiments.brightness_groups(bright)
-           for m in experiments.brightness_member(bright, arms, seed)]
+)  # fmt: skip
+results = [
+    m
+    for _, arms, seed in experiments.brightness_groups(bright)
+    for m in experiments.brightness_member(bright, arms, seed)
+]
 data = brightness_images(bright.model.n_data, 16, np.random.default_rng(bright.model.data_seed))
 bri = experiments.assemble_brightness(bright, results, data)
 for arm in bright.arms:

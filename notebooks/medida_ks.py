@@ -15,10 +15,10 @@
 # # MEDIDA: discovering the structural error of an imperfect Kuramoto–Sivashinsky model
 #
 # MEDIDA (Mojgani, Chattopadhyay & Hassanzadeh 2022, Chaos 32, 061105; public code
-# github.com/envfluids/MEDIDA) finds what is missing from an imperfect PDE model, as an interpretable equation, from a few observations of
-# the true system. The truth here is the KS equation u_t + u·u_x + u_xx + u_xxxx = 0 on L = 100;
-# an imperfect model drops or rescales terms (case KS6: u_t = −u_xxxx only). One run
-# (`scaling.medida.pipeline.run`):
+# github.com/envfluids/MEDIDA) finds what is missing from an imperfect PDE model, as an interpretable
+# equation, from a few observations of the true system. The truth here is the KS equation
+# u_t + u·u_x + u_xx + u_xxxx = 0 on L = 100; an imperfect model drops or rescales terms (case KS6:
+# u_t = −u_xxxx only). One run (`scaling.medida.pipeline.run`):
 #
 # 1. **One-step model error.** From observed states u(t−2Δt), u(t−Δt) step the imperfect model
 #    once (CNAB2) and take y = (u(t) − u_model(t))/Δt: the tendency the model lacks.
@@ -60,11 +60,14 @@ START = time.perf_counter()
 N_PLOT, T_PLOT, H = (256, 100.0, 0.05) if SMALL else (1024, 150.0, 0.05)
 grid_plot = KSGrid(100.0, N_PLOT)
 every = int(round(0.5 / H))
-snaps = ETDRK4(KSEquation(), grid_plot, H).run(initial_condition(grid_plot, "medida"), int(T_PLOT / H),
-                                               every=every).numpy()
+snaps = (
+    ETDRK4(KSEquation(), grid_plot, H).run(initial_condition(grid_plot, "medida"), int(T_PLOT / H), every=every).numpy()
+)
 times = np.arange(snaps.shape[0]) * every * H
-print(f"{snaps.shape[0]} snapshots on {N_PLOT} points, t ∈ [0, {times[-1]:g}]; "
-      f"std(u) over t > 50: {snaps[times > 50].std():.3f}")
+print(
+    f"{snaps.shape[0]} snapshots on {N_PLOT} points, t ∈ [0, {times[-1]:g}]; "
+    f"std(u) over t > 50: {snaps[times > 50].std():.3f}"
+)
 
 fig, ax = plt.subplots(figsize=(8, 3.5))
 mesh = ax.pcolormesh(times, grid_plot.x, snaps.T, cmap="RdBu_r", shading="auto", vmin=-3, vmax=3)
@@ -85,7 +88,7 @@ plt.show()
 cfg6 = MedidaConfig(case="KS6")
 truth_eq, model_eq = equations(cfg6)
 grid = KSGrid(cfg6.L, cfg6.N)
-windows = truth_windows(truth_eq, cfg6)            # (pairs, 3, N): u(t−2Δt), u(t−Δt), u(t)
+windows = truth_windows(truth_eq, cfg6)  # (pairs, 3, N): u(t−2Δt), u(t−Δt), u(t)
 obs, sigma = observe(windows, cfg6.noise, cfg6.seed)
 state, target, _ = one_step_error(obs, model_eq, grid, cfg6, sigma)
 j = 0
@@ -118,9 +121,18 @@ for c, r in results.items():
     errs = r.relative_errors()
     for term in sorted(set(r.true) | set(r.discovered)):
         found = r.discovered.get(term, {"coef": 0.0, "std": np.nan})
-        rows.append({"case": c, "model [λ0, λ1, λ2]": case_description(c), "term": term,
-                     "true ξ": r.true.get(term, 0.0), "discovered ξ": found["coef"], "posterior std": found["std"],
-                     "rel. error": errs.get(term, np.nan), "spurious": term not in r.true})
+        rows.append(
+            {
+                "case": c,
+                "model [λ0, λ1, λ2]": case_description(c),
+                "term": term,
+                "true ξ": r.true.get(term, 0.0),
+                "discovered ξ": found["coef"],
+                "posterior std": found["std"],
+                "rel. error": errs.get(term, np.nan),
+                "spurious": term not in r.true,
+            }
+        )
 table = pd.DataFrame(rows)
 with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
     print(table.to_string(index=False))
@@ -131,8 +143,9 @@ pos = np.arange(len(table))
 err_bar = table["posterior std"].fillna(0)
 fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(2, 1))
 ax.bar(pos - 0.2, table["true ξ"], width=0.4, color="0.7", label="true")
-ax.bar(pos + 0.2, table["discovered ξ"], width=0.4, color="C0", yerr=err_bar, capsize=3,
-       label="discovered ± posterior std")
+ax.bar(
+    pos + 0.2, table["discovered ξ"], width=0.4, color="C0", yerr=err_bar, capsize=3, label="discovered ± posterior std"
+)
 ax.axhline(0, color="k", lw=0.5)
 ax.set_ylabel("model-error coefficient ξ")
 ax.legend(fontsize=8)
@@ -141,8 +154,10 @@ ax2.axhline(0, color="k", lw=0.5)
 ax2.set_ylabel("discovered − true")
 ax2.set_xticks(pos, labels, fontsize=7)
 plt.show()
-print("posterior std ≤ {:.1e}: far below the O(Δt) bias (e.g. KS6 u*u_x off by {:.1%}), so the error bars "
-      "do not cover the bias.".format(table["posterior std"].max(), results["KS6"].relative_errors()["u*u_x"]))
+print(
+    "posterior std ≤ {:.1e}: far below the O(Δt) bias (e.g. KS6 u*u_x off by {:.1%}), so the error bars "
+    "do not cover the bias.".format(table["posterior std"].max(), results["KS6"].relative_errors()["u*u_x"])
+)
 
 # %%
 expr, stds = results["KS6"].sympy()
@@ -208,14 +223,28 @@ for case in ("KS1", "KS6"):
         for noise in NOISES:
             for seed in SEEDS:
                 r = run(MedidaConfig(case=case, noise=noise, seed=seed, **noisy, **kw))
-                records.append({"case": case, "arm": arm, "noise": noise, "seed": seed,
-                                "max rel. error": r.max_relative_error(), "spurious": len(r.spurious()),
-                                "analysis rel. RMSE": r.diagnostics["state_relative_rmse"]})
+                records.append(
+                    {
+                        "case": case,
+                        "arm": arm,
+                        "noise": noise,
+                        "seed": seed,
+                        "max rel. error": r.max_relative_error(),
+                        "spurious": len(r.spurious()),
+                        "analysis rel. RMSE": r.diagnostics["state_relative_rmse"],
+                    }
+                )
 sweep = pd.DataFrame(records)
 sweep["arm"] = pd.Categorical(sweep["arm"], categories=list(arms), ordered=True)
-summary = sweep.groupby(["case", "arm", "noise"], observed=True).agg(
-    max_rel_error=("max rel. error", "mean"), spurious=("spurious", "mean"),
-    analysis_rmse=("analysis rel. RMSE", "mean")).reset_index()
+summary = (
+    sweep.groupby(["case", "arm", "noise"], observed=True)
+    .agg(
+        max_rel_error=("max rel. error", "mean"),
+        spurious=("spurious", "mean"),
+        analysis_rmse=("analysis rel. RMSE", "mean"),
+    )
+    .reset_index()
+)
 with pd.option_context("display.width", 160, "display.float_format", "{:.3g}".format):
     print(f"{PAIRS} pairs, mean over seeds {list(SEEDS)}:")
     print(summary.to_string(index=False))
@@ -227,8 +256,7 @@ for ax, case in zip(axes, ("KS1", "KS6")):
         s = summary[(summary.case == case) & (summary.arm == arm)]
         ax.plot(s.noise, s.max_rel_error, color=f"C{i}", lw=1, label=arm)
         for _, row in s.iterrows():
-            ax.plot(row.noise, row.max_rel_error, "o", color=f"C{i}",
-                    mfc="none" if row.spurious > 0 else f"C{i}")
+            ax.plot(row.noise, row.max_rel_error, "o", color=f"C{i}", mfc="none" if row.spurious > 0 else f"C{i}")
     ax.set_yscale("log")
     ax.set_xlabel("observation noise / std(u)")
     ax.set_title(f"{case}: model {CASES[case]['lambda_model']}")

@@ -35,7 +35,7 @@ import sympy
 
 import jobs
 from jobs.entrypoints import load_job_config
-from operators.prose.evaluate import evaluate, load_run, summarize, format_summary
+from operators.prose.evaluate import evaluate, format_summary, load_run, summarize
 from operators.prose.samples import load_data
 from operators.prose.tokens import detokenize
 from workbench.store import create_run_dir
@@ -76,8 +76,11 @@ print(f"run: {run_dir}; families {config.families}; data_only = {config.data_onl
 # %%
 OUT = tempfile.mkdtemp(prefix="prose_eval_")
 ds = evaluate(run_dir, n=30 if SMALL else None, resolve_ode=True, out=OUT)
-print(format_summary({**summarize(ds), "out": os.path.join(OUT, "metrics.nc"),
-                      "figure": os.path.join(OUT, "trajectories.png")}))
+print(
+    format_summary(
+        {**summarize(ds), "out": os.path.join(OUT, "metrics.nc"), "figure": os.path.join(OUT, "trajectories.png")}
+    )
+)
 
 # %%
 families = [str(f) for f in ds["family_name"].values]

@@ -51,8 +51,18 @@ for name in ("porian-rw", "porian-owt2"):
     ladders[name] = reconcile_porian(name, replicates=REPLICATES, seed=0)
     rows = [row for _, _, row in ladders[name]]
     print(name)
-    print(format_table(rows, [("step", "step"), ("a", "a"), ("a_ci", "95% CI"), ("published_a", "published"),
-                              ("N_star_at_5.88e23", "N*(5.88e23)")]))
+    print(
+        format_table(
+            rows,
+            [
+                ("step", "step"),
+                ("a", "a"),
+                ("a_ci", "95% CI"),
+                ("published_a", "published"),
+                ("N_star_at_5.88e23", "N*(5.88e23)"),
+            ],
+        )
+    )
     print()
 
 # %%
@@ -82,8 +92,9 @@ plt.show()
 # %%
 runs = load_dataset("porian-rw")
 final = runs[runs.experiment == "optimizer_tuning_no_decay"]
-fit = fit_isoflop(isoflop_optima(final, noise=PORIAN_NOISE["porian-rw"], replicates=REPLICATES),
-                  noise=PORIAN_NOISE["porian-rw"])
+fit = fit_isoflop(
+    isoflop_optima(final, noise=PORIAN_NOISE["porian-rw"], replicates=REPLICATES), noise=PORIAN_NOISE["porian-rw"]
+)
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
 for o in fit.budgets:
     left.plot(o.sizes, o.losses, "o", ms=3)
@@ -118,11 +129,25 @@ if epoch is not None:
     refit = fit_parametric(epoch.N, epoch.D, epoch.loss)
     refit = bootstrap_parametric(epoch.N, epoch.D, epoch.loss, refit, n_boot=N_BOOT, seed=42)
     ci = refit.confidence_intervals()
-    rows = [{"constants": "this refit", **refit.law.as_dict()},
-            {"constants": "Epoch 2024 (reported)", **EPOCH_2024.as_dict()},
-            {"constants": "Hoffmann 2022 (printed)", **HOFFMANN_PRINTED.as_dict()}]
-    print(format_table(rows, [("constants", "constants"), ("E", "E"), ("A", "A"), ("B", "B"), ("alpha", "alpha"),
-                              ("beta", "beta"), ("a", "a")]))
+    rows = [
+        {"constants": "this refit", **refit.law.as_dict()},
+        {"constants": "Epoch 2024 (reported)", **EPOCH_2024.as_dict()},
+        {"constants": "Hoffmann 2022 (printed)", **HOFFMANN_PRINTED.as_dict()},
+    ]
+    print(
+        format_table(
+            rows,
+            [
+                ("constants", "constants"),
+                ("E", "E"),
+                ("A", "A"),
+                ("B", "B"),
+                ("alpha", "alpha"),
+                ("beta", "beta"),
+                ("a", "a"),
+            ],
+        )
+    )
     print(f"\nbootstrap 95% CI of a: [{ci['a'][0]:.3f}, {ci['a'][1]:.3f}]  ({N_BOOT} refits)")
 
 # %%

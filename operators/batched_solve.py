@@ -34,7 +34,7 @@ serves all of them; `tests/test_odes.py` checks every family against a tight ref
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -55,9 +55,17 @@ E = B5 - B4  # local error estimate y5 - y4 = h * sum_i E_i k_i
 # Continuous extension (HNW I §II.6, DOPRI5 dense output): with theta = (t - t_n)/h,
 #   y(theta) = y_n + theta (r2 + (1-theta)(r3 + theta (r4 + (1-theta) r5)))
 # where r2 = y_{n+1} - y_n, r3 = h k1 - r2, r4 = r2 - h k7 - r3, r5 = h sum_i D_i k_i.
-D = np.array([-12715105075 / 11282082432, 0.0, 87487479700 / 32700410799,
-              -10690763975 / 1880347072, 701980252875 / 199316789632,
-              -1453857185 / 822651844, 69997945 / 29380423])
+D = np.array(
+    [
+        -12715105075 / 11282082432,
+        0.0,
+        87487479700 / 32700410799,
+        -10690763975 / 1880347072,
+        701980252875 / 199316789632,
+        -1453857185 / 822651844,
+        69997945 / 29380423,
+    ]
+)
 
 ORDER = 5  # of the error estimate's exponent: h ~ err^(-1/(4+1))
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
@@ -157,8 +165,9 @@ def integrate_batch(
         if accept.any():
             a = np.flatnonzero(accept)
             failed[a] |= np.any(np.abs(y_new[:, a]) > limit, axis=0)
-            failed[a] |= ~_fill_grid(out, t_eval, ids[a], next_out, a, t[a], h[a], t_new[a],
-                                     y[:, a], y_new[:, a], k, a, max_abs)
+            failed[a] |= ~_fill_grid(
+                out, t_eval, ids[a], next_out, a, t[a], h[a], t_new[a], y[:, a], y_new[:, a], k, a, max_abs
+            )
         # Rejected: shrink; underflow means the solver cannot continue (scipy's status -1).
         h_next = h * factor
         underflow = ~accept & (h_next < 10 * np.abs(np.nextafter(t, np.inf) - t))

@@ -37,8 +37,16 @@ import torch
 
 from workbench.errors import InputError
 
-__all__ = ["KSGrid", "KSEquation", "ETDRK4", "cnab2_step", "etdrk4_coefficients", "spectral_derivative",
-           "initial_condition", "cn_pole_wavenumber"]
+__all__ = [
+    "KSGrid",
+    "KSEquation",
+    "ETDRK4",
+    "cnab2_step",
+    "etdrk4_coefficients",
+    "spectral_derivative",
+    "initial_condition",
+    "cn_pole_wavenumber",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +85,12 @@ class KSEquation:
     lam0: float = 1.0
     lam1: float = 1.0
     lam2: float = 1.0
-    lam3: float = 0.0   # the KSpu3x extra term u_xxx
+    lam3: float = 0.0  # the KSpu3x extra term u_xxx
     cubic: float = 0.0  # the KSpu3x_Du3 extra term u²u_x (flux ½λ0(u² + λ3u³) gives c = 3/2·λ0·λ3)
 
     def linear_symbol(self, k: np.ndarray) -> np.ndarray:
         """L(k) = λ1k² − λ2k⁴ + iλ3k³ (complex when λ3 ≠ 0)."""
-        return self.lam1 * k ** 2 - self.lam2 * k ** 4 + 1j * self.lam3 * k ** 3
+        return self.lam1 * k**2 - self.lam2 * k**4 + 1j * self.lam3 * k**3
 
     def flux(self, u: torch.Tensor) -> torch.Tensor:
         """F(u) with N(u) = −ik·F̂: λ0u²/2 + c·u³/3."""
@@ -93,8 +101,13 @@ class KSEquation:
 
     def rhs_terms(self) -> dict[str, float]:
         """The equation's RHS u_t = Σ coef·term, named like the discovery library (`u*u_x`, `u_xx`)."""
-        terms = {"u*u_x": -self.lam0, "u_xx": -self.lam1, "u_xxxx": -self.lam2, "u_xxx": -self.lam3,
-                 "u^2*u_x": -self.cubic}
+        terms = {
+            "u*u_x": -self.lam0,
+            "u_xx": -self.lam1,
+            "u_xxxx": -self.lam2,
+            "u_xxx": -self.lam3,
+            "u^2*u_x": -self.cubic,
+        }
         return {t: float(c) for t, c in terms.items() if c != 0.0}
 
 
@@ -121,11 +134,12 @@ def etdrk4_coefficients(Lk: np.ndarray, h: float, M: int = 16) -> dict[str, np.n
     mean = (lambda z: np.real(np.mean(z, axis=1))) if real else (lambda z: np.mean(z, axis=1))
     eLR = np.exp(LR)
     return {
-        "E": np.exp(hL), "E2": np.exp(hL / 2),
+        "E": np.exp(hL),
+        "E2": np.exp(hL / 2),
         "Q": h * mean((np.exp(LR / 2) - 1) / LR),
-        "f1": h * mean((-4 - LR + eLR * (4 - 3 * LR + LR ** 2)) / LR ** 3),
-        "f2": h * mean((2 + LR + eLR * (LR - 2)) / LR ** 3),
-        "f3": h * mean((-4 - 3 * LR - LR ** 2 + eLR * (4 - LR)) / LR ** 3),
+        "f1": h * mean((-4 - LR + eLR * (4 - 3 * LR + LR**2)) / LR**3),
+        "f2": h * mean((2 + LR + eLR * (LR - 2)) / LR**3),
+        "f3": h * mean((-4 - 3 * LR - LR**2 + eLR * (4 - LR)) / LR**3),
     }
 
 
@@ -144,8 +158,16 @@ class ETDRK4:
     ops make `run`/`step_hat` a forward solver only: autograd through them is not supported.)
     """
 
-    def __init__(self, equation: KSEquation, grid: KSGrid, h: float, *, M: int = 16,
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        equation: KSEquation,
+        grid: KSGrid,
+        h: float,
+        *,
+        M: int = 16,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ):
         if not (math.isfinite(h) and h > 0):
             raise InputError(f"ETDRK4: the step h must be positive, got {h}")
         self.equation, self.grid, self.h, self.dtype = equation, grid, float(h), dtype
@@ -161,8 +183,9 @@ class ETDRK4:
         # For the in-place step: without the cubic term F = (λ0/2)·u², so λ0/2 is folded into the
         # weights of F̂ too and the flux is just u² (one op); 2·f2 of KT eq. (2.5) is folded likewise.
         s = 1.0 if equation.cubic else 0.5 * equation.lam0
-        self._Qs, self._f1s, self._f2s2, self._f3s = (as_t(coef[name] * g * w)
-                                                     for name, w in (("Q", s), ("f1", s), ("f2", 2 * s), ("f3", s)))
+        self._Qs, self._f1s, self._f2s2, self._f3s = (
+            as_t(coef[name] * g * w) for name, w in (("Q", s), ("f1", s), ("f2", 2 * s), ("f3", s))
+        )
         # Members per pass on the CPU (32–64 measured equally fast at N = 1,024: larger chunks leave
         # the cache, smaller ones pay the per-op call overhead); None, on a GPU: all at once.
         self.chunk = 64 if self.device.type == "cpu" else None
@@ -188,14 +211,14 @@ class ETDRK4:
         """
         Fv = self._flux_hat(v)
         e2v = self.E2 * v
-        a = torch.addcmul(e2v, self._Qs, Fv)                 # a
-        v.mul_(self.E).addcmul_(self._f1s, Fv)               # v⁺ ← E·v + f1·N(v)
-        Fx = self._flux_hat(a)                               # N(a)
+        a = torch.addcmul(e2v, self._Qs, Fv)  # a
+        v.mul_(self.E).addcmul_(self._f1s, Fv)  # v⁺ ← E·v + f1·N(v)
+        Fx = self._flux_hat(a)  # N(a)
         v.addcmul_(self._f2s2, Fx)
-        b = e2v.addcmul_(self._Qs, Fx)                       # b (E2·v no longer needed)
-        Fx = self._flux_hat(b)                               # N(b)
+        b = e2v.addcmul_(self._Qs, Fx)  # b (E2·v no longer needed)
+        Fx = self._flux_hat(b)  # N(b)
         v.addcmul_(self._f2s2, Fx)
-        Fv.sub_(Fx, alpha=2)                                 # N(v) − 2N(b)
+        Fv.sub_(Fx, alpha=2)  # N(v) − 2N(b)
         c = a.mul_(self.E2).addcmul_(self._Qs, Fv, value=-1)  # c = E2·a + Q·(2N(b) − N(v))
         return v.addcmul_(self._f3s, self._flux_hat(c))
 
@@ -259,8 +282,9 @@ class ETDRK4:
         return out.reshape(*lead, n_snap, n) if every else out.reshape(*lead, n)
 
 
-def cnab2_step(u_prev: torch.Tensor, u_prev2: torch.Tensor, equation: KSEquation, grid: KSGrid,
-               dt: float) -> torch.Tensor:
+def cnab2_step(
+    u_prev: torch.Tensor, u_prev2: torch.Tensor, equation: KSEquation, grid: KSGrid, dt: float
+) -> torch.Tensor:
     """One CNAB2 step of the imperfect model (the public MEDIDA code's `CNAB2intKS_onestep`),
     batched over leading dimensions:
 

@@ -27,8 +27,15 @@ import math
 
 import numpy as np
 
-__all__ = ["wavenumbers", "linear_symbol", "phi_functions", "etdrk4_weights", "NumpyETDRK4",
-           "kassam_trefethen_setup", "dop853_reference"]
+__all__ = [
+    "wavenumbers",
+    "linear_symbol",
+    "phi_functions",
+    "etdrk4_weights",
+    "NumpyETDRK4",
+    "kassam_trefethen_setup",
+    "dop853_reference",
+]
 
 
 def wavenumbers(L: float, N: int) -> np.ndarray:
@@ -38,7 +45,7 @@ def wavenumbers(L: float, N: int) -> np.ndarray:
 
 def linear_symbol(k: np.ndarray, lam1=1.0, lam2=1.0, lam3=0.0) -> np.ndarray:
     """Fourier symbol of −λ1∂x² − λ2∂x⁴ − λ3∂x³: λ1k² − λ2k⁴ + iλ3k³ (since (ik)³ = −ik³)."""
-    return lam1 * k ** 2 - lam2 * k ** 4 + 1j * lam3 * k ** 3
+    return lam1 * k**2 - lam2 * k**4 + 1j * lam3 * k**3
 
 
 def phi_functions(z: np.ndarray, M: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,8 +57,8 @@ def phi_functions(z: np.ndarray, M: int = 16) -> tuple[np.ndarray, np.ndarray, n
     w = z[:, None] + np.exp(2j * math.pi * (np.arange(2 * M) + 0.5) / (2 * M))[None, :]
     ew = np.exp(w)
     phi1 = np.mean((ew - 1) / w, axis=1)
-    phi2 = np.mean((ew - 1 - w) / w ** 2, axis=1)
-    phi3 = np.mean((ew - 1 - w - w ** 2 / 2) / w ** 3, axis=1)
+    phi2 = np.mean((ew - 1 - w) / w**2, axis=1)
+    phi3 = np.mean((ew - 1 - w - w**2 / 2) / w**3, axis=1)
     if np.all(z.imag == 0):  # real symbol: the exact φ are real, drop the round-off imaginary part
         phi1, phi2, phi3 = phi1.real, phi2.real, phi3.real
     return phi1, phi2, phi3
@@ -66,15 +73,20 @@ def etdrk4_weights(Lk: np.ndarray, h: float, M: int = 16) -> dict[str, np.ndarra
     E, E2 = np.exp(z), np.exp(z / 2)
     if real:
         E, E2 = E.real, E2.real
-    return {"E": E, "E2": E2, "Q": 0.5 * h * half1, "f1": h * (p1 - 3 * p2 + 4 * p3),
-            "f2": h * (p2 - 2 * p3), "f3": h * (-p2 + 4 * p3)}
+    return {
+        "E": E,
+        "E2": E2,
+        "Q": 0.5 * h * half1,
+        "f1": h * (p1 - 3 * p2 + 4 * p3),
+        "f2": h * (p2 - 2 * p3),
+        "f3": h * (-p2 + 4 * p3),
+    }
 
 
 class NumpyETDRK4:
     """ETDRK4 for one KS state in numpy: u_t + λ0uu_x + λ1u_xx + λ2u_xxxx + λ3u_xxx + c·u²u_x = 0."""
 
-    def __init__(self, L: float, N: int, h: float, *, lam0=1.0, lam1=1.0, lam2=1.0, lam3=0.0, cubic=0.0,
-                 M: int = 16):
+    def __init__(self, L: float, N: int, h: float, *, lam0=1.0, lam1=1.0, lam2=1.0, lam3=0.0, cubic=0.0, M: int = 16):
         self.N, self.h, self.lam0, self.cubic = int(N), float(h), float(lam0), float(cubic)
         k = wavenumbers(L, N)
         w = etdrk4_weights(linear_symbol(k, lam1, lam2, lam3), h, M)
@@ -118,8 +130,19 @@ def kassam_trefethen_setup(N: int = 128) -> tuple[float, np.ndarray, np.ndarray]
     return L, x, np.cos(x / 16) * (1 + np.sin(x / 16))
 
 
-def dop853_reference(u0: np.ndarray, L: float, t_eval, *, rtol: float = 1e-12, atol: float = 1e-14,
-                     lam0=1.0, lam1=1.0, lam2=1.0, lam3=0.0, cubic=0.0) -> np.ndarray:
+def dop853_reference(
+    u0: np.ndarray,
+    L: float,
+    t_eval,
+    *,
+    rtol: float = 1e-12,
+    atol: float = 1e-14,
+    lam0=1.0,
+    lam1=1.0,
+    lam2=1.0,
+    lam3=0.0,
+    cubic=0.0,
+) -> np.ndarray:
     """u(t) for t in `t_eval` (rows) of u_t = −uu_x − u_xx − u_xxxx by DOP853 on the Fourier ODE
 
         v̂_t = (k² − k⁴)·v̂ − (ik/2)·rfft(u²),  u = irfft(v̂)
@@ -148,8 +171,15 @@ def dop853_reference(u0: np.ndarray, L: float, t_eval, *, rtol: float = 1e-12, a
 
     v0 = np.fft.rfft(u0)
     t_eval = np.atleast_1d(np.asarray(t_eval, dtype=np.float64))
-    sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), np.concatenate([v0.real, v0.imag]), method="DOP853",
-                    t_eval=t_eval, rtol=rtol, atol=atol)
+    sol = solve_ivp(
+        rhs,
+        (0.0, float(t_eval[-1])),
+        np.concatenate([v0.real, v0.imag]),
+        method="DOP853",
+        t_eval=t_eval,
+        rtol=rtol,
+        atol=atol,
+    )
     if not sol.success:
         raise RuntimeError(f"DOP853 reference failed: {sol.message}")
     v = sol.y[:K].T + 1j * sol.y[K:].T

@@ -27,8 +27,8 @@ time, with the table's method) and `engine="batched"` (`operators/batched_solve.
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import sympy
@@ -76,8 +76,7 @@ class ODEFamily:
         if p.shape != (len(self.params),):
             names = ", ".join(str(s) for s in self.params)
             raise InputError(
-                f"ODE family '{self.name}' expects {len(self.params)} parameter(s) ({names}), "
-                f"got shape {p.shape}"
+                f"ODE family '{self.name}' expects {len(self.params)} parameter(s) ({names}), got shape {p.shape}"
             )
         return p
 
@@ -150,8 +149,14 @@ def _family(name, row, method, dim, nominal: dict[str, float], rhs_of) -> ODEFam
     params = tuple(sympy.Symbol(k) for k in nominal)
     rhs = tuple(sympy.sympify(e) for e in rhs_of(*states, *params))
     return ODEFamily(
-        name=name, row=row, dim=dim, states=states, params=params,
-        nominal=tuple(float(v) for v in nominal.values()), rhs=rhs, method=method,
+        name=name,
+        row=row,
+        dim=dim,
+        states=states,
+        params=params,
+        nominal=tuple(float(v) for v in nominal.values()),
+        rhs=rhs,
+        method=method,
     )
 
 
@@ -168,10 +173,10 @@ def _lorenz_96(dim: int):
     return rhs
 
 
-def _double_pendulum(th1, th2, w1, w2, g, l):
+def _double_pendulum(th1, th2, w1, w2, g, length):
     # Row 15: a = -3g/l, b = -g/l, c = 4g/l; coefficient 1 on w2^2 cos(Delta) is PROSE's
     # (the textbook form has 2); kept so targets match the reference.
-    a, b, c = -3 * g / l, -g / l, 4 * g / l
+    a, b, c = -3 * g / length, -g / length, 4 * g / length
     delta = th1 - th2
     den = 3 - cos(2 * delta)
     return [
@@ -183,52 +188,103 @@ def _double_pendulum(th1, th2, w1, w2, g, l):
 
 
 _TABLE = [
-    _family("thomas", 1, "BDF", 3, {"b": 0.17},
-            lambda x, y, z, b: [sin(y) - b * x, sin(z) - b * y, sin(x) - b * z]),
-    _family("lorenz_3d", 2, "BDF", 3, {"sigma": 10, "rho": 28, "beta": 8 / 3},
-            lambda x, y, z, s, r, bt: [s * (y - x), x * (r - z) - y, x * y - bt * z]),
-    _family("aizawa", 3, "BDF", 3, {"a": 0.95, "b": 0.7, "c": 0.6, "d": 3.5, "f": 0.1},
-            lambda x, y, z, a, b, c, d, f: [
-                (z - b) * x - d * y,
-                d * x + (z - b) * y,
-                c + a * z - z**3 / 3 - x**2 + f * z * x**3,
-            ]),
-    _family("chen_lee", 4, "LSODA", 3, {"a": 5, "d": -0.38},
-            lambda x, y, z, a, d: [a * x - y * z, -10 * y + x * z, d * z + x * y / 3]),
-    _family("dadras", 5, "LSODA", 3, {"a": 1.25, "b": 1.15, "c": 0.75, "d": 0.8, "e": 4},
-            lambda x, y, z, a, b, c, d, e: [
-                R(1, 2) * y - a * x + b * y * z,
-                c * y - R(1, 2) * x * z + R(1, 2) * z,
-                d * x * y - e * z,
-            ]),
-    _family("rossler", 6, "LSODA", 3, {"a": 0.1, "b": 0.1, "c": 14},
-            lambda x, y, z, a, b, c: [-y - z, x + a * y, b + z * (x - c)]),
-    _family("halvorsen", 7, "RK45", 3, {"a": -0.35},
-            lambda x, y, z, a: [
-                a * x - y - z - R(1, 4) * y**2,
-                a * y - z - x - R(1, 4) * z**2,
-                a * z - x - y - R(1, 4) * x**2,
-            ]),
-    _family("fabrikant", 8, "BDF", 3, {"alpha": 0.98, "gamma": 0.1},
-            lambda x, y, z, al, ga: [
-                y * (z - 1 + x**2) + ga * x,
-                x * (3 * z + 1 - x**2) + ga * y,
-                -2 * z * (al + x * y),
-            ]),
-    _family("sprott_B", 9, "BDF", 3, {"a": 0.4, "b": 1.2, "c": 1},
-            lambda x, y, z, a, b, c: [a * y * z, x - b * y, c - x * y]),
-    _family("sprott_linz_F", 10, "BDF", 3, {"a": 0.5},
-            lambda x, y, z, a: [y + z, -x + a * y, x**2 - z]),
-    _family("four_wing", 11, "BDF", 3, {"a": 0.2, "b": 0.01, "c": -0.4},
-            lambda x, y, z, a, b, c: [a * x + y * z, b * x + c * y - x * z, -z - x * y]),
+    _family("thomas", 1, "BDF", 3, {"b": 0.17}, lambda x, y, z, b: [sin(y) - b * x, sin(z) - b * y, sin(x) - b * z]),
+    _family(
+        "lorenz_3d",
+        2,
+        "BDF",
+        3,
+        {"sigma": 10, "rho": 28, "beta": 8 / 3},
+        lambda x, y, z, s, r, bt: [s * (y - x), x * (r - z) - y, x * y - bt * z],
+    ),
+    _family(
+        "aizawa",
+        3,
+        "BDF",
+        3,
+        {"a": 0.95, "b": 0.7, "c": 0.6, "d": 3.5, "f": 0.1},
+        lambda x, y, z, a, b, c, d, f: [
+            (z - b) * x - d * y,
+            d * x + (z - b) * y,
+            c + a * z - z**3 / 3 - x**2 + f * z * x**3,
+        ],
+    ),
+    _family(
+        "chen_lee",
+        4,
+        "LSODA",
+        3,
+        {"a": 5, "d": -0.38},
+        lambda x, y, z, a, d: [a * x - y * z, -10 * y + x * z, d * z + x * y / 3],
+    ),
+    _family(
+        "dadras",
+        5,
+        "LSODA",
+        3,
+        {"a": 1.25, "b": 1.15, "c": 0.75, "d": 0.8, "e": 4},
+        lambda x, y, z, a, b, c, d, e: [
+            R(1, 2) * y - a * x + b * y * z,
+            c * y - R(1, 2) * x * z + R(1, 2) * z,
+            d * x * y - e * z,
+        ],
+    ),
+    _family(
+        "rossler",
+        6,
+        "LSODA",
+        3,
+        {"a": 0.1, "b": 0.1, "c": 14},
+        lambda x, y, z, a, b, c: [-y - z, x + a * y, b + z * (x - c)],
+    ),
+    _family(
+        "halvorsen",
+        7,
+        "RK45",
+        3,
+        {"a": -0.35},
+        lambda x, y, z, a: [
+            a * x - y - z - R(1, 4) * y**2,
+            a * y - z - x - R(1, 4) * z**2,
+            a * z - x - y - R(1, 4) * x**2,
+        ],
+    ),
+    _family(
+        "fabrikant",
+        8,
+        "BDF",
+        3,
+        {"alpha": 0.98, "gamma": 0.1},
+        lambda x, y, z, al, ga: [y * (z - 1 + x**2) + ga * x, x * (3 * z + 1 - x**2) + ga * y, -2 * z * (al + x * y)],
+    ),
+    _family(
+        "sprott_B",
+        9,
+        "BDF",
+        3,
+        {"a": 0.4, "b": 1.2, "c": 1},
+        lambda x, y, z, a, b, c: [a * y * z, x - b * y, c - x * y],
+    ),
+    _family("sprott_linz_F", 10, "BDF", 3, {"a": 0.5}, lambda x, y, z, a: [y + z, -x + a * y, x**2 - z]),
+    _family(
+        "four_wing",
+        11,
+        "BDF",
+        3,
+        {"a": 0.2, "b": 0.01, "c": -0.4},
+        lambda x, y, z, a, b, c: [a * x + y * z, b * x + c * y - x * z, -z - x * y],
+    ),
     _family("lorenz_96_4d", 12, "BDF", 4, {"F": 8}, _lorenz_96(4)),
     _family("lorenz_96_5d", 13, "BDF", 5, {"F": 8}, _lorenz_96(5)),
     # Row 14: u_0 plays the role of t (du_0/dt = 1), so the forcing is cos(omega u_0).
-    _family("duffing", 14, "BDF", 3,
-            {"alpha": -1, "beta": -5, "gamma": 8, "delta": -0.02, "omega": 0.5},
-            lambda t, x, v, al, be, ga, de, om: [
-                sympy.Integer(1), v, de * v + al * x + be * x**3 + ga * cos(om * t),
-            ]),
+    _family(
+        "duffing",
+        14,
+        "BDF",
+        3,
+        {"alpha": -1, "beta": -5, "gamma": 8, "delta": -0.02, "omega": 0.5},
+        lambda t, x, v, al, be, ga, de, om: [sympy.Integer(1), v, de * v + al * x + be * x**3 + ga * cos(om * t)],
+    ),
     _family("double_pendulum", 15, "BDF", 4, {"g": 9.81, "l": 1}, _double_pendulum),
 ]
 
@@ -245,9 +301,7 @@ def get_family(name: str) -> ODEFamily:
     try:
         return FAMILIES[name]
     except (KeyError, TypeError):
-        raise InputError(
-            f"unknown ODE family {name!r}; valid families: {', '.join(FAMILIES)}"
-        ) from None
+        raise InputError(f"unknown ODE family {name!r}; valid families: {', '.join(FAMILIES)}") from None
 
 
 def family_names(spec: str | Iterable[str]) -> tuple[str, ...]:
@@ -259,9 +313,7 @@ def family_names(spec: str | Iterable[str]) -> tuple[str, ...]:
     else:
         names = list(spec)
     if not names:
-        raise InputError(
-            f"empty ODE family list; give a preset ({', '.join(PRESETS)}) or family names"
-        )
+        raise InputError(f"empty ODE family list; give a preset ({', '.join(PRESETS)}) or family names")
     for n in names:
         if n in PRESETS:
             raise InputError(f"preset {n!r} cannot be mixed with family names")
@@ -301,8 +353,7 @@ def solve(
     try:
         with np.errstate(all="ignore"):
             sol = solve_ivp(
-                f, (t[0], t[-1]), y0, method=family.method, t_eval=t, args=(p,),
-                rtol=rtol, atol=atol, vectorized=True,
+                f, (t[0], t[-1]), y0, method=family.method, t_eval=t, args=(p,), rtol=rtol, atol=atol, vectorized=True
             )
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None
@@ -411,7 +462,7 @@ def generate_samples(
     for name in dict.fromkeys(order):
         mine = [i for i, n in enumerate(order) if n == name]
         for start in range(0, len(mine), BATCH_CHUNK):
-            idx = mine[start:start + BATCH_CHUNK]
+            idx = mine[start : start + BATCH_CHUNK]
             units.append((name, idx, [seeds[i] for i in idx], t, noise_gamma))
     results: list = [None] * len(order)
     if workers == 1 or len(units) == 1:
@@ -450,8 +501,15 @@ def pack_samples(names: Sequence[str], order: Sequence[str], results: Sequence[t
         dims[i], index[i] = d, names.index(name)
     rejected = {n: sum(1 for o, r in zip(order, results) if o == n and r[2] is None) for n in names}
     return {
-        "t": t, "clean": clean, "noisy": noisy, "y0": y0s, "dim": dims, "family": index,
-        "params": params, "families": tuple(names), "rejected": rejected,
+        "t": t,
+        "clean": clean,
+        "noisy": noisy,
+        "y0": y0s,
+        "dim": dims,
+        "family": index,
+        "params": params,
+        "families": tuple(names),
+        "rejected": rejected,
     }
 
 

@@ -42,8 +42,14 @@ def _reference_fit(starts, logN, logD, logL, weights):
     best = None
     for x0 in starts:
         with np.errstate(all="ignore"):
-            r = minimize(_reference_objective, x0, args=(logN, logD, logL, weights), jac=True, method="L-BFGS-B",
-                         options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000})
+            r = minimize(
+                _reference_objective,
+                x0,
+                args=(logN, logD, logL, weights),
+                jac=True,
+                method="L-BFGS-B",
+                options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000},
+            )
         if np.isfinite(r.fun) and (best is None or r.fun < best.fun):
             best = r
     return best
@@ -55,8 +61,12 @@ def _data():
         return runs["N"].to_numpy(), runs["D"].to_numpy(), runs["loss"].to_numpy(), "Epoch Chinchilla (240 runs)"
     except FileNotFoundError:
         runs = simulate_runs(EPOCH_2024, kind="grid", grid_points=15, noise=0.02, seed=0).iloc[:240]
-        return (runs["N"].to_numpy(), runs["D"].to_numpy(), runs["loss"].to_numpy(),
-                "simulated from Epoch's constants (Epoch data not present)")
+        return (
+            runs["N"].to_numpy(),
+            runs["D"].to_numpy(),
+            runs["loss"].to_numpy(),
+            "simulated from Epoch's constants (Epoch data not present)",
+        )
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
@@ -89,33 +99,55 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     rel = abs(fit.objective - ref.fun) / abs(ref.fun)
     boot_a = boot.bootstrap_table()["a"]
     result = {
-        "data": source, "n_starts": int(len(starts)), "n_bootstrap": n_boot,
-        "batched_fit_s": t1 - t0, "batched_bootstrap_s": t2 - t1, "batched_total_s": t2 - t0,
-        "scipy_fit_s": t3 - t2, "scipy_bootstrap_s": t4 - t3, "scipy_total_s": t4 - t2,
-        "speedup_fit": (t3 - t2) / (t1 - t0), "speedup_bootstrap": (t4 - t3) / (t2 - t1),
+        "data": source,
+        "n_starts": int(len(starts)),
+        "n_bootstrap": n_boot,
+        "batched_fit_s": t1 - t0,
+        "batched_bootstrap_s": t2 - t1,
+        "batched_total_s": t2 - t0,
+        "scipy_fit_s": t3 - t2,
+        "scipy_bootstrap_s": t4 - t3,
+        "scipy_total_s": t4 - t2,
+        "speedup_fit": (t3 - t2) / (t1 - t0),
+        "speedup_bootstrap": (t4 - t3) / (t2 - t1),
         "speedup_total": (t4 - t2) / (t2 - t0),
-        "batched_objective": fit.objective, "scipy_objective": float(ref.fun), "objective_rel_diff": rel,
+        "batched_objective": fit.objective,
+        "scipy_objective": float(ref.fun),
+        "objective_rel_diff": rel,
         "same_optimum": bool(rel <= SAME_OPTIMUM_RTOL),
         "bootstrap_a_median": {"batched": float(np.median(boot_a)), "scipy": float(np.median(ref_boot))},
-        "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        "machine": {"cpus": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "machine": {
+            "cpus": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
     }
     return result
 
 
 def format_result(r: dict) -> str:
-    rows = [("grid of starts", r["batched_fit_s"], r["scipy_fit_s"], r["speedup_fit"]),
-            (f"bootstrap x{r['n_bootstrap']}", r["batched_bootstrap_s"], r["scipy_bootstrap_s"], r["speedup_bootstrap"]),
-            ("total", r["batched_total_s"], r["scipy_total_s"], r["speedup_total"])]
+    rows = [
+        ("grid of starts", r["batched_fit_s"], r["scipy_fit_s"], r["speedup_fit"]),
+        (f"bootstrap x{r['n_bootstrap']}", r["batched_bootstrap_s"], r["scipy_bootstrap_s"], r["speedup_bootstrap"]),
+        ("total", r["batched_total_s"], r["scipy_total_s"], r["speedup_total"]),
+    ]
     where = r["gpu"] or f"{r['machine']['cpus']} CPU threads"
-    lines = [f"Approach 3 on {r['data']}: {r['n_starts']} starts + {r['n_bootstrap']} bootstrap refits "
-             f"(batched on {where}, torch {r['machine']['torch']}; scipy on the CPU)",
-             f"{'stage':<18}{'batched (s)':>12}{'scipy loop (s)':>16}{'speed-up':>10}"]
+    lines = [
+        f"Approach 3 on {r['data']}: {r['n_starts']} starts + {r['n_bootstrap']} bootstrap refits "
+        f"(batched on {where}, torch {r['machine']['torch']}; scipy on the CPU)",
+        f"{'stage':<18}{'batched (s)':>12}{'scipy loop (s)':>16}{'speed-up':>10}",
+    ]
     lines += [f"{name:<18}{b:>12.2f}{s:>16.2f}{ratio:>9.1f}x" for name, b, s, ratio in rows]
     verdict = "same optimum" if r["same_optimum"] else "DIFFERENT OPTIMA"
-    lines.append(f"Huber objective: batched {r['batched_objective']:.12g}, scipy {r['scipy_objective']:.12g} "
-                 f"(relative difference {r['objective_rel_diff']:.1e}: {verdict}, tolerance {SAME_OPTIMUM_RTOL:g})")
-    lines.append(f"bootstrap median a: batched {r['bootstrap_a_median']['batched']:.4f}, "
-                 f"scipy {r['bootstrap_a_median']['scipy']:.4f}")
+    lines.append(
+        f"Huber objective: batched {r['batched_objective']:.12g}, scipy {r['scipy_objective']:.12g} "
+        f"(relative difference {r['objective_rel_diff']:.1e}: {verdict}, tolerance {SAME_OPTIMUM_RTOL:g})"
+    )
+    lines.append(
+        f"bootstrap median a: batched {r['bootstrap_a_median']['batched']:.4f}, "
+        f"scipy {r['bootstrap_a_median']['scipy']:.4f}"
+    )
     return "\n".join(lines)

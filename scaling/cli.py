@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 
 COLUMN_FLAGS = ("N", "D", "C", "loss", "U", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff")
 EPOCH_DATASET = "epoch-chinchilla"  # not bundled (no licence): read from $WORKBENCH_SHARED_DATA when present
-PRESETS = {"hoffmann": laws.HOFFMANN_PRINTED, "hoffmann-unrounded": laws.HOFFMANN_UNROUNDED,
-           "epoch": laws.EPOCH_2024, "muennighoff-c4": laws.MUENNIGHOFF_C4}
+PRESETS = {
+    "hoffmann": laws.HOFFMANN_PRINTED,
+    "hoffmann-unrounded": laws.HOFFMANN_UNROUNDED,
+    "epoch": laws.EPOCH_2024,
+    "muennighoff-c4": laws.MUENNIGHOFF_C4,
+}
 
 
 def register(areas, name: str, help_text: str) -> None:
@@ -41,15 +45,25 @@ def register(areas, name: str, help_text: str) -> None:
 def _add_input_flags(p: argparse.ArgumentParser, *, convention_required: bool = True) -> None:
     p.add_argument("file", nargs="?", help="CSV or netCDF table of runs (or use --dataset)")
     p.add_argument("--dataset", help="a bundled dataset by name (see `workbench scaling datasets`)")
-    p.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
-                   help="keep only rows whose column equals the value (repeatable)")
-    p.add_argument("--convention", required=convention_required, choices=CONVENTIONS,
-                   help="what N counts (kaplan: no embedding/head; standard: + head; attention: + attention "
-                        "FLOPs; chinchilla: Hoffmann App. F). Required: it changes the exponent by ~0.1")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COL=VALUE",
+        help="keep only rows whose column equals the value (repeatable)",
+    )
+    p.add_argument(
+        "--convention",
+        required=convention_required,
+        choices=CONVENTIONS,
+        help="what N counts (kaplan: no embedding/head; standard: + head; attention: + attention "
+        "FLOPs; chinchilla: Hoffmann App. F). Required: it changes the exponent by ~0.1",
+    )
     group = p.add_argument_group("column names (map your table's columns onto the canonical ones)")
     for col in COLUMN_FLAGS:
-        group.add_argument(f"--col-{col.replace('_', '-')}", dest=f"col_{col}", metavar="NAME",
-                           help=f"column holding {col}")
+        group.add_argument(
+            f"--col-{col.replace('_', '-')}", dest=f"col_{col}", metavar="NAME", help=f"column holding {col}"
+        )
 
 
 def _load_table(args) -> pd.DataFrame:
@@ -84,7 +98,9 @@ def _filter_rows(source, name: str, where: list[str]):
         if not sep or not column:
             raise InputError(f"--where {clause!r}: expected COLUMN=VALUE")
         if column not in table.columns:
-            raise InputError(f"--where {clause!r}: {name} has no column '{column}'; columns: {', '.join(table.columns)}")
+            raise InputError(
+                f"--where {clause!r}: {name} has no column '{column}'; columns: {', '.join(table.columns)}"
+            )
         values = table[column]
         keep = values.astype(str) == value
         if not keep.any():
@@ -98,13 +114,17 @@ def _check_single_setup(runs, name: str, convention: str) -> None:
     """Tables that mix several experiments, or rows counted under another convention, are refused."""
     if "experiment" in runs.columns and runs["experiment"].nunique() > 1:
         choices = ", ".join(runs["experiment"].unique())
-        raise InputError(f"{name} holds {runs['experiment'].nunique()} experiments; fit one with "
-                         f"--where experiment=NAME (choices: {choices}), or use `workbench scaling reconcile`")
+        raise InputError(
+            f"{name} holds {runs['experiment'].nunique()} experiments; fit one with "
+            f"--where experiment=NAME (choices: {choices}), or use `workbench scaling reconcile`"
+        )
     if "flop_count" in runs.columns:
         counted = set(runs["flop_count"].astype(str))
         if counted != {convention}:
-            raise InputError(f"{name}: N in these rows is counted under {sorted(counted)}, not --convention "
-                             f"{convention}; pass --convention {sorted(counted)[0]}")
+            raise InputError(
+                f"{name}: N in these rows is counted under {sorted(counted)}, not --convention "
+                f"{convention}; pass --convention {sorted(counted)[0]}"
+            )
 
 
 def _check_output(path: str | None, suffixes: tuple[str, ...], flag: str) -> Path | None:
@@ -128,14 +148,20 @@ def _check_output(path: str | None, suffixes: tuple[str, ...], flag: str) -> Pat
 def _register_fit(verbs) -> None:
     width = max(map(len, METHODS))
     methods = "\n".join(f"  {name:<{width}}  {m.help}" for name, m in METHODS.items())
-    p = add_parser(verbs, "fit", help="fit a scaling law to a table of runs",
-                   description="Fit a scaling law to a CSV/netCDF table of runs with columns N, D or C, loss "
-                               f"(optional seed, run, budget).\n\nmethods (--method):\n{methods}",
-                   examples="  workbench scaling fit runs.csv --method parametric --convention standard --json\n"
-                            "  workbench scaling fit --dataset porian-rw --where experiment=cosine_decay "
-                            "--method isoflop --convention standard --plot isoflop.png\n"
-                            "  workbench scaling fit runs.csv --method parametric --convention kaplan "
-                            "--bootstrap 1000 --out fit.nc", handler=_fit, json=True)
+    p = add_parser(
+        verbs,
+        "fit",
+        help="fit a scaling law to a table of runs",
+        description="Fit a scaling law to a CSV/netCDF table of runs with columns N, D or C, loss "
+        f"(optional seed, run, budget).\n\nmethods (--method):\n{methods}",
+        examples="  workbench scaling fit runs.csv --method parametric --convention standard --json\n"
+        "  workbench scaling fit --dataset porian-rw --where experiment=cosine_decay "
+        "--method isoflop --convention standard --plot isoflop.png\n"
+        "  workbench scaling fit runs.csv --method parametric --convention kaplan "
+        "--bootstrap 1000 --out fit.nc",
+        handler=_fit,
+        json=True,
+    )
     _add_input_flags(p)
     p.add_argument("--method", required=True, choices=tuple(METHODS), help="which estimator")
     for method in METHODS.values():
@@ -169,11 +195,18 @@ def _register_reconcile(verbs) -> None:
     p = add_parser(verbs, "reconcile", _reconcile, json=True)
     p.add_argument("file", nargs="?", help="CSV/netCDF with columns experiment, N, C or D, loss")
     p.add_argument("--dataset", choices=("porian-rw", "porian-owt2"), help="bundled Porian data")
-    p.add_argument("--attention", action="store_true", help="porian-rw: add the attention-FLOP ladder and "
-                                                            "Kaplan-count-with-tuning rows")
+    p.add_argument(
+        "--attention",
+        action="store_true",
+        help="porian-rw: add the attention-FLOP ladder and Kaplan-count-with-tuning rows",
+    )
     p.add_argument("--noise", type=float, default=None, help="seed-noise sigma for a FILE (default 0.002)")
-    p.add_argument("--convention", choices=CONVENTIONS, default="standard",
-                   help="for a FILE without a flop_count column: what its N counts")
+    p.add_argument(
+        "--convention",
+        choices=CONVENTIONS,
+        default="standard",
+        help="for a FILE without a flop_count column: what its N counts",
+    )
     p.add_argument("--replicates", type=int, default=1000, help="noise-bootstrap replicates per budget")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--plot", help="write the ladder figure to this PNG file")
@@ -201,8 +234,9 @@ def _reconcile(args) -> int:
         raise InputError("give either a FILE or --dataset porian-rw|porian-owt2 (exactly one)")
     with progress_bar(10 if args.attention else 5, "ladder steps") as tick:
         if args.dataset:
-            results = reconcile_porian(args.dataset, attention=args.attention, replicates=args.replicates,
-                                       seed=args.seed, progress=tick)
+            results = reconcile_porian(
+                args.dataset, attention=args.attention, replicates=args.replicates, seed=args.seed, progress=tick
+            )
             source = args.dataset
         else:
             import pandas as pd
@@ -216,11 +250,21 @@ def _reconcile(args) -> int:
                 raise InputError(f"{args.file}: reconcile needs an 'experiment' column (one ladder step each)")
             # Each step is its own run set: validate them separately (the same N and C recur across
             # steps), each under its own convention when a flop_count column says which.
-            parts = [load_runs(t.reset_index(drop=True), name=f"{args.file} [{e}]",
-                               convention=str(t["flop_count"].iloc[0]) if "flop_count" in t else args.convention)
-                     .assign(experiment=e) for e, t in table.groupby("experiment", sort=False)]
-            results = reconcile(pd.concat(parts, ignore_index=True), noise=args.noise or 0.002,
-                                replicates=args.replicates, seed=args.seed, progress=tick)
+            parts = [
+                load_runs(
+                    t.reset_index(drop=True),
+                    name=f"{args.file} [{e}]",
+                    convention=str(t["flop_count"].iloc[0]) if "flop_count" in t else args.convention,
+                ).assign(experiment=e)
+                for e, t in table.groupby("experiment", sort=False)
+            ]
+            results = reconcile(
+                pd.concat(parts, ignore_index=True),
+                noise=args.noise or 0.002,
+                replicates=args.replicates,
+                seed=args.seed,
+                progress=tick,
+            )
             source = args.file
     rows = [row for _, _, row in results]
     if out is not None:
@@ -231,9 +275,11 @@ def _reconcile(args) -> int:
     if rows and "published_a" in rows[0]:
         columns.append(("published_a", "published"))
     columns += [("N_star_at_5.88e23", "N*(5.88e23)"), ("rho_range", "D*/N* range"), ("n_budgets", "budgets")]
-    text = (f"Compute-optimal exponent a (N* ∝ C^a) per correction, Approach 2 (Akima + noise bootstrap), {source}\n"
-            + format_table(rows, columns)
-            + "\nreference: Kaplan 0.73 (fixed-batch 0.88), Hoffmann 0.50")
+    text = (
+        f"Compute-optimal exponent a (N* ∝ C^a) per correction, Approach 2 (Akima + noise bootstrap), {source}\n"
+        + format_table(rows, columns)
+        + "\nreference: Kaplan 0.73 (fixed-batch 0.88), Hoffmann 0.50"
+    )
     emit(args, text, rows)
     return 0
 
@@ -246,13 +292,17 @@ def _write_ladder(path: Path, results, source: str) -> None:
     steps = [row["step"] for _, _, row in results]
     n_draws = min(fit.a_draws.size for _, fit, _ in results)
     ds = xr.Dataset(
-        {"a": (("step",), [r["a"] for _, _, r in results]),
-         "a_ci": (("step", "bound"), [r["a_ci"] for _, _, r in results]),
-         "b": (("step",), [r["b"] for _, _, r in results]),
-         "N_star_at_5.88e23": (("step",), [r["N_star_at_5.88e23"] for _, _, r in results]),
-         "experiment": (("step",), [r["experiment"] for _, _, r in results]),
-         "a_draws": (("step", "draw"), np.stack([fit.a_draws[:n_draws] for _, fit, _ in results]))},
-        coords={"step": steps, "bound": ["lo", "hi"]}, attrs={"source": source, "method": "isoflop-akima"})
+        {
+            "a": (("step",), [r["a"] for _, _, r in results]),
+            "a_ci": (("step", "bound"), [r["a_ci"] for _, _, r in results]),
+            "b": (("step",), [r["b"] for _, _, r in results]),
+            "N_star_at_5.88e23": (("step",), [r["N_star_at_5.88e23"] for _, _, r in results]),
+            "experiment": (("step",), [r["experiment"] for _, _, r in results]),
+            "a_draws": (("step", "draw"), np.stack([fit.a_draws[:n_draws] for _, fit, _ in results])),
+        },
+        coords={"step": steps, "bound": ["lo", "hi"]},
+        attrs={"source": source, "method": "isoflop-akima"},
+    )
     atomic_write_netcdf(ds, path)
 
 
@@ -262,11 +312,17 @@ def _write_ladder(path: Path, results, source: str) -> None:
 def _register_simulate(verbs) -> None:
     p = add_parser(verbs, "simulate", _simulate, json=True)
     p.add_argument("--kind", choices=("isoflop", "grid"), default="isoflop", help="design of the runs")
-    p.add_argument("--preset", choices=tuple(PRESETS), default="hoffmann",
-                   help="published constants to start from (overridden by --E etc.)")
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="hoffmann",
+        help="published constants to start from (overridden by --E etc.)",
+    )
     for name in ("E", "A", "B", "alpha", "beta"):
         p.add_argument(f"--{name}", type=float, help=f"{name} of the true law")
-    p.add_argument("--budgets", type=float, nargs="+", help="isoflop: compute budgets (default Porian's 1.25e16..2.56e19)")
+    p.add_argument(
+        "--budgets", type=float, nargs="+", help="isoflop: compute budgets (default Porian's 1.25e16..2.56e19)"
+    )
     p.add_argument("--sizes", type=int, default=9, help="isoflop: model sizes per budget")
     p.add_argument("--span", type=float, default=8.0, help="isoflop: sizes span N*/span .. N*·span")
     p.add_argument("--center", type=float, default=1.0, help="isoflop: centre sampling at center·N*")
@@ -302,17 +358,30 @@ def _simulate(args) -> int:
 
     out = _check_output(args.out, (".csv", ".nc"), "--out")
     law = _law_from_args(args)
-    runs = simulate_runs(law, kind=args.kind, budgets=args.budgets, sizes=args.sizes, span=args.span,
-                         center=args.center, drift=args.drift, grid_points=args.grid_points, noise=args.noise,
-                         seeds=args.seeds, seed=args.seed)
+    runs = simulate_runs(
+        law,
+        kind=args.kind,
+        budgets=args.budgets,
+        sizes=args.sizes,
+        span=args.span,
+        center=args.center,
+        drift=args.drift,
+        grid_points=args.grid_points,
+        noise=args.noise,
+        seeds=args.seeds,
+        seed=args.seed,
+    )
     if out.suffix == ".nc":
         ds = runs.to_xarray().rename({"index": "run"})
         ds.attrs.update({k: float(v) for k, v in law.as_dict().items()} | {"kind": args.kind, "noise": args.noise})
         atomic_write_netcdf(ds, out)
     else:
         atomic_write_text(out, runs.to_csv(index=False))
-    emit(args, f"wrote {len(runs)} runs to {out} from {law} ({args.kind}, noise {args.noise})",
-         {"path": str(out), "n_runs": len(runs), "law": law.as_dict(), "kind": args.kind})
+    emit(
+        args,
+        f"wrote {len(runs)} runs to {out} from {law} ({args.kind}, noise {args.noise})",
+        {"path": str(out), "n_runs": len(runs), "law": law.as_dict(), "kind": args.kind},
+    )
     return 0
 
 
@@ -338,9 +407,18 @@ def _allocate(args) -> int:
     if any(not c > 0 for c in args.compute):
         raise InputError("--compute budgets must be > 0")
     rows = [law.allocation_table(c) for c in args.compute]
-    text = (f"L(N,D) = {law.E:.4g} + {law.A:.4g}/N^{law.alpha:.4g} + {law.B:.4g}/D^{law.beta:.4g}\n"
-            + format_table(rows, [("C", "C"), ("a", "a"), ("G", "G"), ("N_star", "N*"), ("D_star", "D*"),
-                                  ("tokens_per_param", "D*/N*"), ("L_star", "L*")]))
+    text = f"L(N,D) = {law.E:.4g} + {law.A:.4g}/N^{law.alpha:.4g} + {law.B:.4g}/D^{law.beta:.4g}\n" + format_table(
+        rows,
+        [
+            ("C", "C"),
+            ("a", "a"),
+            ("G", "G"),
+            ("N_star", "N*"),
+            ("D_star", "D*"),
+            ("tokens_per_param", "D*/N*"),
+            ("L_star", "L*"),
+        ],
+    )
     emit(args, text, rows)
     return 0
 
@@ -349,7 +427,7 @@ def _allocate(args) -> int:
 
 
 def _register_datasets(verbs) -> None:
-    p = add_parser(verbs, "datasets", _datasets, json=True)
+    add_parser(verbs, "datasets", _datasets, json=True)
 
 
 def _datasets(args) -> int:
@@ -363,8 +441,12 @@ def _datasets(args) -> int:
     rows = [{"name": d.name, "licence": d.licence, "description": d.description} for d in DATASETS.values()]
     folder = shared_data_dir()
     where = str(folder) if folder else "$WORKBENCH_SHARED_DATA (not set here)"
-    rows.append({"name": EPOCH_DATASET, "licence": "none (not bundled)",
-                 "description": f"Epoch AI digitisation of Hoffmann Fig. 4 (240 runs); read from {where}"})
+    rows.append(
+        {
+            "name": EPOCH_DATASET,
+            "licence": "none (not bundled)",
+            "description": f"Epoch AI digitisation of Hoffmann Fig. 4 (240 runs); read from {where}",
+        }
+    )
     emit(args, format_table(rows, [(k, k) for k in ("name", "licence", "description")]), rows)
     return 0
-

@@ -46,9 +46,7 @@ _DEFAULT_HEAD_SIZE = 64
 def check_convention(name: str) -> str:
     """Return `name` if it is a known convention, else raise InputError listing the valid ones."""
     if name not in CONVENTIONS:
-        raise InputError(
-            f"unknown parameter/FLOP convention {name!r}; valid: {', '.join(CONVENTIONS)}"
-        )
+        raise InputError(f"unknown parameter/FLOP convention {name!r}; valid: {', '.join(CONVENTIONS)}")
     return name
 
 
@@ -69,15 +67,7 @@ def swiglu_ffn(width):
 
 
 def param_count(
-    convention: str,
-    *,
-    width,
-    depth,
-    vocab=None,
-    seq_len=None,
-    d_ff=None,
-    ffn: str = "swiglu",
-    n_heads=None,
+    convention: str, *, width, depth, vocab=None, seq_len=None, d_ff=None, ffn: str = "swiglu", n_heads=None
 ):
     """Parameter count N of a decoder-only transformer under `convention`.
 
@@ -125,20 +115,11 @@ def param_count(
 
 
 def flops_per_token(
-    convention: str,
-    *,
-    width,
-    depth,
-    vocab=None,
-    seq_len=None,
-    d_ff=None,
-    ffn: str = "swiglu",
-    n_heads=None,
+    convention: str, *, width, depth, vocab=None, seq_len=None, d_ff=None, ffn: str = "swiglu", n_heads=None
 ):
     """Training FLOPs per token: 6·N (kaplan, standard) or 6·N_eff (attention, chinchilla)."""
     n = param_count(
-        convention, width=width, depth=depth, vocab=vocab, seq_len=seq_len, d_ff=d_ff,
-        ffn=ffn, n_heads=n_heads,
+        convention, width=width, depth=depth, vocab=vocab, seq_len=seq_len, d_ff=d_ff, ffn=ffn, n_heads=n_heads
     )
     return 6.0 * n
 

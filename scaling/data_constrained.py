@@ -50,10 +50,19 @@ class DataConstrainedFit:
     converged: bool  # both stages met a convergence test
 
     def summary(self) -> dict:
-        return {"E": self.base.E, "A": self.base.A, "B": self.base.B, "alpha": self.base.alpha,
-                "beta": self.base.beta, "R_D_star": self.r_d_star, "R_N_star": self.r_n_star,
-                "objective": self.objective, "n_single_epoch": self.n_single_epoch,
-                "n_points": self.n_points, "converged": self.converged}
+        return {
+            "E": self.base.E,
+            "A": self.base.A,
+            "B": self.base.B,
+            "alpha": self.base.alpha,
+            "beta": self.base.beta,
+            "R_D_star": self.r_d_star,
+            "R_N_star": self.r_n_star,
+            "objective": self.objective,
+            "n_single_epoch": self.n_single_epoch,
+            "n_points": self.n_points,
+            "converged": self.converged,
+        }
 
 
 def compute_optimal_params_for_tokens(base: ChinchillaLaw, U):
@@ -92,8 +101,9 @@ def _loss(base: ChinchillaLaw, N, D, U, r_d_star: float, r_n_star: float):
     return base.loss(effective_params(base, N, U, r_n_star), effective_tokens(D, U, r_d_star))
 
 
-def huber_objective(base: ChinchillaLaw, N, D, U, loss, *, r_d_star: float, r_n_star: float,
-                    delta: float = HUBER_DELTA) -> float:
+def huber_objective(
+    base: ChinchillaLaw, N, D, U, loss, *, r_d_star: float, r_n_star: float, delta: float = HUBER_DELTA
+) -> float:
     """The fit's objective, sum of Huber(log L̂ - log L), at given constants (R* may be inf).
 
     For comparing the data-constrained form with treating repeats as fresh tokens
@@ -110,8 +120,9 @@ def plain_runs(table: pd.DataFrame) -> pd.DataFrame:
     return table[~table["variant"].isin(ABLATION_VARIANTS)].reset_index(drop=True)
 
 
-def fit_data_constrained(N, D, U, loss, *, base: ChinchillaLaw | None = None, delta: float = HUBER_DELTA,
-                         starts=None) -> DataConstrainedFit:
+def fit_data_constrained(
+    N, D, U, loss, *, base: ChinchillaLaw | None = None, delta: float = HUBER_DELTA, starts=None
+) -> DataConstrainedFit:
     """Fit Eq. 5: the base law on single-epoch runs, then R*_D and R*_N on all runs.
 
     `base` skips stage 1 and uses the given law (e.g. `laws.MUENNIGHOFF_C4`). `starts` overrides
@@ -122,17 +133,25 @@ def fit_data_constrained(N, D, U, loss, *, base: ChinchillaLaw | None = None, de
     base_converged = True
     if base is None:
         if single.sum() <= 4:
-            raise InputError(f"the base law has 4 parameters but only {int(single.sum())} single-epoch "
-                             "runs (D == U); need more single-epoch runs than parameters")
+            raise InputError(
+                f"the base law has 4 parameters but only {int(single.sum())} single-epoch "
+                "runs (D == U); need more single-epoch runs than parameters"
+            )
         stage1 = fit_parametric(N[single], D[single], loss[single], tie=True, delta=delta)
         base, base_converged = stage1.law, stage1.converged
 
     objective = huber_log_objective(_log_predict_for(base, N, D, U), loss, delta=delta)
     grid = list(itertools.product(LOG_R_STAR_STARTS, LOG_R_STAR_STARTS)) if starts is None else starts
     x, f, converged = best_start(objective, grid)
-    return DataConstrainedFit(base=base, r_d_star=float(np.exp(x[0])), r_n_star=float(np.exp(x[1])),
-                              objective=f, n_single_epoch=int(single.sum()), n_points=int(N.size),
-                              converged=converged and base_converged)
+    return DataConstrainedFit(
+        base=base,
+        r_d_star=float(np.exp(x[0])),
+        r_n_star=float(np.exp(x[1])),
+        objective=f,
+        n_single_epoch=int(single.sum()),
+        n_points=int(N.size),
+        converged=converged and base_converged,
+    )
 
 
 def _log_predict_for(base: ChinchillaLaw, N, D, U):
@@ -147,9 +166,9 @@ def _log_predict_for(base: ChinchillaLaw, N, D, U):
         D_eff = U_D + U_D * r_d * -torch.expm1(-R_D / r_d)
         N_eff = U_N + U_N * r_n * -torch.expm1(-R_N / r_n)
         # log(E + A/N'^alpha + B/D'^beta) as a log-sum-exp of the three terms' logs.
-        log_terms = torch.broadcast_tensors(torch.full_like(N_eff, log_E),
-                                            log_A - base.alpha * torch.log(N_eff),
-                                            log_B - base.beta * torch.log(D_eff))
+        log_terms = torch.broadcast_tensors(
+            torch.full_like(N_eff, log_E), log_A - base.alpha * torch.log(N_eff), log_B - base.beta * torch.log(D_eff)
+        )
         return torch.logsumexp(torch.stack(log_terms), 0)
 
     return log_predict
@@ -169,8 +188,10 @@ def _checked(N, D, U, loss):
             raise InputError(f"column '{name}' must be finite and > 0 for the data-constrained fit")
     fewer = np.flatnonzero(arrays["D"] < arrays["U"] * (1 - 1e-9))
     if fewer.size:
-        raise InputError(f"column 'D' must be >= 'U' (tokens seen cannot be fewer than unique tokens); "
-                         f"row {fewer[0]} has D = {arrays['D'][fewer[0]]:g} < U = {arrays['U'][fewer[0]]:g}")
+        raise InputError(
+            f"column 'D' must be >= 'U' (tokens seen cannot be fewer than unique tokens); "
+            f"row {fewer[0]} has D = {arrays['D'][fewer[0]]:g} < U = {arrays['U'][fewer[0]]:g}"
+        )
     if arrays["N"].size <= 2:
         raise InputError(f"R*_D and R*_N are 2 parameters but only {arrays['N'].size} runs; need more runs")
     return list(arrays.values())

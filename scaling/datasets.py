@@ -73,8 +73,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             "muennighoff",
-            "Muennighoff et al. 2023 data-constrained runs: N, D, unique tokens U, epochs, "
-            "final C4 validation loss",
+            "Muennighoff et al. 2023 data-constrained runs: N, D, unique tokens U, epochs, final C4 validation loss",
             "Apache-2.0",
             "muennighoff2023/final_val_losses.csv",
         ),
@@ -123,9 +122,7 @@ def load_dataset(name: str, *, loss_column: str | None = None) -> pd.DataFrame:
 
 def _gadre(table: pd.DataFrame, loss_column: str) -> pd.DataFrame:
     if loss_column not in GADRE_LOSS_COLUMNS:
-        raise InputError(
-            f"unknown gadre loss_column {loss_column!r}; valid: {', '.join(GADRE_LOSS_COLUMNS)}"
-        )
+        raise InputError(f"unknown gadre loss_column {loss_column!r}; valid: {', '.join(GADRE_LOSS_COLUMNS)}")
     runs = table.rename(columns={"name": "run", "params": "N", "tokens": "D"})
     runs = _as_float(runs, ("N", "D"))
     runs["loss"] = runs[loss_column].astype(float)
@@ -136,13 +133,7 @@ def _gadre(table: pd.DataFrame, loss_column: str) -> pd.DataFrame:
 
 def _muennighoff(table: pd.DataFrame) -> pd.DataFrame:
     runs = table.rename(
-        columns={
-            "run_name": "run",
-            "params": "N",
-            "tokens": "D",
-            "unique_tokens": "U",
-            "val_loss": "loss",
-        }
+        columns={"run_name": "run", "params": "N", "tokens": "D", "unique_tokens": "U", "val_loss": "loss"}
     )
     runs = _as_float(runs, ("N", "D", "U", "loss"))
     runs["C"] = 6.0 * runs["N"] * runs["D"]

@@ -60,24 +60,32 @@ def sweep_points(ds, loss_var: str = "final_val_loss") -> dict[str, Any]:
     """
     doping = [d for d in DOPING_DIMS if d in ds.dims]
     if not doping:
-        raise InputError(f"the sweep has no doping dimension (one of: {', '.join(DOPING_DIMS)}; dims: "
-                         f"{', '.join(map(str, ds.dims)) or 'none'}); sweep with --grid model.frozen_ratio=...")
+        raise InputError(
+            f"the sweep has no doping dimension (one of: {', '.join(DOPING_DIMS)}; dims: "
+            f"{', '.join(map(str, ds.dims)) or 'none'}); sweep with --grid model.frozen_ratio=..."
+        )
     if len(doping) > 1:
-        raise InputError(f"the sweep has several doping dimensions ({', '.join(doping)}); select one setting "
-                         "of all but one before the report")
+        raise InputError(
+            f"the sweep has several doping dimensions ({', '.join(doping)}); select one setting "
+            "of all but one before the report"
+        )
     dim = doping[0]
     missing = [name for name in (loss_var, *REQUIRED) if name not in ds.data_vars]
     if missing:
-        raise InputError(f"the sweep has no variable {missing[0]!r} (needed: {', '.join((loss_var, *REQUIRED))}; "
-                         f"runs recorded before doping support lack the counts: rerun them)")
+        raise InputError(
+            f"the sweep has no variable {missing[0]!r} (needed: {', '.join((loss_var, *REQUIRED))}; "
+            f"runs recorded before doping support lack the counts: rerun them)"
+        )
     loss = ds[loss_var]
     for other in loss.dims:
         if other not in (dim, "width", "seed") and ds.sizes[other] > 1:
-            raise InputError(f"sweep dim {other!r} has {ds.sizes[other]} values; select one before the report "
-                             f"(the report compares widths x {dim}, seeds averaged)")
+            raise InputError(
+                f"sweep dim {other!r} has {ds.sizes[other]} values; select one before the report "
+                f"(the report compares widths x {dim}, seeds averaged)"
+            )
     singles = [d for d in loss.dims if d not in (dim, "width", "seed")]
     if singles:
-        ds = ds.isel({d: 0 for d in singles})
+        ds = ds.isel(dict.fromkeys(singles, 0))
         loss = ds[loss_var]
     has_seed = "seed" in loss.dims
     n_seeds = int(ds.sizes["seed"]) if has_seed else 1
@@ -100,10 +108,18 @@ def sweep_points(ds, loss_var: str = "final_val_loss") -> dict[str, Any]:
             if not (math.isfinite(value) and all(math.isfinite(v) for v in row.values())):
                 continue  # a member without results
             tokens = row["tokens_per_step"] * row["steps_done"]
-            points.append({"setting": _setting_label(setting), "width": None if width is None else int(width),
-                           "loss": value, "params": int(row["params"]), "params_frozen": int(row["params_frozen"]),
-                           "flops_per_token": int(row["flops_per_token"]), "tokens": int(tokens),
-                           "compute": float(row["flops_per_token"] * tokens)})
+            points.append(
+                {
+                    "setting": _setting_label(setting),
+                    "width": None if width is None else int(width),
+                    "loss": value,
+                    "params": int(row["params"]),
+                    "params_frozen": int(row["params_frozen"]),
+                    "flops_per_token": int(row["flops_per_token"]),
+                    "tokens": int(tokens),
+                    "compute": float(row["flops_per_token"] * tokens),
+                }
+            )
     seed_noise = None
     if has_seed and n_seeds > 1:
         spread = ds[loss_var].var("seed", ddof=1, skipna=True).values
@@ -126,53 +142,79 @@ def doping_report(sweep: xr.Dataset | str | os.PathLike, loss_var: str = "final_
     points = table["points"]
     settings = list(dict.fromkeys(p["setting"] for p in points))
     if len(settings) < 2:
-        raise InputError(f"the sweep has results at {len(settings)} {table['doping_dim']} setting(s); "
-                         "comparing counts needs at least 2")
+        raise InputError(
+            f"the sweep has results at {len(settings)} {table['doping_dim']} setting(s); "
+            "comparing counts needs at least 2"
+        )
     if len(points) < 4:
-        raise InputError(f"the sweep has {len(points)} (width, {table['doping_dim']}) points with results; "
-                         "a joint fit of a·N^b + c needs at least 4")
+        raise InputError(
+            f"the sweep has {len(points)} (width, {table['doping_dim']}) points with results; "
+            "a joint fit of a·N^b + c needs at least 4"
+        )
     loss = np.array([p["loss"] for p in points])
-    xs = {"trainable": np.array([p["params"] for p in points], dtype=float),
-          "total": np.array([p["params"] + p["params_frozen"] for p in points], dtype=float),
-          "compute": np.array([p["compute"] for p in points], dtype=float)}
+    xs = {
+        "trainable": np.array([p["params"] for p in points], dtype=float),
+        "total": np.array([p["params"] + p["params_frozen"] for p in points], dtype=float),
+        "compute": np.array([p["compute"] for p in points], dtype=float),
+    }
     labels = np.array([p["setting"] for p in points])
     fits = {}
     for name in COUNTS:
         fit = fit_power_law(xs[name], loss)
         residual = loss - fit(xs[name])
-        fits[name] = {**fit.as_dict(), "rmse": fit.rmse,
-                      "mean_residual": {s: float(residual[labels == s].mean()) for s in settings}}
+        fits[name] = {
+            **fit.as_dict(),
+            "rmse": fit.rmse,
+            "mean_residual": {s: float(residual[labels == s].mean()) for s in settings},
+        }
         for p, r in zip(points, residual):
             p[f"residual_{name}"] = float(r)
     collapses = "trainable" if fits["trainable"]["rmse"] <= fits["total"]["rmse"] else "total"
     noise = table["seed_noise"]
     noise_of_mean = None if noise is None else noise / math.sqrt(table["n_seeds"])
     gap = abs(fits["trainable"]["rmse"] - fits["total"]["rmse"])
-    margin = noise_of_mean if noise_of_mean is not None else SAME_FIT * max(fits["trainable"]["rmse"],
-                                                                            fits["total"]["rmse"])
-    separated = bool(gap > margin and fits["trainable"]["a"] > 0 and fits["total"]["a"] > 0
-                     and not np.array_equal(xs["trainable"], xs["total"]))
-    return {"doping_dim": table["doping_dim"], "loss": loss_var, "settings": settings, "points": points,
-            "fits": fits, "collapses": collapses, "separated": separated, "n_seeds": table["n_seeds"], "seed_noise": noise,
-            "seed_noise_of_mean": noise_of_mean,
-            "verdict": _verdict(fits, collapses, xs, noise_of_mean)}
+    margin = (
+        noise_of_mean if noise_of_mean is not None else SAME_FIT * max(fits["trainable"]["rmse"], fits["total"]["rmse"])
+    )
+    separated = bool(
+        gap > margin
+        and fits["trainable"]["a"] > 0
+        and fits["total"]["a"] > 0
+        and not np.array_equal(xs["trainable"], xs["total"])
+    )
+    return {
+        "doping_dim": table["doping_dim"],
+        "loss": loss_var,
+        "settings": settings,
+        "points": points,
+        "fits": fits,
+        "collapses": collapses,
+        "separated": separated,
+        "n_seeds": table["n_seeds"],
+        "seed_noise": noise,
+        "seed_noise_of_mean": noise_of_mean,
+        "verdict": _verdict(fits, collapses, xs, noise_of_mean),
+    }
 
 
 def _verdict(fits, collapses: str, xs, noise_of_mean: float | None) -> str:
     """One plain sentence on what the fits show (not what the paper claims)."""
     if np.array_equal(xs["trainable"], xs["total"]):
-        return ("no run has frozen parameters, so N_trainable = N_total and the data cannot tell the two "
-                "counts apart")
+        return "no run has frozen parameters, so N_trainable = N_total and the data cannot tell the two counts apart"
     best, other = fits[collapses], fits["total" if collapses == "trainable" else "trainable"]
-    text = (f"N = {collapses} collapses the doping settings best: joint fit rmse {best['rmse']:.3g} vs "
-            f"{other['rmse']:.3g} for N = {'total' if collapses == 'trainable' else 'trainable'}")
+    text = (
+        f"N = {collapses} collapses the doping settings best: joint fit rmse {best['rmse']:.3g} vs "
+        f"{other['rmse']:.3g} for N = {'total' if collapses == 'trainable' else 'trainable'}"
+    )
     flat = [name for name in ("trainable", "total") if fits[name]["a"] == 0]
     if flat:
-        text += (f"; but the loss does not fall with N = {' or '.join(flat)} (fitted a = 0), so the sweep shows "
-                 "no size dependence to collapse")
+        text += (
+            f"; but the loss does not fall with N = {' or '.join(flat)} (fitted a = 0), so the sweep shows "
+            "no size dependence to collapse"
+        )
     if noise_of_mean is None:
         if other["rmse"] - best["rmse"] <= SAME_FIT * other["rmse"]:
-            text += (f"; the two rmse differ by under {SAME_FIT:.0%}, so these data do not separate the counts")
+            text += f"; the two rmse differ by under {SAME_FIT:.0%}, so these data do not separate the counts"
         return text + "; one seed per point, so seed noise is unknown"
     if best["rmse"] <= 1.5 * noise_of_mean:
         text += f"; its residuals are within seed noise (seed-mean std {noise_of_mean:.3g})"

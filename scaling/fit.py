@@ -11,6 +11,7 @@ replicates, are advanced together by `scaling.lbfgs.minimize_batched`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field, replace
 
@@ -51,9 +52,19 @@ class ChinchillaObjective:
     `tie` fits alpha = beta (Muennighoff et al. 2023): the free vector is (a, b, e, alpha).
     """
 
-    def __init__(self, N, D, loss, *, delta: float = HUBER_DELTA, weights=None, tie: bool = False,
-                 dtype=torch.float64, device=None):
-        as_tensor = lambda v: torch.tensor(np.asarray(v, float), dtype=dtype, device=device)  # noqa: E731
+    def __init__(
+        self,
+        N,
+        D,
+        loss,
+        *,
+        delta: float = HUBER_DELTA,
+        weights=None,
+        tie: bool = False,
+        dtype=torch.float64,
+        device=None,
+    ):
+        as_tensor = lambda v: torch.tensor(np.asarray(v, float), dtype=dtype, device=device)
         self.logN, self.logD, self.logL = as_tensor(np.log(N)), as_tensor(np.log(D)), as_tensor(np.log(loss))
         # [1, log x] columns: one matrix product gives both gradient sums of a term (see below).
         self._onesN = torch.stack([torch.ones_like(self.logN), -self.logN], 1)
@@ -126,9 +137,14 @@ class ParametricFit:
     bootstrap_seed: int | None = None
 
     def summary(self) -> dict:
-        out = self.law.as_dict() | {"objective": self.objective, "n_points": self.n_points,
-                                    "n_starts": self.n_starts, "n_at_optimum": self.n_at_optimum,
-                                    "converged": self.converged, "tie": self.tie}
+        out = self.law.as_dict() | {
+            "objective": self.objective,
+            "n_points": self.n_points,
+            "n_starts": self.n_starts,
+            "n_at_optimum": self.n_at_optimum,
+            "converged": self.converged,
+            "tie": self.tie,
+        }
         if self.bootstrap is not None:
             out["ci"] = self.confidence_intervals()
             out["n_bootstrap"] = int(self.bootstrap.shape[0])
@@ -137,15 +153,24 @@ class ParametricFit:
     def bootstrap_table(self) -> dict[str, np.ndarray]:
         """Bootstrap draws of every reported quantity, including the derived exponents a and b."""
         E, A, B, alpha, beta = self.bootstrap.T
-        return {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta,
-                "a": beta / (alpha + beta), "b": alpha / (alpha + beta)}
+        return {
+            "E": E,
+            "A": A,
+            "B": B,
+            "alpha": alpha,
+            "beta": beta,
+            "a": beta / (alpha + beta),
+            "b": alpha / (alpha + beta),
+        }
 
     def confidence_intervals(self, level: float = 0.95) -> dict[str, list[float]]:
         """Percentile intervals over the bootstrap draws (Epoch 2024 uses 2.5/97.5 %)."""
         if self.bootstrap is None:
             return {}
         lo, hi = 50 * (1 - level), 50 * (1 + level)
-        return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in self.bootstrap_table().items()}
+        return {
+            k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in self.bootstrap_table().items()
+        }
 
 
 def _law_from_x(x: np.ndarray) -> ChinchillaLaw:
@@ -161,7 +186,9 @@ def _check_inputs(N, D, loss, n_params: int):
         if not np.all(np.isfinite(v)) or np.any(v <= 0):
             raise InputError(f"column '{name}' must be finite and > 0 for a parametric fit")
     if N.size <= n_params:
-        raise InputError(f"the parametric fit has {n_params} parameters but only {N.size} runs; need more runs than parameters")
+        raise InputError(
+            f"the parametric fit has {n_params} parameters but only {N.size} runs; need more runs than parameters"
+        )
     return N, D, loss
 
 
@@ -174,8 +201,19 @@ POLISH_BAND = 1e-2  # refine starts whose screened objective is within 1 % of th
 POLISH_MIN = 32  # ... and at least this many of the best, whatever their spread
 
 
-def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
-                   reduction: str = "sum", max_iter: int = 1000, progress=None, device=None) -> ParametricFit:
+def fit_parametric(
+    N,
+    D,
+    loss,
+    *,
+    tie: bool = False,
+    delta: float = HUBER_DELTA,
+    starts: np.ndarray | None = None,
+    reduction: str = "sum",
+    max_iter: int = 1000,
+    progress=None,
+    device=None,
+) -> ParametricFit:
     """Approach 3 from every start of the grid; returns the best (lowest Huber sum) fit.
 
     `reduction="mean"` is accepted for compatibility with code that averages the Huber loss, and is
@@ -191,8 +229,13 @@ def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA,
     if tie:
         grid = np.unique(grid[:, :4], axis=0)
     screen = ChinchillaObjective(N, D, loss, delta=delta, tie=tie, dtype=torch.float32, device=device)
-    screened = minimize_batched(screen, torch.as_tensor(grid, dtype=torch.float32, device=device), max_iter=max_iter,
-                                ftol=SCREEN_FTOL, progress=progress)
+    screened = minimize_batched(
+        screen,
+        torch.as_tensor(grid, dtype=torch.float32, device=device),
+        max_iter=max_iter,
+        ftol=SCREEN_FTOL,
+        progress=progress,
+    )
     f = screened.f.double().cpu().numpy()
     finite = np.isfinite(f)
     if not finite.any():
@@ -210,15 +253,24 @@ def fit_parametric(N, D, loss, *, tie: bool = False, delta: float = HUBER_DELTA,
     return _best_of(refined, objective, grid.shape[0], N.size, tie)
 
 
-def _best_of(result: BatchedResult, objective: ChinchillaObjective, n_starts: int, n_points: int,
-             tie: bool) -> ParametricFit:
+def _best_of(
+    result: BatchedResult, objective: ChinchillaObjective, n_starts: int, n_points: int, tie: bool
+) -> ParametricFit:
     f = result.f.cpu().numpy()
     finite = np.isfinite(f)
     best = int(np.nanargmin(np.where(finite, f, np.inf)))
     x = objective.expand(result.x[best : best + 1]).cpu().numpy()[0]
     n_at = int(np.sum(finite & (f <= f[best] * (1 + 1e-6))))
-    return ParametricFit(law=_law_from_x(x), objective=float(f[best]), n_points=n_points, n_starts=n_starts,
-                         n_at_optimum=n_at, converged=bool(result.success[best]), tie=tie, x=x)
+    return ParametricFit(
+        law=_law_from_x(x),
+        objective=float(f[best]),
+        n_points=n_points,
+        n_starts=n_starts,
+        n_at_optimum=n_at,
+        converged=bool(result.success[best]),
+        tie=tie,
+        x=x,
+    )
 
 
 class _Whitened:
@@ -245,8 +297,12 @@ def _inverse_sqrt_hessian(objective, x: torch.Tensor, step: float = 1e-5) -> tor
     trading off) then gets a long but finite scale instead of an infinite one.
     """
     P = x.numel()
-    probes = torch.cat([x + step * torch.eye(P, dtype=x.dtype, device=x.device),
-                        x - step * torch.eye(P, dtype=x.dtype, device=x.device)])
+    probes = torch.cat(
+        [
+            x + step * torch.eye(P, dtype=x.dtype, device=x.device),
+            x - step * torch.eye(P, dtype=x.dtype, device=x.device),
+        ]
+    )
     _, g = objective(probes, torch.zeros(2 * P, dtype=torch.long, device=x.device))
     H = (g[:P] - g[P:]) / (2 * step)
     H = 0.5 * (H + H.T)
@@ -255,9 +311,19 @@ def _inverse_sqrt_hessian(objective, x: torch.Tensor, step: float = 1e-5) -> tor
     return eigvecs / eigvals.sqrt()
 
 
-def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, seed: int = 42,
-                         delta: float = HUBER_DELTA, max_iter: int = 1000, progress=None,
-                         device=None) -> ParametricFit:
+def bootstrap_parametric(
+    N,
+    D,
+    loss,
+    fit: ParametricFit,
+    *,
+    n_boot: int = 1000,
+    seed: int = 42,
+    delta: float = HUBER_DELTA,
+    max_iter: int = 1000,
+    progress=None,
+    device=None,
+) -> ParametricFit:
     """Resample runs with replacement `n_boot` times and refit each replicate (as Besiroglu et al. 2024).
 
     Every replicate starts from the full-data optimum (Epoch starts from Hoffmann's constants);
@@ -277,11 +343,8 @@ def bootstrap_parametric(N, D, loss, fit: ParametricFit, *, n_boot: int = 1000, 
     z0 = torch.zeros(n_boot, objective.n_free, dtype=torch.float64, device=device)
     # ftol 1e-12 relative is what scipy's L-BFGS-B ftol=1e-15 means at f ≈ 1e-3 (scipy scales by
     # max(|f|, 1)): each replicate's CI contribution does not need more digits than that.
-    result = minimize_batched(whitened, z0, max_iter=max_iter, ftol=1e-12, progress=progress,
-                              unit_first_step=False)
+    result = minimize_batched(whitened, z0, max_iter=max_iter, ftol=1e-12, progress=progress, unit_first_step=False)
     p = objective.expand(whitened.to_x(result.x)).cpu().numpy()
     draws = np.column_stack([np.exp(p[:, 2]), np.exp(p[:, 0]), np.exp(p[:, 1]), p[:, 3], p[:, 4]])
     draws = draws[np.isfinite(result.f.cpu().numpy()) & np.all(np.isfinite(draws), 1)]
-    return ParametricFit(law=fit.law, objective=fit.objective, n_points=fit.n_points, n_starts=fit.n_starts,
-                         n_at_optimum=fit.n_at_optimum, converged=fit.converged, tie=fit.tie, x=fit.x,
-                         bootstrap=draws, bootstrap_seed=seed)
+    return dataclasses.replace(fit, bootstrap=draws, bootstrap_seed=seed)

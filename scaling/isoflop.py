@@ -132,9 +132,17 @@ class IsoflopFit(ComputeOptimalLaws):
     def summary(self) -> dict:
         N_star, N_ci = self.N_star_at()
         return {
-            "a": self.a, "a_ci": self.a_ci, "b": self.b, "b_ci": self.b_ci, "r2": self.N_law.r2,
-            "N_star_at_5.88e23": N_star, "N_star_ci": N_ci, "rho_range": self.rho_range(),
-            "n_budgets_used": len(self.used), "n_bootstrap": int(self.a_draws.size), "method": self.method,
+            "a": self.a,
+            "a_ci": self.a_ci,
+            "b": self.b,
+            "b_ci": self.b_ci,
+            "r2": self.N_law.r2,
+            "N_star_at_5.88e23": N_star,
+            "N_star_ci": N_ci,
+            "rho_range": self.rho_range(),
+            "n_budgets_used": len(self.used),
+            "n_bootstrap": int(self.a_draws.size),
+            "method": self.method,
             "noise": self.noise,
             "refused": [{"C": o.C, "reason": o.reason} for o in self.budgets if not o.ok],
         }
@@ -177,7 +185,7 @@ def _akima_optimum(x_sorted, losses, noise, replicates, rng):
     k = x_sorted.size
     grid = np.geomspace(x_sorted[0], x_sorted[-1], (k - 1) * INTERP_MULTIPLIER)
     idx, curve = _akima_argmin(x_sorted, np.log(losses)[:, None], grid)
-    edge = lambda i: (i == 0) | (i == grid.size - 1)  # noqa: E731
+    edge = lambda i: (i == 0) | (i == grid.size - 1)
     if edge(idx[0]):
         return None
     noisy = losses[:, None] + noise * rng.standard_normal((k, replicates))
@@ -189,8 +197,15 @@ def _akima_optimum(x_sorted, losses, noise, replicates, rng):
     floor = MIN_STD_FACTOR * INTERP_MULTIPLIER * np.log(grid[1] / grid[0])
     log_std = max(np.std(np.log(draws)), floor) * replicates / max(draws.size, 1) if draws.size else np.nan
     loss_star = np.exp(draw_curves[draws_idx[valid], np.nonzero(valid)[0]]) if draws.size else np.empty(0)
-    return {"draws": draws, "log_std": log_std, "stable": draws.size >= replicates // 2,
-            "grid": grid, "curve": np.exp(curve[:, 0]), "loss_star": loss_star, "point": grid[idx[0]]}
+    return {
+        "draws": draws,
+        "log_std": log_std,
+        "stable": draws.size >= replicates // 2,
+        "grid": grid,
+        "curve": np.exp(curve[:, 0]),
+        "loss_star": loss_star,
+        "point": grid[idx[0]],
+    }
 
 
 def _parabola_optimum(x_sorted, losses):
@@ -206,8 +221,12 @@ def _parabola_optimum(x_sorted, losses):
     if not (np.log(x_sorted[0]) < vertex < np.log(x_sorted[-1])):
         return "edge"
     grid = np.geomspace(x_sorted[0], x_sorted[-1], 200)
-    return {"point": float(np.exp(vertex)), "loss": float(np.exp(c0 + c1 * vertex + c2 * vertex**2)),
-            "grid": grid, "curve": np.exp(np.polyval([c2, c1, c0], np.log(grid)))}
+    return {
+        "point": float(np.exp(vertex)),
+        "loss": float(np.exp(c0 + c1 * vertex + c2 * vertex**2)),
+        "grid": grid,
+        "curve": np.exp(np.polyval([c2, c1, c0], np.log(grid))),
+    }
 
 
 def estimate_noise(runs: pd.DataFrame) -> tuple[float, str]:
@@ -220,8 +239,9 @@ def estimate_noise(runs: pd.DataFrame) -> tuple[float, str]:
     return DEFAULT_NOISE, "default (Porian's RefinedWeb seed noise)"
 
 
-def isoflop_optima(runs: pd.DataFrame, *, method: str = "akima", noise: float = DEFAULT_NOISE,
-                   replicates: int = 1000, seed: int = 0) -> list[BudgetOptimum]:
+def isoflop_optima(
+    runs: pd.DataFrame, *, method: str = "akima", noise: float = DEFAULT_NOISE, replicates: int = 1000, seed: int = 0
+) -> list[BudgetOptimum]:
     """Per-budget optima (steps 1-4). `runs` has columns N, D, C, loss (see `scaling.table`)."""
     if method not in METHODS:
         raise InputError(f"unknown IsoFLOP method '{method}'; valid: {', '.join(METHODS)}")
@@ -249,9 +269,17 @@ def isoflop_optima(runs: pd.DataFrame, *, method: str = "akima", noise: float = 
             elif opt_N == "edge" or opt_D == "edge":
                 optima.append(BudgetOptimum(status="edge-minimum", **common))
             else:
-                optima.append(BudgetOptimum(status="ok", N_star=opt_N["point"], D_star=opt_D["point"],
-                                            loss_star=opt_N["loss"], curve_N=opt_N["grid"], curve_loss=opt_N["curve"],
-                                            **common))
+                optima.append(
+                    BudgetOptimum(
+                        status="ok",
+                        N_star=opt_N["point"],
+                        D_star=opt_D["point"],
+                        loss_star=opt_N["loss"],
+                        curve_N=opt_N["grid"],
+                        curve_loss=opt_N["curve"],
+                        **common,
+                    )
+                )
             continue
         opt_N = _akima_optimum(N, loss, noise, replicates, rng)
         order = np.argsort(D)
@@ -268,24 +296,41 @@ def isoflop_optima(runs: pd.DataFrame, *, method: str = "akima", noise: float = 
         else:
             N_star, D_star = opt_N["point"], opt_D["point"]
             loss_star = float(opt_N["curve"].min())
-        optima.append(BudgetOptimum(
-            status="ok", N_star=float(N_star), D_star=float(D_star), loss_star=loss_star,
-            log_N_std=float(opt_N["log_std"]), log_D_std=float(opt_D["log_std"]),
-            N_draws=opt_N["draws"], D_draws=opt_D["draws"], curve_N=opt_N["grid"], curve_loss=opt_N["curve"],
-            **common))
+        optima.append(
+            BudgetOptimum(
+                status="ok",
+                N_star=float(N_star),
+                D_star=float(D_star),
+                loss_star=loss_star,
+                log_N_std=float(opt_N["log_std"]),
+                log_D_std=float(opt_D["log_std"]),
+                N_draws=opt_N["draws"],
+                D_draws=opt_D["draws"],
+                curve_N=opt_N["grid"],
+                curve_loss=opt_N["curve"],
+                **common,
+            )
+        )
     return optima
 
 
-def fit_isoflop(optima: list[BudgetOptimum], *, weighted: bool = True, method: str = "akima",
-                noise: float = DEFAULT_NOISE, min_budgets: int = 3) -> IsoflopFit:
+def fit_isoflop(
+    optima: list[BudgetOptimum],
+    *,
+    weighted: bool = True,
+    method: str = "akima",
+    noise: float = DEFAULT_NOISE,
+    min_budgets: int = 3,
+) -> IsoflopFit:
     """Steps 5-6: power laws N*(C), D*(C) through the usable budgets, with bootstrap CIs."""
     used = [o for o in optima if o.ok]
     if len(optima) < 2:
         raise InputError(f"IsoFLOP fitting needs several compute budgets; the data has {len(optima)}")
     if len(used) < min_budgets:
         reasons = "; ".join(f"C={o.C:.3g}: {o.reason}" for o in optima if not o.ok)
-        raise InputError(f"only {len(used)} of {len(optima)} budgets have a usable minimum (need {min_budgets}); "
-                         f"refused: {reasons}")
+        raise InputError(
+            f"only {len(used)} of {len(optima)} budgets have a usable minimum (need {min_budgets}); refused: {reasons}"
+        )
     C = np.array([o.C for o in used])
     N_star = np.array([o.N_star for o in used])
     D_star = np.array([o.D_star for o in used])
@@ -301,8 +346,17 @@ def fit_isoflop(optima: list[BudgetOptimum], *, weighted: bool = True, method: s
         b_draws, _ = _batched_power_law_slopes(C, np.stack([o.D_draws[:n_rep_D] for o in used], 1), wD)
     else:
         a_draws = b_draws = coef_draws = np.empty(0)
-    return IsoflopFit(N_law=N_law, D_law=D_law, a_draws=a_draws, b_draws=b_draws, coef_draws=coef_draws,
-                      budgets=tuple(optima), method=method, noise=noise, weighted=have_std)
+    return IsoflopFit(
+        N_law=N_law,
+        D_law=D_law,
+        a_draws=a_draws,
+        b_draws=b_draws,
+        coef_draws=coef_draws,
+        budgets=tuple(optima),
+        method=method,
+        noise=noise,
+        weighted=have_std,
+    )
 
 
 @dataclass(frozen=True)
@@ -328,6 +382,8 @@ def fit_envelope(runs: pd.DataFrame) -> EnvelopeFit:
     frontier = frontier.drop_duplicates("C")
     if len(frontier) < 3:
         raise InputError(f"the envelope has only {len(frontier)} runs (need 3 at different compute budgets)")
-    return EnvelopeFit(N_law=weighted_power_law(frontier["C"], frontier["N"]),
-                       D_law=weighted_power_law(frontier["C"], frontier["D"]),
-                       points=frontier[["C", "N", "D", "loss"]].reset_index(drop=True))
+    return EnvelopeFit(
+        N_law=weighted_power_law(frontier["C"], frontier["N"]),
+        D_law=weighted_power_law(frontier["C"], frontier["D"]),
+        points=frontier[["C", "N", "D", "loss"]].reset_index(drop=True),
+    )

@@ -14,8 +14,8 @@ batch by `scaling.lbfgs.minimize_batched`, keeping the best. The constants come 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,8 +31,9 @@ LOG_SCALE_STARTS = (20.0, 25.0, 30.0, 35.0)
 EXPONENT_STARTS = (0.05, 0.1, 0.2, 0.4)
 
 
-def huber_log_objective(log_predict: Callable[[torch.Tensor], torch.Tensor], loss, *,
-                        delta: float = HUBER_DELTA, weights=None) -> Objective:
+def huber_log_objective(
+    log_predict: Callable[[torch.Tensor], torch.Tensor], loss, *, delta: float = HUBER_DELTA, weights=None
+) -> Objective:
     """Objective for `minimize_batched`: sum over runs of Huber(log L̂ - log L), gradient by autograd.
 
     `log_predict(x)` maps a (b, P) batch of parameters to (b, n) predicted log losses. `weights`
@@ -88,9 +89,17 @@ class KaplanFit:
 
     def summary(self) -> dict:
         """Constants (NaN where not fitted) and fit diagnostics."""
-        return {"form": self.form, "N_c": self.N_c, "alpha_N": self.alpha_N, "D_c": self.D_c,
-                "alpha_D": self.alpha_D, "objective": self.objective, "n_points": self.n_points,
-                "n_starts": self.n_starts, "converged": self.converged}
+        return {
+            "form": self.form,
+            "N_c": self.N_c,
+            "alpha_N": self.alpha_N,
+            "D_c": self.D_c,
+            "alpha_D": self.alpha_D,
+            "objective": self.objective,
+            "n_points": self.n_points,
+            "n_starts": self.n_starts,
+            "converged": self.converged,
+        }
 
 
 def envelope_by(values, loss) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +151,9 @@ def _fit_single(form: str, values, loss, *, frontier: bool, delta: float) -> Kap
     scale, exponent = float(np.exp(x[0])), float(x[1])
     pair = {"N_c": scale, "alpha_N": exponent} if form == "N" else {"D_c": scale, "alpha_D": exponent}
     constants = {"N_c": np.nan, "alpha_N": np.nan, "D_c": np.nan, "alpha_D": np.nan} | pair
-    return KaplanFit(form=form, **constants, objective=f, n_points=int(values.size),
-                     n_starts=len(starts), converged=converged, x=x)
+    return KaplanFit(
+        form=form, **constants, objective=f, n_points=int(values.size), n_starts=len(starts), converged=converged, x=x
+    )
 
 
 def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA) -> KaplanFit:
@@ -163,9 +173,18 @@ def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA) -> KaplanFit:
 
     starts = list(itertools.product(LOG_SCALE_STARTS, LOG_SCALE_STARTS, EXPONENT_STARTS, EXPONENT_STARTS))
     x, f, converged = best_start(huber_log_objective(log_predict, loss, delta=delta), starts)
-    return KaplanFit(form="ND", N_c=float(np.exp(x[0])), alpha_N=float(x[2]), D_c=float(np.exp(x[1])),
-                     alpha_D=float(x[3]), objective=f, n_points=int(N.size), n_starts=len(starts),
-                     converged=converged, x=x)
+    return KaplanFit(
+        form="ND",
+        N_c=float(np.exp(x[0])),
+        alpha_N=float(x[2]),
+        D_c=float(np.exp(x[1])),
+        alpha_D=float(x[3]),
+        objective=f,
+        n_points=int(N.size),
+        n_starts=len(starts),
+        converged=converged,
+        x=x,
+    )
 
 
 def _checked(columns: dict, n_params: int) -> list[np.ndarray]:

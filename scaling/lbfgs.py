@@ -17,8 +17,8 @@ stop early here (Epoch, "Replicate with lower loss scale").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -161,7 +161,7 @@ def _lbfgs_direction(g, S, Y, count):
     yy = (Y[:, -1] * Y[:, -1]).sum(1)
     has = (count > 0) & (yy > 0)
     gamma = torch.where(has, d[:, -1] / torch.where(has, yy, 1.0), 1.0)
-    p1 = (S @ g[:, :, None])  # (B, m, 1)
+    p1 = S @ g[:, :, None]  # (B, m, 1)
     p2 = gamma[:, None, None] * (Y @ g[:, :, None])
     v = torch.linalg.solve_triangular(R, p1, upper=True)
     inner = d[:, :, None] * v + gamma[:, None, None] * (Y @ (Y.transpose(1, 2) @ v)) - p2

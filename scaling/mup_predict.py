@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import minimize_scalar
 from scipy import stats
+from scipy.optimize import minimize_scalar
 
 from scaling.laws import PowerLaw
 from workbench.errors import InputError
@@ -58,7 +58,7 @@ def _check(params, loss) -> tuple[np.ndarray, np.ndarray]:
 
 def _profile(b: float, x: np.ndarray, L: np.ndarray) -> tuple[float, float, float]:
     """(sse, a', c) for exponent b, with x = N / N0 and a' ≥ 0 the coefficient at that scale."""
-    u = x ** b
+    u = x**b
     A = np.stack([u, np.ones_like(u)], axis=1)
     (a, c), *_ = np.linalg.lstsq(A, L, rcond=None)
     if a <= 0:  # loss not decreasing in N along this b: the best a ≥ 0 is a = 0
@@ -78,17 +78,20 @@ def fit_power_law(params, loss) -> PowerLaw:
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     best_b, best_sse = grid[i], sse[i]
     if hi > lo:
-        res = minimize_scalar(lambda b: _profile(b, x, L)[0], bounds=(lo, hi), method="bounded",
-                              options={"xatol": 1e-12, "maxiter": 500})
+        res = minimize_scalar(
+            lambda b: _profile(b, x, L)[0], bounds=(lo, hi), method="bounded", options={"xatol": 1e-12, "maxiter": 500}
+        )
         if res.fun <= best_sse:
             best_b, best_sse = float(res.x), float(res.fun)
     _, a_scaled, c = _profile(best_b, x, L)
-    return PowerLaw(coef=a_scaled * N0 ** (-best_b), exponent=float(best_b), offset=c,
-                    rmse=math.sqrt(best_sse / N.size))
+    return PowerLaw(
+        coef=a_scaled * N0 ** (-best_b), exponent=float(best_b), offset=c, rmse=math.sqrt(best_sse / N.size)
+    )
 
 
-def bootstrap_band(params, loss, fit: PowerLaw, new_params, *, n_boot: int = 200, level: float = 0.95,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_band(
+    params, loss, fit: PowerLaw, new_params, *, n_boot: int = 200, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Central `level` interval of the predictions at `new_params` over parametric-bootstrap refits."""
     N, L = _check(params, loss)
     new = np.asarray(new_params, dtype=float)
@@ -96,7 +99,7 @@ def bootstrap_band(params, loss, fit: PowerLaw, new_params, *, n_boot: int = 200
     if dof < 1:
         nan = np.full(new.shape, np.nan)
         return nan, nan.copy()
-    sigma = math.sqrt(fit.rmse ** 2 * N.size / dof)
+    sigma = math.sqrt(fit.rmse**2 * N.size / dof)
     if sigma == 0:
         value = fit(new)
         return value, value.copy()
@@ -121,15 +124,24 @@ def open_sweep(sweep: xr.Dataset | str | os.PathLike) -> xr.Dataset:
         return sweep
     path = Path(sweep)
     if path.is_dir():
-        raise InputError(f"{path} is a sweep directory; collect it first (`workbench jobs collect {path} --out "
-                         "sweep.nc`) and pass the .nc file")
+        raise InputError(
+            f"{path} is a sweep directory; collect it first (`workbench jobs collect {path} --out "
+            "sweep.nc`) and pass the .nc file"
+        )
     if not path.is_file():
         raise InputError(f"sweep not found: {path}")
     return open_dataset(path)
 
 
-def predict_sweep(sweep: xr.Dataset | str | os.PathLike, *, holdout: int = 1, count: str = "params",
-                  loss_var: str = "final_val_loss", n_boot: int = 200, level: float = 0.95) -> dict[str, Any]:
+def predict_sweep(
+    sweep: xr.Dataset | str | os.PathLike,
+    *,
+    holdout: int = 1,
+    count: str = "params",
+    loss_var: str = "final_val_loss",
+    n_boot: int = 200,
+    level: float = 0.95,
+) -> dict[str, Any]:
     """Fit the smaller widths of a collected sweep (Dataset or .nc path), predict the `holdout` largest.
 
     Returns ``{"fit": {"a", "b", "c"}, "predictions": [{"width", "params", "predicted", "actual",
@@ -137,17 +149,21 @@ def predict_sweep(sweep: xr.Dataset | str | os.PathLike, *, holdout: int = 1, co
     """
     ds = open_sweep(sweep)
     if "width" not in ds.dims:
-        raise InputError(f"the sweep has no 'width' dimension (dims: {', '.join(map(str, ds.dims)) or 'none'}); "
-                         "sweep with --grid model.width=...")
+        raise InputError(
+            f"the sweep has no 'width' dimension (dims: {', '.join(map(str, ds.dims)) or 'none'}); "
+            "sweep with --grid model.width=..."
+        )
     for name in (count, loss_var):
         if name not in ds.data_vars:
             raise InputError(f"the sweep has no variable {name!r} (variables: {', '.join(map(str, ds.data_vars))})")
     extra = [d for d in ds[loss_var].dims if d != "width"]
     for dim in extra:
         if dim != "seed" and ds.sizes[dim] > 1:
-            raise InputError(f"sweep dim {dim!r} has {ds.sizes[dim]} values; select one before predicting "
-                             f"(predict fits width at one setting)")
-    loss = ds[loss_var].mean([d for d in extra], skipna=True) if extra else ds[loss_var]
+            raise InputError(
+                f"sweep dim {dim!r} has {ds.sizes[dim]} values; select one before predicting "
+                f"(predict fits width at one setting)"
+            )
+    loss = ds[loss_var].mean(list(extra), skipna=True) if extra else ds[loss_var]
     n_extra = [d for d in ds[count].dims if d != "width"]
     params = ds[count].max(n_extra, skipna=True) if n_extra else ds[count]
     widths = np.asarray(ds["width"].values)
@@ -159,18 +175,32 @@ def predict_sweep(sweep: xr.Dataset | str | os.PathLike, *, holdout: int = 1, co
     if holdout < 1:
         raise InputError(f"--holdout = {holdout} must be >= 1")
     if N.size - holdout < 3:
-        raise InputError(f"{N.size} widths with results, {holdout} held out: fitting needs at least 3 "
-                         f"smaller widths")
+        raise InputError(f"{N.size} widths with results, {holdout} held out: fitting needs at least 3 smaller widths")
     fit_n, fit_l = N[:-holdout], L[:-holdout]
     fit = fit_power_law(fit_n, fit_l)
     low, high = bootstrap_band(fit_n, fit_l, fit, N[-holdout:], n_boot=n_boot, level=level)
     predictions = []
     for i, j in enumerate(range(N.size - holdout, N.size)):
         predicted = float(fit(N[j]))
-        predictions.append({"width": int(widths[j]), "params": int(N[j]), "predicted": predicted,
-                            "actual": float(L[j]), "rel_error": predicted / float(L[j]) - 1,
-                            "low": float(low[i]), "high": float(high[i])})
-    return {"fit": fit.as_dict(), "count": count, "loss": loss_var, "level": level, "rmse": fit.rmse,
-            "fitted": [{"width": int(w), "params": int(n), "actual": float(v)}
-                       for w, n, v in zip(widths[:-holdout], fit_n, fit_l)],
-            "predictions": predictions}
+        predictions.append(
+            {
+                "width": int(widths[j]),
+                "params": int(N[j]),
+                "predicted": predicted,
+                "actual": float(L[j]),
+                "rel_error": predicted / float(L[j]) - 1,
+                "low": float(low[i]),
+                "high": float(high[i]),
+            }
+        )
+    return {
+        "fit": fit.as_dict(),
+        "count": count,
+        "loss": loss_var,
+        "level": level,
+        "rmse": fit.rmse,
+        "fitted": [
+            {"width": int(w), "params": int(n), "actual": float(v)} for w, n, v in zip(widths[:-holdout], fit_n, fit_l)
+        ],
+        "predictions": predictions,
+    }

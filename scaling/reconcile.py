@@ -58,26 +58,45 @@ def ladder_for(runs: pd.DataFrame, steps: tuple[LadderStep, ...] | None = None) 
     present = list(dict.fromkeys(runs["experiment"]))
     if steps is None:
         known = {s.experiment: s for s in PORIAN_LADDER + PORIAN_ATTENTION_LADDER}
-        steps = tuple(known.get(e, LadderStep(e, e)) for e in present) if not set(present) <= set(known) else tuple(
-            s for s in PORIAN_LADDER + PORIAN_ATTENTION_LADDER if s.experiment in present)
+        steps = (
+            tuple(known.get(e, LadderStep(e, e)) for e in present)
+            if not set(present) <= set(known)
+            else tuple(s for s in PORIAN_LADDER + PORIAN_ATTENTION_LADDER if s.experiment in present)
+        )
     missing = [s.experiment for s in steps if s.experiment not in present]
     if missing:
         raise InputError(f"experiments {missing} are not in the data; it has: {', '.join(present)}")
     return steps
 
 
-def reconcile(runs: pd.DataFrame, *, steps: tuple[LadderStep, ...] | None = None, noise: float = 0.002,
-              replicates: int = 1000, seed: int = 0, published: pd.DataFrame | None = None,
-              progress=None) -> list[tuple[LadderStep, IsoflopFit, dict]]:
+def reconcile(
+    runs: pd.DataFrame,
+    *,
+    steps: tuple[LadderStep, ...] | None = None,
+    noise: float = 0.002,
+    replicates: int = 1000,
+    seed: int = 0,
+    published: pd.DataFrame | None = None,
+    progress=None,
+) -> list[tuple[LadderStep, IsoflopFit, dict]]:
     """Fit every ladder step with Approach 2; returns (step, fit, summary row) triples in order."""
     out = []
     for step in ladder_for(runs, steps):
         subset = runs[runs["experiment"] == step.experiment]
         fit = fit_isoflop(isoflop_optima(subset, noise=noise, replicates=replicates, seed=seed), noise=noise)
         N_star, N_ci = fit.N_star_at()
-        row = {"step": step.step, "experiment": step.experiment, "a": fit.a, "a_ci": fit.a_ci, "b": fit.b,
-               "b_ci": fit.b_ci, "N_star_at_5.88e23": N_star, "N_star_ci": N_ci, "rho_range": fit.rho_range(),
-               "n_budgets": len(fit.used)}
+        row = {
+            "step": step.step,
+            "experiment": step.experiment,
+            "a": fit.a,
+            "a_ci": fit.a_ci,
+            "b": fit.b,
+            "b_ci": fit.b_ci,
+            "N_star_at_5.88e23": N_star,
+            "N_star_ci": N_ci,
+            "rho_range": fit.rho_range(),
+            "n_budgets": len(fit.used),
+        }
         if "flop_count" in subset.columns:
             row["convention"] = str(subset["flop_count"].iloc[0])
         if published is not None:
@@ -91,8 +110,9 @@ def reconcile(runs: pd.DataFrame, *, steps: tuple[LadderStep, ...] | None = None
     return out
 
 
-def reconcile_porian(dataset: str = "porian-rw", *, attention: bool = False, replicates: int = 1000, seed: int = 0,
-                     progress=None):
+def reconcile_porian(
+    dataset: str = "porian-rw", *, attention: bool = False, replicates: int = 1000, seed: int = 0, progress=None
+):
     """The ladder on a bundled Porian dataset, with the published exponents alongside."""
     if dataset not in PORIAN_NOISE:
         raise InputError(f"the Porian ladder is defined for datasets {', '.join(PORIAN_NOISE)}; got '{dataset}'")
@@ -100,5 +120,12 @@ def reconcile_porian(dataset: str = "porian-rw", *, attention: bool = False, rep
     steps = PORIAN_LADDER + (PORIAN_ATTENTION_LADDER if attention and dataset == "porian-rw" else ())
     published = load_dataset("porian-published")
     published = published[published["dataset"] == PORIAN_DATASET_LABEL[dataset]]
-    return reconcile(runs, steps=steps, noise=PORIAN_NOISE[dataset], replicates=replicates, seed=seed,
-                     published=published, progress=progress)
+    return reconcile(
+        runs,
+        steps=steps,
+        noise=PORIAN_NOISE[dataset],
+        replicates=replicates,
+        seed=seed,
+        published=published,
+        progress=progress,
+    )

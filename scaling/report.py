@@ -7,9 +7,12 @@ its parser.
 
 from __future__ import annotations
 
-from typing import Sequence
+import io
+from collections.abc import Sequence
 
 import numpy as np
+
+from workbench.atomic import atomic_write_bytes
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
@@ -24,19 +27,17 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
 
     body = [[cell(r.get(k, "")) for k, _ in columns] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, (_, h) in enumerate(columns)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
     return "\n".join([line([h for _, h in columns]), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
 def figure(ncols: int):
-    """A row of `ncols` axes on the non-interactive Agg backend: (figure, axes)."""
-    import matplotlib
+    """A row of `ncols` axes: (figure, axes). A bare matplotlib Figure needs no pyplot backend, so
+    drawing one never changes a notebook's backend or opens a window."""
+    from matplotlib.figure import Figure  # matplotlib only when a figure is drawn: not for `workbench --help`
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.2), squeeze=False)
-    return fig, axes[0]
+    fig = Figure(figsize=(5.5 * ncols, 4.2))
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
 def colormap(name: str):
@@ -46,18 +47,17 @@ def colormap(name: str):
 
 
 def save_figure(fig, path) -> None:
-    """Write `fig` as a PNG atomically and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from workbench.store import atomic_write_bytes
-
+    """Write `fig` as a PNG atomically."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def fill_band(ax, grid, draws, label: str) -> None:
+    """The central 95 % of `draws` (one curve per row, over `grid`) as a shaded band."""
+    ax.fill_between(grid, np.quantile(draws, 0.025, 0), np.quantile(draws, 0.975, 0), color="C3", alpha=0.2,
+                    label=label)  # fmt: skip
 
 
 def plot_ladder(steps: Sequence[dict], path, title: str = "Porian et al. reconciliation ladder") -> None:
@@ -80,8 +80,12 @@ def plot_ladder(steps: Sequence[dict], path, title: str = "Porian et al. reconci
     save_figure(fig, path)
 
 
-def plot_mup_prediction(result: dict, path, floor: float | None = None,
-                        title: str = "muP width sweep: loss prediction from the smaller widths") -> None:
+def plot_mup_prediction(
+    result: dict,
+    path,
+    floor: float | None = None,
+    title: str = "muP width sweep: loss prediction from the smaller widths",
+) -> None:
     """Loss vs N for a `scaling.mup_predict.predict_sweep` result: the fitted widths, the fitted
     law extended to the held-out widths with its band, and their actual losses."""
     fig, (ax,) = figure(1)
@@ -90,22 +94,37 @@ def plot_mup_prediction(result: dict, path, floor: float | None = None,
     n_fit = np.array([r["params"] for r in fitted], dtype=float)
     n_held = np.array([r["params"] for r in held], dtype=float)
     grid = np.geomspace(n_fit.min() / 1.3, n_held.max() * 1.3, 200)
-    ax.plot(grid, a * grid ** b + c, color="C0", lw=1.2, label=f"fit  {a:.3g}·N^{b:.3f} + {c:.3f}")
+    ax.plot(grid, a * grid**b + c, color="C0", lw=1.2, label=f"fit  {a:.3g}·N^{b:.3f} + {c:.3f}")
     ax.scatter(n_fit, [r["actual"] for r in fitted], color="C0", zorder=3, label="fitted widths")
-    ax.errorbar(n_held, [r["predicted"] for r in held],
-                yerr=[[r["predicted"] - r["low"] for r in held], [r["high"] - r["predicted"] for r in held]],
-                fmt="s", mfc="none", color="C0", capsize=4, label=f"predicted ({100 * result['level']:.0f}% band)")
-    ax.scatter(n_held, [r["actual"] for r in held], marker="*", s=90, color="C3", zorder=4,
-               label="actual (trained afterwards)")
+    ax.errorbar(
+        n_held,
+        [r["predicted"] for r in held],
+        yerr=[[r["predicted"] - r["low"] for r in held], [r["high"] - r["predicted"] for r in held]],
+        fmt="s",
+        mfc="none",
+        color="C0",
+        capsize=4,
+        label=f"predicted ({100 * result['level']:.0f}% band)",
+    )
+    ax.scatter(
+        n_held, [r["actual"] for r in held], marker="*", s=90, color="C3", zorder=4, label="actual (trained afterwards)"
+    )
     for r in (*fitted, *held):
-        ax.annotate(f"w{r['width']}", (r["params"], r["actual"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=7, color="0.35")
+        ax.annotate(
+            f"w{r['width']}",
+            (r["params"], r["actual"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+            color="0.35",
+        )
     if floor is not None and np.isfinite(floor):
         ax.axhline(floor, ls=":", color="0.5", lw=0.8)
         ax.text(grid[0], floor, "source entropy rate", fontsize=7, va="bottom", color="0.4")
     ax.set_xscale("log")
-    ax.set(xlabel=f"N ({result.get('count', 'params')})", ylabel=f"{result.get('loss', 'loss')} (nats/token)",
-           title=title)
+    ax.set(
+        xlabel=f"N ({result.get('count', 'params')})", ylabel=f"{result.get('loss', 'loss')} (nats/token)", title=title
+    )
     ax.legend(fontsize=8)
     save_figure(fig, path)
 

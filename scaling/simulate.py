@@ -19,9 +19,22 @@ from workbench.errors import InputError
 KINDS = ("isoflop", "grid")
 
 
-def simulate_runs(law: ChinchillaLaw, *, kind: str = "isoflop", budgets=None, sizes: int = 9, span: float = 8.0,
-                  N_range=(1e7, 1e10), D_range=(1e9, 1e12), grid_points: int = 8, noise: float = 0.0,
-                  seeds: int = 1, seed: int = 0, center: float = 1.0, drift: float = 0.0) -> pd.DataFrame:
+def simulate_runs(
+    law: ChinchillaLaw,
+    *,
+    kind: str = "isoflop",
+    budgets=None,
+    sizes: int = 9,
+    span: float = 8.0,
+    N_range=(1e7, 1e10),
+    D_range=(1e9, 1e12),
+    grid_points: int = 8,
+    noise: float = 0.0,
+    seeds: int = 1,
+    seed: int = 0,
+    center: float = 1.0,
+    drift: float = 0.0,
+) -> pd.DataFrame:
     """Draw a run table (columns N, D, C, loss, seed) from `law`.
 
     `center` and `drift` move the IsoFLOP sampling off the true optimum, as happens when the

@@ -20,9 +20,7 @@ import pandas as pd
 from scaling import conventions
 from workbench.errors import InputError
 
-CANONICAL_COLUMNS = (
-    "N", "D", "C", "loss", "U", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff",
-)
+CANONICAL_COLUMNS = ("N", "D", "C", "loss", "U", "seed", "run", "budget", "width", "depth", "vocab", "seq_len", "d_ff")
 # Sizes and measurements: numeric, finite and > 0. seed, run and budget are labels.
 _SIZE_COLUMNS = ("width", "depth", "vocab", "seq_len", "d_ff")
 _MEASURED_COLUMNS = ("N", "D", "C", "loss", "U")  # U: unique tokens (data-constrained fits)
@@ -32,12 +30,7 @@ _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 
 
 def load_runs(
-    source,
-    *,
-    convention: str,
-    columns: Mapping[str, str] | None = None,
-    name: str | None = None,
-    ffn: str = "swiglu",
+    source, *, convention: str, columns: Mapping[str, str] | None = None, name: str | None = None, ffn: str = "swiglu"
 ) -> pd.DataFrame:
     """Load and validate a table of runs; see the module docstring for the result.
 
@@ -82,8 +75,7 @@ def group_budgets(df: pd.DataFrame, rtol: float = 0.02) -> np.ndarray:
         return np.asarray(codes, dtype=int)
     if "C" not in df.columns:
         raise InputError(
-            f"cannot group budgets: no 'budget' or 'C' column; the table has columns "
-            f"{', '.join(map(str, df.columns))}"
+            f"cannot group budgets: no 'budget' or 'C' column; the table has columns {', '.join(map(str, df.columns))}"
         )
     compute = df["C"].to_numpy(dtype=float)
     order = np.argsort(compute, kind="stable")
@@ -105,8 +97,7 @@ def read_table(source, name: str | None = None) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     if suffix not in _CSV_SUFFIXES + _NETCDF_SUFFIXES:
         raise InputError(
-            f"{label}: unknown file type {path.suffix!r}; "
-            f"supported: {', '.join(_CSV_SUFFIXES + _NETCDF_SUFFIXES)}"
+            f"{label}: unknown file type {path.suffix!r}; supported: {', '.join(_CSV_SUFFIXES + _NETCDF_SUFFIXES)}"
         )
     if not path.is_file():
         raise InputError(f"{label}: file not found")
@@ -150,13 +141,10 @@ def _apply_mapping(raw: pd.DataFrame, mapping: Mapping[str, str], label: str) ->
     for canonical, column in mapping.items():
         if column not in raw.columns:
             raise InputError(
-                f"{label}: column {column!r} (mapped to {canonical}) not found; "
-                f"the table has columns {available}"
+                f"{label}: column {column!r} (mapped to {canonical}) not found; the table has columns {available}"
             )
         if column in renames:
-            raise InputError(
-                f"{label}: column {column!r} is mapped to both {renames[column]} and {canonical}"
-            )
+            raise InputError(f"{label}: column {column!r} is mapped to both {renames[column]} and {canonical}")
         if canonical in raw.columns and canonical != column:
             raise InputError(
                 f"{label}: column {column!r} is mapped to {canonical}, but the table already "
@@ -226,8 +214,7 @@ def _check_duplicates(runs: pd.DataFrame, amount: str, label: str) -> None:
         row_key = tuple(None if pd.isna(v) else v for v in values)
         if row_key in seen:
             raise InputError(
-                f"{label}: data rows {seen[row_key] + 1} and {position + 1} are duplicates "
-                f"(same {', '.join(key)})"
+                f"{label}: data rows {seen[row_key] + 1} and {position + 1} are duplicates (same {', '.join(key)})"
             )
         seen[row_key] = position
 

@@ -15,7 +15,9 @@ def epoch_runs():
     try:
         return load_epoch_chinchilla()
     except FileNotFoundError as reason:
-        pytest.skip(f"Epoch Chinchilla data is not bundled (no licence) and the shared reference folder is absent: {reason}")
+        pytest.skip(
+            f"Epoch Chinchilla data is not bundled (no licence) and the shared reference folder is absent: {reason}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +29,9 @@ def epoch_fit(epoch_runs):
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     """Run `workbench ...` in a fresh interpreter, as a user would."""
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def assert_clean_error(result, *fragments):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
@@ -45,7 +44,7 @@ def test_parametric_json_keys_and_outputs(grid_csv, tmp_path):
     out, plot = tmp_path / "fit.nc", tmp_path / "fit.png"
     result = run_cli("scaling", "fit", str(grid_csv), "--method", "parametric", "--convention", "standard",
                      "--col-N", "params", "--col-D", "tokens", "--col-loss", "val_loss", "--bootstrap", "20",
-                     "--out", str(out), "--plot", str(plot), "--json")
+                     "--out", str(out), "--plot", str(plot), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     for key in ("E", "A", "B", "alpha", "beta", "a", "b", "ci"):
@@ -59,9 +58,9 @@ def test_parametric_json_keys_and_outputs(grid_csv, tmp_path):
 
 @pytest.mark.slow
 def test_isoflop_json_keys_on_bundled_dataset(tmp_path):
-    result = run_cli("scaling", "fit", "--dataset", "porian-rw", "--where", "experiment=cosine_decay",
-                     "--method", "isoflop", "--convention", "standard", "--replicates", "200", "--json",
-                     "--plot", str(tmp_path / "iso.png"))
+    result = run_cli("scaling", "fit", "--dataset", "porian-rw", "--where", "experiment=cosine_decay", "--method",
+                     "isoflop", "--convention", "standard", "--replicates", "200", "--json", "--plot",
+                     str(tmp_path / "iso.png"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     for key in ("a", "a_ci", "b", "b_ci"):
@@ -72,8 +71,8 @@ def test_isoflop_json_keys_on_bundled_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_reconcile_json_is_the_ladder(tmp_path):
-    result = run_cli("scaling", "reconcile", "--dataset", "porian-rw", "--replicates", "200", "--json",
-                     "--out", str(tmp_path / "ladder.nc"), "--plot", str(tmp_path / "ladder.png"))
+    result = run_cli("scaling", "reconcile", "--dataset", "porian-rw", "--replicates", "200", "--json", "--out",
+                     str(tmp_path / "ladder.nc"), "--plot", str(tmp_path / "ladder.png"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     steps = json.loads(result.stdout)
     assert [s["step"] for s in steps] == ["kaplan count", "+ head FLOPs", "+ warmup", "+ decay", "+ tuning"]
@@ -87,8 +86,9 @@ def test_reconcile_json_is_the_ladder(tmp_path):
 def test_simulate_then_fit_recovers_truth(tmp_path):
     sim = tmp_path / "sim.csv"
     assert run_cli("scaling", "simulate", "--kind", "isoflop", "--out", str(sim)).returncode == 0
-    result = run_cli("scaling", "fit", str(sim), "--method", "isoflop", "--convention", "standard",
-                     "--replicates", "100", "--json")
+    result = run_cli(
+        "scaling", "fit", str(sim), "--method", "isoflop", "--convention", "standard", "--replicates", "100", "--json"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["a"] == pytest.approx(0.4516, abs=0.002)
 
@@ -158,8 +158,7 @@ def test_fewer_points_than_parameters(tmp_path):
 def test_single_budget_for_isoflop(tmp_path):
     rows = "".join(f"{n},{1e18 / (6 * n)},{3 + (np.log(n) - 19) ** 2 / 10}\n" for n in (1e7, 1e8, 1e9, 1e10))
     path = _write(tmp_path, "N,D,loss\n" + rows)
-    assert_clean_error(run_cli("scaling", "fit", path, "--method", "isoflop", "--convention", "standard"),
-                        "budget")
+    assert_clean_error(run_cli("scaling", "fit", path, "--method", "isoflop", "--convention", "standard"), "budget")
 
 
 def test_unknown_convention_and_dataset(tmp_path):
@@ -177,8 +176,11 @@ def test_missing_file_and_bad_extension(tmp_path):
 
 
 def test_mixed_experiments_refused_with_choices():
-    assert_clean_error(run_cli("scaling", "fit", "--dataset", "porian-rw", "--method", "isoflop",
-                                "--convention", "standard"), "--where experiment=", "cosine_decay")
+    assert_clean_error(
+        run_cli("scaling", "fit", "--dataset", "porian-rw", "--method", "isoflop", "--convention", "standard"),
+        "--where experiment=",
+        "cosine_decay",
+    )
 
 
 def test_output_error_keeps_existing_file(tmp_path):

@@ -5,20 +5,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 import yaml
 
-from workbench.config import (
-    apply_overrides,
-    bounds,
-    config_hash,
-    from_dict,
-    load,
-    save,
-    to_dict,
-)
+from workbench.config import apply_overrides, bounds, config_hash, from_dict, load, save, to_dict
 from workbench.errors import ConfigError, InputError
 
 
@@ -38,14 +30,14 @@ class TrainConfig:
     name: str = "tiny"
     data_dir: Path = Path("data")
     optimizer: Literal["adam", "sgd"] = "adam"
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
     warmup: int | None = 10
     widths: tuple[int, ...] = field(default=(64, 128), metadata=bounds(gt=0))
     betas: tuple[float, float] = (0.9, 0.95)
     tags: list[str] = field(default_factory=list)
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mse": 1.0})
     model: ModelConfig = ModelConfig()
-    teacher: Optional[ModelConfig] = None
+    teacher: ModelConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +59,22 @@ class CrossChecked:
 def full_config() -> TrainConfig:
     """A config with every field away from its default, so round trips test them all."""
     return TrainConfig(
-        lr=3e-4, batch_size=32, dropout=0.1, compile=True, name="run a", data_dir=Path("/d/x"),
-        optimizer="sgd", max_steps=1000, warmup=None, widths=(32, 64, 256), betas=(0.8, 0.99),
-        tags=["a", "b"], loss_weights={"mse": 0.5, "kl": 2.0},
+        lr=3e-4,
+        batch_size=32,
+        dropout=0.1,
+        compile=True,
+        name="run a",
+        data_dir=Path("/d/x"),
+        optimizer="sgd",
+        max_steps=1000,
+        warmup=None,
+        widths=(32, 64, 256),
+        betas=(0.8, 0.99),
+        tags=["a", "b"],
+        loss_weights={"mse": 0.5, "kl": 2.0},
         model=ModelConfig(width=256, depth=4, activation="relu"),
-        teacher=ModelConfig(width=512))
+        teacher=ModelConfig(width=512),
+    )
 
 
 # ------------------------------------------------------------------------------- from_dict
@@ -80,8 +83,9 @@ def full_config() -> TrainConfig:
 def test_from_dict_defaults_and_types():
     cfg = from_dict(TrainConfig, {})
     assert cfg == TrainConfig()
-    cfg = from_dict(TrainConfig, {"lr": 1, "widths": [1, 2], "data_dir": "x/y",
-                                  "model": {"width": 3}, "teacher": {"depth": 7}})
+    cfg = from_dict(
+        TrainConfig, {"lr": 1, "widths": [1, 2], "data_dir": "x/y", "model": {"width": 3}, "teacher": {"depth": 7}}
+    )
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
     assert cfg.widths == (1, 2)
     assert cfg.data_dir == Path("x/y")
@@ -112,20 +116,23 @@ def test_config_error_is_input_error():
         from_dict(TrainConfig, {"nope": 1})
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("batch_size", True, "int"),          # bool is an int subclass, but never a batch size
-    ("batch_size", 8.0, "int"),
-    ("batch_size", "8", "int"),
-    ("lr", False, "float"),
-    ("lr", "fast", "float"),
-    ("compile", 1, "bool"),
-    ("name", 3, "str"),
-    ("data_dir", 3, "path"),
-    ("widths", 64, "tuple[int, ...]"),
-    ("tags", "a", "list[str]"),
-    ("loss_weights", [1.0], "dict[str, float]"),
-    ("max_steps", "many", "int or None"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("batch_size", True, "int"),  # bool is an int subclass, but never a batch size
+        ("batch_size", 8.0, "int"),
+        ("batch_size", "8", "int"),
+        ("lr", False, "float"),
+        ("lr", "fast", "float"),
+        ("compile", 1, "bool"),
+        ("name", 3, "str"),
+        ("data_dir", 3, "path"),
+        ("widths", 64, "tuple[int, ...]"),
+        ("tags", "a", "list[str]"),
+        ("loss_weights", [1.0], "dict[str, float]"),
+        ("max_steps", "many", "int or None"),
+    ],
+)
 def test_wrong_type_names_key_expected_type_and_value(key, value, expected):
     with pytest.raises(ConfigError) as info:
         from_dict(TrainConfig, {key: value}, source="train.yaml")
@@ -232,13 +239,16 @@ def test_load_unknown_key_names_file(tmp_path):
         load(TrainConfig, path)
 
 
-@pytest.mark.parametrize(("name", "text", "message"), [
-    ("missing.json", None, r"not found: .*missing.json"),
-    ("bad.json", '{\n  "lr": 0.1,\n  "batch_size": \n}\n', r"invalid JSON in .*bad.json at line 4"),
-    ("bad.yaml", "lr: 0.1\nmodel: [1, 2\nname: x\n", r"invalid YAML in .*bad.yaml at line \d+"),
-    ("list.yaml", "- 1\n- 2\n", r"list.yaml must hold a mapping"),
-    ("empty.yaml", "", r"empty.yaml .*empty file"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.json", None, r"not found: .*missing.json"),
+        ("bad.json", '{\n  "lr": 0.1,\n  "batch_size": \n}\n', r"invalid JSON in .*bad.json at line 4"),
+        ("bad.yaml", "lr: 0.1\nmodel: [1, 2\nname: x\n", r"invalid YAML in .*bad.yaml at line \d+"),
+        ("list.yaml", "- 1\n- 2\n", r"list.yaml must hold a mapping"),
+        ("empty.yaml", "", r"empty.yaml .*empty file"),
+    ],
+)
 def test_load_errors_name_the_file(tmp_path, name, text, message):
     path = tmp_path / name
     if text is not None:
@@ -282,10 +292,20 @@ def test_saved_yaml_is_plain_yaml(tmp_path):
 
 
 def test_apply_overrides_parses_values():
-    cfg = apply_overrides(TrainConfig(), [
-        "lr=3e-4", "batch_size=16", "compile=true", "model.width=256", "widths=[1, 2]",
-        "name=hello world", "max_steps=null", "teacher.depth=9", "data_dir=/tmp/x",
-    ])
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "lr=3e-4",
+            "batch_size=16",
+            "compile=true",
+            "model.width=256",
+            "widths=[1, 2]",
+            "name=hello world",
+            "max_steps=null",
+            "teacher.depth=9",
+            "data_dir=/tmp/x",
+        ],
+    )
     assert cfg.lr == 3e-4
     assert cfg.batch_size == 16
     assert cfg.compile is True
@@ -306,8 +326,11 @@ def test_apply_overrides_leaves_original_and_later_wins():
 
 
 def test_apply_overrides_errors():
-    with pytest.raises(ConfigError, match=r"unknown key 'model.widht' .*valid keys: "
-                                          r"activation, depth, width"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'model.widht' .*valid keys: "
+        r"activation, depth, width",
+    ):
         apply_overrides(TrainConfig(), ["model.widht=3"])
     with pytest.raises(ConfigError, match=r"unknown key 'lrr' .*valid keys: batch_size"):
         apply_overrides(TrainConfig(), ["lrr=3"])
@@ -333,8 +356,9 @@ def test_config_hash_is_short_stable_and_sensitive():
     assert config_hash(dataclasses.replace(TrainConfig(), lr=2e-3)) != h
     assert config_hash(apply_overrides(TrainConfig(), ["model.depth=3"])) != h
     # Equal after a file round trip, so a resumed job recomputes the same run id.
-    assert config_hash(from_dict(TrainConfig, json.loads(json.dumps(to_dict(full_config()))))) \
-        == config_hash(full_config())
+    assert config_hash(from_dict(TrainConfig, json.loads(json.dumps(to_dict(full_config()))))) == config_hash(
+        full_config()
+    )
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,7 @@ import pandas as pd
 import pytest
 
 from scaling import conventions
-from scaling.conventions import (
-    CONVENTIONS,
-    check_convention,
-    flops_per_token,
-    param_count,
-    porian_budgets,
-    swiglu_ffn,
-)
+from scaling.conventions import CONVENTIONS, check_convention, flops_per_token, param_count, porian_budgets, swiglu_ffn
 from scaling.datasets import load_dataset
 from workbench.errors import InputError
 
@@ -27,8 +20,12 @@ def shapes() -> pd.DataFrame:
 
 def _porian(convention, shapes, **extra):
     return param_count(
-        convention, width=shapes["width"].to_numpy(), depth=shapes["depth"].to_numpy(),
-        vocab=VOCAB, seq_len=SEQ_LEN, **extra,
+        convention,
+        width=shapes["width"].to_numpy(),
+        depth=shapes["depth"].to_numpy(),
+        vocab=VOCAB,
+        seq_len=SEQ_LEN,
+        **extra,
     )
 
 
@@ -38,18 +35,12 @@ def test_swiglu_ffn_matches_all_16_shapes(shapes):
 
 @pytest.mark.parametrize(
     ("convention", "column"),
-    [
-        ("kaplan", "N_kaplan_no_embed_no_head"),
-        ("standard", "N_standard"),
-        ("attention", "N_eff_with_attention"),
-    ],
+    [("kaplan", "N_kaplan_no_embed_no_head"), ("standard", "N_standard"), ("attention", "N_eff_with_attention")],
 )
 def test_param_count_reproduces_architectures_exactly(shapes, convention, column):
     # Integers below 2**53 are exact in float64, so equality (not a tolerance) is the right check.
     np.testing.assert_array_equal(_porian(convention, shapes), shapes[column])
-    np.testing.assert_array_equal(
-        _porian(convention, shapes, d_ff=shapes["d_ff"].to_numpy()), shapes[column]
-    )
+    np.testing.assert_array_equal(_porian(convention, shapes, d_ff=shapes["d_ff"].to_numpy()), shapes[column])
 
 
 @pytest.mark.parametrize(
@@ -62,8 +53,7 @@ def test_param_count_reproduces_architectures_exactly(shapes, convention, column
 )
 def test_flops_per_token_reproduces_architectures_exactly(shapes, convention, column):
     flops = flops_per_token(
-        convention, width=shapes["width"].to_numpy(), depth=shapes["depth"].to_numpy(),
-        vocab=VOCAB, seq_len=SEQ_LEN,
+        convention, width=shapes["width"].to_numpy(), depth=shapes["depth"].to_numpy(), vocab=VOCAB, seq_len=SEQ_LEN
     )
     np.testing.assert_array_equal(flops, shapes[column])
 
@@ -85,23 +75,16 @@ def test_plain_mlp_is_kaplan_eq_2_1():
 
 def _chinchilla_70b(convention, **extra):
     # Hoffmann et al. Table 4: d_model 8192, 80 layers, 64 heads, d_ff = 4·d_model; vocab 32k.
-    return param_count(
-        convention, width=8192, depth=80, vocab=32_000, seq_len=2048, ffn="mlp", **extra
-    )
+    return param_count(convention, width=8192, depth=80, vocab=32_000, seq_len=2048, ffn="mlp", **extra)
 
 
 def test_chinchilla_decomposes_into_standard_plus_embedding_and_attention():
     # Appendix F per token, x3 for training, /6: the head and the one-hot input embedding each
     # count V·d, the two S² matmuls 2·S·d per layer and the softmax 1.5·h·S per layer.
     width, depth, vocab, seq_len, heads = 1024, 23, VOCAB, SEQ_LEN, 16
-    n_eff = param_count(
-        "chinchilla", width=width, depth=depth, vocab=vocab, seq_len=seq_len, n_heads=heads
-    )
+    n_eff = param_count("chinchilla", width=width, depth=depth, vocab=vocab, seq_len=seq_len, n_heads=heads)
     n_standard = param_count("standard", width=width, depth=depth, vocab=vocab)
-    expected = (
-        n_standard + vocab * width
-        + 2 * seq_len * width * depth + 1.5 * heads * seq_len * depth
-    )
+    expected = n_standard + vocab * width + 2 * seq_len * width * depth + 1.5 * heads * seq_len * depth
     assert n_eff == pytest.approx(expected, rel=1e-12)  # same sum, different float order
 
 

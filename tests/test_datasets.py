@@ -5,13 +5,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from scaling.datasets import (
-    DATASETS,
-    GADRE_LOSS_COLUMNS,
-    load_dataset,
-    load_epoch_chinchilla,
-    shared_data_dir,
-)
+from scaling.datasets import DATASETS, GADRE_LOSS_COLUMNS, load_dataset, load_epoch_chinchilla, shared_data_dir
 from workbench.errors import InputError
 
 ROW_COUNTS = {

@@ -84,14 +84,26 @@ def test_huge_ensemble_mean_is_the_kalman_update():
     xb, y = np.zeros(n), np.sin(2 * np.pi * x / n)
     X = xb + rng.standard_normal((m, n)) @ np.linalg.cholesky(B).T
     cfg = EnKFConfig(members=m)
-    out = analysis(torch.as_tensor(X), torch.as_tensor(y), math.sqrt(r), cfg,
-                   generator=torch.Generator().manual_seed(0)).mean(dim=0).numpy()
+    out = (
+        analysis(torch.as_tensor(X), torch.as_tensor(y), math.sqrt(r), cfg, generator=torch.Generator().manual_seed(0))
+        .mean(dim=0)
+        .numpy()
+    )
     kalman = xb + B @ np.linalg.solve(B + r * np.eye(n), y - xb)
     assert np.max(np.abs(out - kalman)) < 1e-2
 
 
-@pytest.mark.parametrize("kwargs", [{"members": 1}, {"members": 2.5}, {"inflation": 0.9},
-                                    {"inflation": float("nan")}, {"localisation": -1.0}, {"form": "woodbury"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"members": 1},
+        {"members": 2.5},
+        {"inflation": 0.9},
+        {"inflation": float("nan")},
+        {"localisation": -1.0},
+        {"form": "woodbury"},
+    ],
+)
 def test_bad_config_is_input_error(kwargs):
     with pytest.raises(InputError):
         EnKFConfig(**kwargs)

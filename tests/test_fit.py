@@ -29,7 +29,7 @@ def test_epoch_refit_matches_published(epoch_fit):
     # The Huber-sum optimum itself, as the L-BFGS grid fit in Besiroglu et al. 2024's notebook
     # (epoch-research/analyzing-chinchilla `data_analysis.ipynb`) finds it: 0.0010182740, A 477.8, B 2143.5.
     assert epoch_fit.objective == pytest.approx(0.0010182740, rel=1e-7)
-    assert law.A == pytest.approx(477.8, rel=0.05) and law.B == pytest.approx(2143.5, rel=0.05)
+    assert pytest.approx(477.8, rel=0.05) == law.A and pytest.approx(2143.5, rel=0.05) == law.B
     assert epoch_fit.converged and epoch_fit.n_starts == 4500
 
 
@@ -69,7 +69,7 @@ def test_tied_exponents_recovered():
     fit = fit_parametric(runs.N, runs.D, runs.loss, tie=True)
     assert fit.law.alpha == fit.law.beta
     assert fit.law.alpha == pytest.approx(truth.alpha, rel=1e-6)
-    assert fit.law.E == pytest.approx(truth.E, rel=1e-6)
+    assert pytest.approx(truth.E, rel=1e-6) == fit.law.E
 
 
 def test_mean_reduction_is_rescaled_not_stopped_early(epoch_runs):

@@ -108,8 +108,9 @@ def test_stable_diffusion_terminal_snr_and_zero_snr_rescale():
     abar = schedules.alphas_cumprod(betas)
     assert math.sqrt(abar[-1]) == pytest.approx(0.068265, abs=2e-6)
     assert schedules.snr(abar)[-1] == pytest.approx(0.004682, abs=2e-6)
-    assert math.sqrt(schedules.alphas_cumprod(schedules.make_betas("linear", 1000, 1e-4, 0.02))[-1]) == \
-        pytest.approx(0.006353, abs=2e-6)
+    assert math.sqrt(schedules.alphas_cumprod(schedules.make_betas("linear", 1000, 1e-4, 0.02))[-1]) == pytest.approx(
+        0.006353, abs=2e-6
+    )
     rescaled = schedules.alphas_cumprod(schedules.rescale_zero_terminal_snr(betas))
     assert rescaled[-1] == 0.0
     assert rescaled[0] == pytest.approx(abar[0], rel=1e-12) and rescaled[0] == pytest.approx(0.999150, abs=1e-6)
@@ -119,8 +120,18 @@ def test_stable_diffusion_terminal_snr_and_zero_snr_rescale():
 
 def test_timestep_spacings_match_diffusers():
     assert schedules.timesteps("linspace", 1000, 10).tolist() == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
-    assert schedules.timesteps("leading", 1000, 10, steps_offset=1).tolist() == \
-        [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]
+    assert schedules.timesteps("leading", 1000, 10, steps_offset=1).tolist() == [
+        901,
+        801,
+        701,
+        601,
+        501,
+        401,
+        301,
+        201,
+        101,
+        1,
+    ]
     assert schedules.timesteps("trailing", 1000, 10).tolist() == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
     for s in (7, 30):
         assert schedules.timesteps("trailing", 1000, s)[0] == 999
@@ -130,8 +141,10 @@ def test_timestep_spacings_match_diffusers():
 
 def test_prediction_conversions_are_exact_inverses():
     gen = torch.Generator().manual_seed(0)
-    x0, eps = torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64), torch.randn(5, 3, 4, 4, generator=gen,
-                                                                                          dtype=torch.float64)
+    x0, eps = (
+        torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64),
+        torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64),
+    )
     abar = torch.tensor([0.999, 0.7, 0.3, 0.01, 0.0], dtype=torch.float64)
     a = abar.sqrt().reshape(-1, 1, 1, 1)
     x_t = a * x0 + (1 - abar).sqrt().reshape(-1, 1, 1, 1) * eps

@@ -26,16 +26,17 @@ def test_bad_D_and_epsilon_with_zero_snr_are_config_errors():
 
 def test_cli_rejects_bad_D_spacing_and_prediction(tmp_path):
     config = "jobs/configs/diffusion_robustness.yaml"
-    assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "D=[8, -1]", "--executor", "debug"),
-                       "every D must be > 0")
-    assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "model.D=0", "--executor", "debug"),
-                       "D = 0")
+    assert_clean_error(
+        run_cli("diffusion", "robustness", config, "--set", "D=[8, -1]", "--executor", "debug"), "every D must be > 0"
+    )
+    assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "model.D=0", "--executor", "debug"), "D = 0")
     assert_clean_error(run_cli("diffusion", "timesteps", "--spacing", "middle"), "unknown timestep spacing 'middle'")
     assert_clean_error(run_cli("diffusion", "brightness", "jobs/configs/diffusion_brightness.yaml", "--set",
-                               "model.prediction_type=x0", "--executor", "debug"),
-                       "prediction_type", "'v_prediction'")
+                               "model.prediction_type=x0", "--executor", "debug"), "prediction_type",
+                       "'v_prediction'")  # fmt: skip
     assert_clean_error(run_cli("diffusion", "brightness", "jobs/configs/diffusion_brightness.yaml", "--set",
-                               "arms=[eps_sideways]", "--executor", "debug"), "unknown brightness arm 'eps_sideways'")
+                               "arms=[eps_sideways]", "--executor", "debug"),
+                       "unknown brightness arm 'eps_sideways'")  # fmt: skip
 
 
 def test_image_folder_with_mixed_sizes_is_refused(tmp_path):
@@ -52,19 +53,22 @@ def test_image_folder_with_mixed_sizes_is_refused(tmp_path):
     with pytest.raises(InputError, match="mixed sizes: a.png is 8x8 but c.png is 8x16"):
         load_images(folder)
     config = tmp_path / "c.yaml"
-    config.write_text(f"kind: pfgmpp\nexperiment: t\nroot: {tmp_path}\nmodel:\n  data: images\n  net: unet\n"
-                      f"  data_path: {folder}\n")
+    config.write_text(
+        f"kind: pfgmpp\nexperiment: t\nroot: {tmp_path}\nmodel:\n  data: images\n  net: unet\n  data_path: {folder}\n"
+    )
     assert_clean_error(run_cli("jobs", "submit", str(config), "--executor", "debug"), "mixed sizes")
 
 
 def test_schedule_and_timesteps_json_interface():
-    result = run_cli("diffusion", "schedule", "--betas", "scaled_linear", "--zero-terminal-snr", "--steps", "1000",
-                     "--json")
+    result = run_cli(
+        "diffusion", "schedule", "--betas", "scaled_linear", "--zero-terminal-snr", "--steps", "1000", "--json"
+    )
     assert result.returncode == 0, result.stderr
     abar = json.loads(result.stdout)["alphas_cumprod"]
     assert len(abar) == 1000 and abar[-1] == 0.0 and abar[0] == pytest.approx(0.99915)
-    result = run_cli("diffusion", "timesteps", "--spacing", "leading", "--train-steps", "1000", "--steps", "10",
-                     "--json")
+    result = run_cli(
+        "diffusion", "timesteps", "--spacing", "leading", "--train-steps", "1000", "--steps", "10", "--json"
+    )
     assert json.loads(result.stdout)["timesteps"] == [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
 
 
@@ -98,18 +102,39 @@ def test_pfgmpp_run_trains_loads_and_samples(tmp_path):
 def test_diffusion_run_samples_with_both_samplers_and_guidance(tmp_path):
     from workbench.generative.sampling import load_trained, sample_diffusion
 
-    config = DiffusionConfig(data="digits", net="unet", width=8, class_conditional=True, batch_size=16,
-                             zero_terminal_snr=True, prediction_type="v_prediction")
+    config = DiffusionConfig(
+        data="digits",
+        net="unet",
+        width=8,
+        class_conditional=True,
+        batch_size=16,
+        zero_terminal_snr=True,
+        prediction_type="v_prediction",
+    )
     trained = load_trained(_train(tmp_path, config, "diffusion", steps=5).path)
     labels = np.arange(6) % 10
     for sampler in ("ddim", "ddpm"):
-        out = sample_diffusion(trained.model, config, 6, (1, 8, 8), steps=5, sampler=sampler, labels=labels,
-                               guidance=3.0, guidance_rescale=0.7)
+        out = sample_diffusion(
+            trained.model,
+            config,
+            6,
+            (1, 8, 8),
+            steps=5,
+            sampler=sampler,
+            labels=labels,
+            guidance=3.0,
+            guidance_rescale=0.7,
+        )
         assert out.shape == (6, 1, 8, 8) and np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("config", [PFGMPPConfig(D=8.0, batch_size=8, class_conditional=True, data="digits"),
-                                    DiffusionConfig(batch_size=8, prediction_type="v_prediction")])
+@pytest.mark.parametrize(
+    "config",
+    [
+        PFGMPPConfig(D=8.0, batch_size=8, class_conditional=True, data="digits"),
+        DiffusionConfig(batch_size=8, prediction_type="v_prediction"),
+    ],
+)
 def test_each_rank_takes_its_own_rows_of_one_global_draw(config):
     """Under DDP rank r of w trains on rows r, r+w, ... of the global batch, noise included: the ranks
     see different data, and together exactly what one process sees."""
@@ -141,16 +166,22 @@ def test_two_process_ddp_matches_one_process_on_the_full_batch(tmp_path):
 
     # PFGM++ through a subclass that records each rank's rows (tests/toy_kind/spy.py).
     config = tmp_path / "ddp.yaml"
-    config.write_text(f"kind: tests.toy_kind.spy:RowSpy\nexperiment: ddp\nroot: {tmp_path / 'runs'}\n"
-                      "model: {D: 8.0, n_data: 256, batch_size: 32, width: 32, depth: 1, warmup_steps: 5}\n"
-                      "train: {max_steps: 20, checkpoint_every: 10, seed: 0}\n"
-                      "job: {name: wbtest, timeout_min: 10, cpus_per_task: 1}\n")
+    config.write_text(
+        f"kind: tests.toy_kind.spy:RowSpy\nexperiment: ddp\nroot: {tmp_path / 'runs'}\n"
+        "model: {D: 8.0, n_data: 256, batch_size: 32, width: 32, depth: 1, warmup_steps: 5}\n"
+        "train: {max_steps: 20, checkpoint_every: 10, seed: 0}\n"
+        "job: {name: wbtest, timeout_min: 10, cpus_per_task: 1}\n"
+    )
     two, one = check_ddp_matches_single_process(tmp_path, "local", config)
 
     def rows(path):
         return {r["step"]: r["rows"] for r in map(json.loads, path.read_text().splitlines())}
 
-    rank0, rank1, single = rows(two / "rows-rank0.jsonl"), rows(two / "rows-rank1.jsonl"), rows(one / "rows-rank0.jsonl")
+    rank0, rank1, single = (
+        rows(two / "rows-rank0.jsonl"),
+        rows(two / "rows-rank1.jsonl"),
+        rows(one / "rows-rank0.jsonl"),
+    )
     assert sorted(rank0) == sorted(rank1) == sorted(single) == list(range(20))
     for step, full in single.items():
         assert len(rank0[step]) == len(rank1[step]) == 16 and rank0[step] != rank1[step]  # different data
@@ -182,15 +213,17 @@ def test_robustness_experiment_machinery(tmp_path):
     come from the full config, not this test.)"""
     import xarray as xr
 
+    settings = [f"root={tmp_path}", "D=[4, .inf]", "seeds=2", "train.max_steps=10", "samples=60", "steps=[3, 6]",
+                "bits=[4, 8]", "alphas=[0, 0.2]", "heun_steps=6", "model.width=32"]  # fmt: skip
+    overrides = [arg for setting in settings for arg in ("--set", setting)]
     result = run_cli("diffusion", "robustness", "jobs/configs/diffusion_robustness.yaml", "--executor", "debug",
-                     "--set", f"root={tmp_path}", "--set", "D=[4, .inf]", "--set", "seeds=2",
-                     "--set", "train.max_steps=10", "--set", "samples=60", "--set", "steps=[3, 6]",
-                     "--set", "bits=[4, 8]", "--set", "alphas=[0, 0.2]", "--set", "heun_steps=6",
-                     "--set", "model.width=32", "--json")
+                     *overrides, "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     payload = json.loads(result.stdout)
     ds = xr.open_dataset(payload["results"])
-    assert ds["swd_alpha"].shape == (2, 2, 2) and ds["swd_steps"].shape == (2, 2, 2) and ds["swd_bits"].shape == (2, 2, 2)
+    assert (
+        ds["swd_alpha"].shape == (2, 2, 2) and ds["swd_steps"].shape == (2, 2, 2) and ds["swd_bits"].shape == (2, 2, 2)
+    )
     for name in ("swd_alpha", "swd_steps", "swd_bits", "mmd_alpha"):
         assert np.all(np.isfinite(ds[name].values))
     assert (tmp_path / "pfgmpp_robustness" / "robustness.png").stat().st_size > 10_000
@@ -207,9 +240,9 @@ def test_brightness_trained_fixed_arm_beats_the_baseline_at_every_seed(tmp_path)
     config (5 % of 3,000); with a 200-step half-life (25 % of the run) the lagging EMA weights of the
     v-prediction model under-dispersed brightness and lost (W1 0.11 vs 0.06). Numbers: README."""
     result = run_cli("diffusion", "brightness", "jobs/configs/diffusion_brightness.yaml", "--executor", "local",
-                     "--set", f"root={tmp_path}", "--set", "arms=[eps_leading, v_zero_snr_trailing]",
-                     "--set", "seeds=3", "--set", "train.max_steps=800", "--set", "model.n_data=1000",
-                     "--set", "samples=500", "--set", "model.ema_half_life=40", "--json")
+                     "--set", f"root={tmp_path}", "--set", "arms=[eps_leading, v_zero_snr_trailing]", "--set",
+                     "seeds=3", "--set", "train.max_steps=800", "--set", "model.n_data=1000", "--set",
+                     "samples=500", "--set", "model.ema_half_life=40", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["arm"]: row for row in json.loads(result.stdout)["rows"]}
     print({arm: (row["w1_per_seed"], row["spread_ratio"]) for arm, row in rows.items()})

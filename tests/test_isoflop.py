@@ -38,8 +38,9 @@ def raw_fits():
         name = DATASET_NAME[dataset]
         runs = load_dataset(name)
         runs = runs[runs.experiment == experiment]
-        fits[dataset, experiment] = fit_isoflop(isoflop_optima(runs, noise=PORIAN_NOISE[name], seed=0),
-                                                noise=PORIAN_NOISE[name])
+        fits[dataset, experiment] = fit_isoflop(
+            isoflop_optima(runs, noise=PORIAN_NOISE[name], seed=0), noise=PORIAN_NOISE[name]
+        )
     return fits
 
 
@@ -57,8 +58,13 @@ def test_full_pipeline_on_raw_points(raw_fits, dataset, experiment):
 
 
 def test_rw_ladder_values_and_order(raw_fits):
-    ladder = ["reproducing_kaplan", "counting_last_layer_flops", "correcting_warmup", "cosine_decay",
-              "optimizer_tuning_no_decay"]
+    ladder = [
+        "reproducing_kaplan",
+        "counting_last_layer_flops",
+        "correcting_warmup",
+        "cosine_decay",
+        "optimizer_tuning_no_decay",
+    ]
     for dataset in ("RefinedWeb", "OpenWebText2"):
         a = [raw_fits[dataset, e].a for e in ladder]
         assert all(x > y for x, y in zip(a, a[1:])), f"{dataset} ladder not monotone: {a}"
@@ -82,8 +88,10 @@ def test_parabola_option_is_flagged_and_differs():
 def test_summary_without_bootstrap_draws_reports_nan_intervals():
     # The parabola, or --replicates 0, leaves no bootstrap draws: the intervals are NaN, not an error.
     runs = simulate_runs(laws.HOFFMANN_PRINTED, kind="isoflop")
-    for fit in (fit_isoflop(isoflop_optima(runs, replicates=0)),
-                fit_isoflop(isoflop_optima(runs, method="parabola"), method="parabola")):
+    for fit in (
+        fit_isoflop(isoflop_optima(runs, replicates=0)),
+        fit_isoflop(isoflop_optima(runs, method="parabola"), method="parabola"),
+    ):
         summary = fit.summary()
         assert np.isnan(summary["a_ci"]).all() and np.isnan(summary["rho_range"]).all()
         assert np.isfinite(summary["a"]) and summary["n_bootstrap"] == 0
@@ -118,14 +126,17 @@ def _budget(C, sizes, loss_fn):
 
 
 def test_refusals_are_typed():
-    bowl = lambda N: 3 + 0.1 * (np.log(N) - np.log(1e8)) ** 2  # noqa: E731  minimum at 1e8
-    runs = pd.concat([
-        _budget(1e18, [1e7, 3e7, 1e8, 3e8, 1e9], bowl),  # fine
-        _budget(2e18, [3e8, 1e9, 3e9], bowl),  # minimum below the smallest size
-        _budget(4e18, [1e8, 3e8], bowl),  # too few sizes
-        _budget(8e18, [1e7, 5e7, 1e8, 2e8, 1e9], bowl),  # fine
-        _budget(1.6e19, [1e7, 4e7, 1e8, 3e8, 1e9], bowl),  # fine
-    ], ignore_index=True)
+    bowl = lambda N: 3 + 0.1 * (np.log(N) - np.log(1e8)) ** 2
+    runs = pd.concat(
+        [
+            _budget(1e18, [1e7, 3e7, 1e8, 3e8, 1e9], bowl),  # fine
+            _budget(2e18, [3e8, 1e9, 3e9], bowl),  # minimum below the smallest size
+            _budget(4e18, [1e8, 3e8], bowl),  # too few sizes
+            _budget(8e18, [1e7, 5e7, 1e8, 2e8, 1e9], bowl),  # fine
+            _budget(1.6e19, [1e7, 4e7, 1e8, 3e8, 1e9], bowl),  # fine
+        ],
+        ignore_index=True,
+    )
     optima = isoflop_optima(runs, replicates=100)
     status = {round(o.C / 1e18, 1): o.status for o in optima}
     assert status == {1.0: "ok", 2.0: "edge-minimum", 4.0: "too-few-sizes", 8.0: "ok", 16.0: "ok"}
@@ -147,11 +158,14 @@ def test_envelope_on_synthetic_and_porian():
     assert 0.4 < env.a < 0.6
 
 
-@pytest.mark.parametrize("experiment,alpha,beta,E,a,a_isoflop", [
-    ("optimizer_tuning_no_decay", 0.630, 0.709, 3.13, 0.529, 0.497),
-    ("cosine_decay", 0.391, 0.553, 2.53, 0.586, 0.571),
-    ("correcting_warmup", 0.456, 0.533, 2.74, 0.539, 0.602),
-])
+@pytest.mark.parametrize(
+    "experiment,alpha,beta,E,a,a_isoflop",
+    [
+        ("optimizer_tuning_no_decay", 0.630, 0.709, 3.13, 0.529, 0.497),
+        ("cosine_decay", 0.391, 0.553, 2.53, 0.586, 0.571),
+        ("correcting_warmup", 0.456, 0.533, 2.74, 0.539, 0.602),
+    ],
+)
 def test_approach3_on_porian_points_is_the_known_disagreement(experiment, alpha, beta, E, a, a_isoflop):
     # An independent re-implementation (Huber delta 1e-3, 243-start grid): Approach 3 on Porian's
     # IsoFLOP points (mostly mid-run checkpoints) gives these values, not the IsoFLOP exponents - the

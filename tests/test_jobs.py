@@ -42,8 +42,9 @@ def submit_failing_pair(tmp_path: Path, executor: str):
     from jobs import sweep as sweeps
 
     config = write_config(tmp_path, "fail")
-    members = sweeps.expand_grid(config, {"model.lr": ["1e-2", "1e3"]},
-                                 ["model.optimizer=sgd", "train.checkpoint_every=2"])
+    members = sweeps.expand_grid(
+        config, {"model.lr": ["1e-2", "1e3"]}, ["model.optimizer=sgd", "train.checkpoint_every=2"]
+    )
     sweeps.submit(members, executor)
     sweep_dir = tmp_path / "runs" / "fail"
     first = {m.run_id: m for m in sweeps.wait(sweep_dir, timeout_s=300)}
@@ -93,10 +94,14 @@ srun --unbuffered --output /shared/runs/lm/submitit/%A_%a/%A_%a_%t_log.out --err
 
 def test_sbatch_lines_for_a_gpu_array_spec():
     spec = JobSpec(name="train_lm", partition="gpu", nodes=2, gpus_per_node=4, tasks_per_node=4,
-                   cpus_per_task=8, mem_gb=64, timeout_min=240, array_parallelism=3,
-                   signal_delay_s=120, sbatch={"qos": "high"})
-    script = sbatch_script(spec, "/shared/runs/lm/submitit/%j", array_size=5,
-                           command="python -u -m submitit.core._submit /shared/runs/lm/submitit/%j")
+                   cpus_per_task=8, mem_gb=64, timeout_min=240, array_parallelism=3, signal_delay_s=120,
+                   sbatch={"qos": "high"})  # fmt: skip
+    script = sbatch_script(
+        spec,
+        "/shared/runs/lm/submitit/%j",
+        array_size=5,
+        command="python -u -m submitit.core._submit /shared/runs/lm/submitit/%j",
+    )
     assert script == GPU_SCRIPT
 
 
@@ -106,17 +111,20 @@ def test_slurm_parameters_map_the_spec():
     assert "gpus_per_node" not in params and "partition" not in params  # unset: cluster defaults
 
 
-@pytest.mark.parametrize("data, fragment", [
-    ({"timeout_min": 1.5}, "timeout_min"),
-    ({"timeout_min": 0}, "timeout_min"),
-    ({"sbatch": {"qoss": "high"}}, "did you mean 'qos'"),
-    ({"sbatch": {"time": "10"}}, "use job.timeout_min"),
-    ({"sbatch": {"comment": "a\n#SBATCH --x"}}, "unsafe"),
-    ({"name": "a;rm -rf"}, "job.name"),
-    ({"partition": "gpu $(x)"}, "job.partition"),
-    ({"name": "bash"}, "interactive"),
-    ({"timeout_min": 1, "signal_delay_s": 60}, "signal_delay_s"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"timeout_min": 1.5}, "timeout_min"),
+        ({"timeout_min": 0}, "timeout_min"),
+        ({"sbatch": {"qoss": "high"}}, "did you mean 'qos'"),
+        ({"sbatch": {"time": "10"}}, "use job.timeout_min"),
+        ({"sbatch": {"comment": "a\n#SBATCH --x"}}, "unsafe"),
+        ({"name": "a;rm -rf"}, "job.name"),
+        ({"partition": "gpu $(x)"}, "job.partition"),
+        ({"name": "bash"}, "interactive"),
+        ({"timeout_min": 1, "signal_delay_s": 60}, "signal_delay_s"),
+    ],
+)
 def test_jobspec_rejects(data, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace("$", r"\$")):
         from_dict(JobSpec, data, source="test")
@@ -175,12 +183,17 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
 
 def test_dry_run_prints_the_members_and_script(tmp_path):
     config = write_config(tmp_path)
-    result = run_cli("jobs", "sweep", str(config), "--grid", "model.lr=1e-3,1e-2", "--grid", "train.seed=0,1",
-                     "--dry-run", "--json")
+    result = run_cli(
+        "jobs", "sweep", str(config), "--grid", "model.lr=1e-3,1e-2", "--grid", "train.seed=0,1", "--dry-run", "--json"
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert [m["params"] for m in payload["members"]] == [
-        {"lr": 0.001, "seed": 0}, {"lr": 0.001, "seed": 1}, {"lr": 0.01, "seed": 0}, {"lr": 0.01, "seed": 1}]
+        {"lr": 0.001, "seed": 0},
+        {"lr": 0.001, "seed": 1},
+        {"lr": 0.01, "seed": 0},
+        {"lr": 0.01, "seed": 1},
+    ]
     assert "#SBATCH --array=0-3%4" in payload["sbatch_script"]
     assert not (tmp_path / "runs").exists()
 
@@ -192,13 +205,14 @@ def test_debug_executor_runs_in_process_and_reports_failure(tmp_path):
     payload = json.loads(ok.stdout)
     assert payload["state"] == "done" and Path(payload["run_dir"], "model.pt").is_file()
 
-    bad = run_cli("jobs", "submit", str(config), "--executor", "debug", "--wait", "--json",
-                  "--set", "model.optimizer=sgd", "--set", "model.lr=1e3", "--set", "train.max_steps=30")
+    bad = run_cli("jobs", "submit", str(config), "--executor", "debug", "--wait", "--json", "--set",
+                  "model.optimizer=sgd", "--set", "model.lr=1e3", "--set", "train.max_steps=30")  # fmt: skip
     assert bad.returncode == 1  # the job failed; the command itself worked and says so
     payload = json.loads(bad.stdout)
     assert payload["state"] == "failed" and "NonFiniteLossError" in payload["detail"]
-    states = {row["state"] for row in json.loads(run_cli("jobs", "status", str(tmp_path / "runs" / "dbg"),
-                                                         "--json").stdout)}
+    states = {
+        row["state"] for row in json.loads(run_cli("jobs", "status", str(tmp_path / "runs" / "dbg"), "--json").stdout)
+    }
     assert states == {"done", "failed"}
 
 
@@ -211,8 +225,8 @@ def check_grid_sweep(tmp_path: Path, executor: str) -> tuple[Path, list[dict]]:
     from workbench.store import open_dataset
 
     config = write_config(tmp_path, "grid")
-    result = run_cli("jobs", "sweep", str(config), "--executor", executor, "--grid", "model.lr=3e-3,1e-2",
-                     "--grid", "train.seed=0,1", "--wait", "--json")
+    result = run_cli("jobs", "sweep", str(config), "--executor", executor, "--grid", "model.lr=3e-3,1e-2", "--grid",
+                     "train.seed=0,1", "--wait", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     members = json.loads(result.stdout)["members"]
     assert [m["state"] for m in members] == ["done"] * 4, members
@@ -265,8 +279,7 @@ def test_local_timeout_requeue_resumes_to_the_uninterrupted_weights(tmp_path):
 
     config = write_config(tmp_path, "requeue", steps=200)
     # 0.1 s per step: 20 s of training, which a signal at 25 s (imports take ~10 s) interrupts.
-    overrides = ["model.step_time_s=0.1", "job.signal_delay_s=35", "job.timeout_min=1",
-                 "job.max_num_timeout=6"]
+    overrides = ["model.step_time_s=0.1", "job.signal_delay_s=35", "job.timeout_min=1", "job.max_num_timeout=6"]
     members = sweeps.expand_grid(config, {}, overrides)
     sweeps.submit(members, "local")
     [member] = sweeps.wait(tmp_path / "runs" / "requeue", timeout_s=420)
@@ -285,8 +298,7 @@ def test_local_timeout_requeue_resumes_to_the_uninterrupted_weights(tmp_path):
     assert all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 
-def check_ddp_matches_single_process(tmp_path: Path, executor: str, config: Path | None = None
-                                     ) -> tuple[Path, Path]:
+def check_ddp_matches_single_process(tmp_path: Path, executor: str, config: Path | None = None) -> tuple[Path, Path]:
     """2 training processes (gloo), each with half of every global batch, against 1 process.
 
     The math is the same (DDP averages the two half-batch gradients = the full-batch mean
@@ -323,8 +335,12 @@ def check_ddp_matches_single_process(tmp_path: Path, executor: str, config: Path
     ddp, single = load_weights(member.config.run_dir), load_weights(run)
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(open_dataset(member.config.run_dir.metrics_path)["loss"].values),
-                               torch.tensor(open_dataset(run.metrics_path)["loss"].values), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(open_dataset(member.config.run_dir.metrics_path)["loss"].values),
+        torch.tensor(open_dataset(run.metrics_path)["loss"].values),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     return Path(member.config.run_dir.path), Path(run.path)
 
 

@@ -24,7 +24,7 @@ from tests.test_jobs import check_grid_sweep, job_output, submit_failing_pair, w
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
-@functools.lru_cache(maxsize=None)  # once per session: an unreachable controller takes ~10 s to say so
+@functools.cache  # once per session: an unreachable controller takes ~10 s to say so
 def _slurm_unavailable() -> str | None:
     if shutil.which("sinfo") is None:
         return "no SLURM here: `sinfo` is not on PATH (start one with jobs/slurm/local_cluster.sh start)"

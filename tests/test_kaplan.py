@@ -62,8 +62,9 @@ def test_N_recovers_alpha_N_under_half_percent_noise():
 def test_objective_weights_are_gathered_per_row():
     # Row r of the batch uses weights[rows[r]]: doubling every weight doubles f and its gradient.
     log_x = torch.log(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64))
-    objective = huber_log_objective(lambda x: x[:, 1:2] * (x[:, 0:1] - log_x), [3.0, 2.0, 1.5],
-                                    weights=[[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    objective = huber_log_objective(
+        lambda x: x[:, 1:2] * (x[:, 0:1] - log_x), [3.0, 2.0, 1.5], weights=[[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    )
     x = torch.tensor([[3.0, 0.3], [3.0, 0.3]], dtype=torch.float64)
     f, grad = objective(x, torch.tensor([0, 1]))
     assert f[0] > 0

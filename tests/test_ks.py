@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from operators.ks import (ETDRK4, KSEquation, KSGrid, cn_pole_wavenumber, cnab2_step, initial_condition,
-                          spectral_derivative)
+from operators.ks import (
+    ETDRK4,
+    KSEquation,
+    KSGrid,
+    cn_pole_wavenumber,
+    cnab2_step,
+    initial_condition,
+    spectral_derivative,
+)
 from operators.ks_reference import NumpyETDRK4, dop853_reference, kassam_trefethen_setup
 
 L_KT, X_KT, U0_KT = kassam_trefethen_setup(128)
@@ -37,6 +44,7 @@ def fine_t30():
 
 
 # --- ETDRK4 accuracy -----------------------------------------------------------------------------
+
 
 def test_etdrk4_error_at_quarter_step(fine_t30):
     # h = 1/4 → < 1e-4 at T = 30 (measured 3.61e-5).
@@ -73,7 +81,9 @@ def test_etdrk4_dispersive_and_cubic_terms_against_dop853():
         assert rel_err(etdrk4_at(1 / 64, 5.0, KSEquation(**kw)), ref) < tol
 
 
-@pytest.mark.parametrize("kw", [{}, {"lam3": 0.3}, {"lam3": 0.3, "cubic": 0.2}, {"lam0": 0.8, "lam1": 1.1, "lam2": 0.9}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"lam3": 0.3}, {"lam3": 0.3, "cubic": 0.2}, {"lam0": 0.8, "lam1": 1.1, "lam2": 0.9}]
+)
 def test_torch_etdrk4_matches_numpy_reference(kw):
     # 200 steps of h = 1/4 (t = 50, where chaos has amplified round-off ~100×): measured ≤ 3e-12.
     torch_u = ETDRK4(KSEquation(**kw), GRID_KT, 0.25).run(U0_KT, 200).numpy()
@@ -82,6 +92,7 @@ def test_torch_etdrk4_matches_numpy_reference(kw):
 
 
 # --- batching ---------------------------------------------------------------------------------
+
 
 def perturbed_batch(members: int = 8, scale: float = 0.1, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -115,6 +126,7 @@ def test_run_snapshots_include_start_and_end():
 
 # --- CNAB2, the imperfect model (the public MEDIDA code's CNAB2intKS_onestep) -------------------
 
+
 def test_cnab2_local_error_is_third_order():
     """From exact u(t−2Δt), u(t−Δt), one CNAB2 step misses u(t) by O(Δt³) (CN and AB2 both 2nd order).
 
@@ -143,16 +155,16 @@ def test_cn_pole_flags_anti_diffusive_model():
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 def test_spectral_derivative_exact_on_fourier_modes():
     grid = KSGrid(100.0, 64)
     kx = 2 * math.pi * 5 / grid.L * grid.x
     k = 2 * math.pi * 5 / grid.L
     s, c = torch.as_tensor(np.sin(kx)), torch.as_tensor(np.cos(kx))
-    expected = {1: (k * c, -k * s), 2: (-k ** 2 * s, -k ** 2 * c), 3: (-k ** 3 * c, k ** 3 * s),
-                4: (k ** 4 * s, k ** 4 * c)}
+    expected = {1: (k * c, -k * s), 2: (-(k**2) * s, -(k**2) * c), 3: (-(k**3) * c, k**3 * s), 4: (k**4 * s, k**4 * c)}
     for order, (ds, dc) in expected.items():
         got = spectral_derivative(torch.stack([s, c]), order, grid)
-        scale = k ** order
+        scale = k**order
         assert torch.max(torch.abs(got[0] - ds)).item() < 1e-12 * max(scale, 1)
         assert torch.max(torch.abs(got[1] - dc)).item() < 1e-12 * max(scale, 1)
     assert torch.equal(spectral_derivative(s, 0, grid), s)

@@ -34,7 +34,7 @@ def test_allocation_consistent_with_budget():
     law = laws.EPOCH_2024
     for C in (1e21, 1e25):
         N, D = law.optimal_allocation(C)
-        assert 6 * N * D == pytest.approx(C, rel=1e-12)
+        assert pytest.approx(C, rel=1e-12) == 6 * N * D
     # Eq. 4 with Epoch's constants: D/N = 21.6 at 1e21 and 17.1 at 1e25.
     assert law.allocation_table(1e21)["tokens_per_param"] == pytest.approx(21.6, abs=0.05)
     assert law.allocation_table(1e25)["tokens_per_param"] == pytest.approx(17.1, abs=0.05)

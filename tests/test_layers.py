@@ -23,12 +23,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("workbench", "operators", "scaling", "jobs")
-FOUNDATION = {f"workbench.{name}" for name in
-              ("errors", "atomic", "config", "store", "jobspec", "areas", "registry", "train", "callbacks", "batches")}
+FOUNDATION = {
+    f"workbench.{name}"
+    for name in ("errors", "atomic", "config", "store", "jobspec", "areas", "registry", "train", "callbacks", "batches")
+}
 SHELL = {"workbench", "workbench.cli", "workbench.bench", "workbench.demo", "jobs.experiment"}
 # Domain areas by package prefix, longest first wins.
-AREAS = {"workbench.lm": "lm", "workbench.generative": "generative", "workbench.mlp": "mlp",
-         "operators.prose": "prose", "operators": "operators", "scaling.medida": "medida", "scaling": "laws"}
+AREAS = {
+    "workbench.lm": "lm",
+    "workbench.generative": "generative",
+    "workbench.mlp": "mlp",
+    "operators.prose": "prose",
+    "operators": "operators",
+    "scaling.medida": "medida",
+    "scaling": "laws",
+}
 ALLOWED_CROSS = {("prose", "operators.odes"), ("prose", "operators.batched_solve"), ("medida", "operators.ks")}
 
 
@@ -45,6 +54,7 @@ def modules(root: Path) -> dict[str, Path]:
 
 def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """Project modules that `name` imports anywhere in its file."""
+
     def resolve(target: str) -> str | None:
         while target and target not in known:
             target = target.rpartition(".")[0]
@@ -82,8 +92,11 @@ def layer(name: str) -> str:
 
 
 def area(name: str) -> str:
-    return next(AREAS[prefix] for prefix in sorted(AREAS, key=len, reverse=True)
-                if name == prefix or name.startswith(prefix + "."))
+    return next(
+        AREAS[prefix]
+        for prefix in sorted(AREAS, key=len, reverse=True)
+        if name == prefix or name.startswith(prefix + ".")
+    )
 
 
 def violations(root: Path) -> list[str]:
@@ -99,8 +112,12 @@ def violations(root: Path) -> list[str]:
                 problems.append(f"{name} -> {target}: jobs/ reaches models only through the registry")
             elif source_layer == "domain" and target_layer in ("jobs", "shell"):
                 problems.append(f"{name} -> {target}: domain code never imports jobs/ or the app shell")
-            elif source_layer == "domain" and target_layer == "domain" and area(name) != area(target) \
-                    and (area(name), target) not in ALLOWED_CROSS:
+            elif (
+                source_layer == "domain"
+                and target_layer == "domain"
+                and area(name) != area(target)
+                and (area(name), target) not in ALLOWED_CROSS
+            ):
                 problems.append(f"{name} -> {target}: {area(name)} may not import {area(target)}")
     problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph)]
     return problems
@@ -172,5 +189,6 @@ def test_a_planted_cycle_is_caught(tmp_path):
     copy = _copy(tmp_path)
     _plant(copy / "workbench" / "config.py", "from workbench import store  # store imports config")
     found = violations(copy)
-    assert any(p.startswith("import cycle:") and "workbench.config" in p and "workbench.store" in p
-               for p in found), found
+    assert any(p.startswith("import cycle:") and "workbench.config" in p and "workbench.store" in p for p in found), (
+        found
+    )

@@ -51,8 +51,8 @@ def test_cli_variants_match_the_module():
 
 def test_cli_json_has_mup_and_sp_slopes_and_writes_a_plot(tmp_path):
     plot = tmp_path / "coord.png"
-    out = run_cli("lm", "coord-check", "--variants", "mup,sp", "--widths", "32,256", "--seeds", "1",
-                  "--steps", "2", "--json", "--plot", str(plot))
+    out = run_cli("lm", "coord-check", "--variants", "mup,sp", "--widths", "32,256", "--seeds", "1", "--steps", "2",
+                  "--json", "--plot", str(plot))  # fmt: skip
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
     assert set(payload) == {"mup", "sp"}

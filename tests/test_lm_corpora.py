@@ -18,7 +18,7 @@ def test_entropy_rate_matches_sample_log_likelihood_and_plug_in_estimate():
     # Independent of the stored probabilities: plug-in H(X_t | X_t-2, X_t-1) from trigram counts.
     # Its downward bias is ~(16^3 - 16^2) / (2 n) = 0.007 nats; tolerance 0.02.
     s = tokens.astype(np.int64) - ord("a")
-    tri = np.bincount((s[:-2] * 16 + s[1:-1]) * 16 + s[2:], minlength=16 ** 3).reshape(256, 16).astype(float)
+    tri = np.bincount((s[:-2] * 16 + s[1:-1]) * 16 + s[2:], minlength=16**3).reshape(256, 16).astype(float)
     ctx = tri.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(tri > 0, tri * np.log(ctx / tri), 0.0)

@@ -15,12 +15,13 @@ from workbench.errors import ConfigError, InputError
 torch = pytest.importorskip("torch")
 
 import mup  # noqa: E402 - after the torch check
+
 from workbench.config import from_dict  # noqa: E402
+from workbench.lm.config import GPTLMConfig  # noqa: E402
 from workbench.lm.doping import DopedMLP, frozen_buffers  # noqa: E402
 from workbench.lm.model import GPTConfig, base_shapes, build_model, make_optimizer, model_from_state_dict  # noqa: E402
-from workbench.lm.structured import MonarchLinear  # noqa: E402
-from workbench.lm.config import GPTLMConfig  # noqa: E402
 from workbench.lm.module import count_params  # noqa: E402
+from workbench.lm.structured import MonarchLinear  # noqa: E402
 
 TINY = dict(depth=2, seq_len=16, base_width=32)
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def test_frozen_buffers_survive_training_checkpoints_and_state_dict(tmp_path):
     from workbench.train import TrainConfig, load_weights, train
 
     config = GPTLMConfig(width=32, depth=2, head_dim=8, seq_len=32, batch_size=8, corpus_tokens=1 << 14,
-                         eval_every=5, eval_batches=1, frozen_ratio=1.0, weight_decay=0.1)
+                         eval_every=5, eval_batches=1, frozen_ratio=1.0, weight_decay=0.1)  # fmt: skip
     fresh = build_model(config.gpt_config())
     before = _frozen(fresh)
     run = create_run_dir(tmp_path, "lm", "doped")
@@ -234,16 +235,21 @@ def _synthetic_sweep(law: str, ratios=(0.0, 1.0, 3.0), widths=(16, 32, 64, 128, 
     trainable = np.array([12 * w * w + 6 * w for w in widths], dtype=float)[:, None] * np.ones(len(ratios))
     frozen = np.array([[r * 16 * w * w for r in ratios] for w in widths])
     n = trainable if law == "trainable" else trainable + frozen
-    loss = 40.0 * n ** -0.35 + 1.2
+    loss = 40.0 * n**-0.35 + 1.2
     dims = ("width", "frozen_ratio", "seed")
-    rep = lambda a: np.repeat(a[..., None], seeds, axis=-1)  # noqa: E731
+    rep = lambda a: np.repeat(a[..., None], seeds, axis=-1)
     shape = (len(widths), len(ratios), seeds)
     return xr.Dataset(
-        {"final_val_loss": (dims, rep(loss)), "params": (dims, rep(trainable).astype(np.int64)),
-         "params_frozen": (dims, rep(frozen).astype(np.int64)),
-         "flops_per_token": (dims, rep(6 * trainable + 4 * frozen).astype(np.int64)),
-         "tokens_per_step": (dims, np.full(shape, 512)), "steps_done": (dims, np.full(shape, 100))},
-        coords={"width": list(widths), "frozen_ratio": list(ratios), "seed": list(range(seeds))})
+        {
+            "final_val_loss": (dims, rep(loss)),
+            "params": (dims, rep(trainable).astype(np.int64)),
+            "params_frozen": (dims, rep(frozen).astype(np.int64)),
+            "flops_per_token": (dims, rep(6 * trainable + 4 * frozen).astype(np.int64)),
+            "tokens_per_step": (dims, np.full(shape, 512)),
+            "steps_done": (dims, np.full(shape, 100)),
+        },
+        coords={"width": list(widths), "frozen_ratio": list(ratios), "seed": list(range(seeds))},
+    )
 
 
 @pytest.mark.parametrize("law", ["trainable", "total"])
@@ -307,7 +313,7 @@ def test_doping_sweep_through_the_cli_collapses_on_trainable_parameters(tmp_path
     config = tmp_path / "lm_doping_markov64.yaml"
     config.write_text(text.replace("root: runs\n", f"root: {tmp_path / 'runs'}\n"))
     swept = run_cli("jobs", "sweep", str(config), "--executor", "local", "--grid", "model.width=16,24,32,48",
-                    "--grid", "model.frozen_ratio=0,4", "--wait", "--json", cwd=REPO)
+                    "--grid", "model.frozen_ratio=0,4", "--wait", "--json", cwd=REPO)  # fmt: skip
     assert swept.returncode == 0, swept.stderr
     sweep = tmp_path / "runs" / "lm_doping_markov64"
     result = run_cli("lm", "doping-report", str(sweep), "--json", cwd=REPO)

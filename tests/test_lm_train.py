@@ -18,8 +18,9 @@ from workbench.lm.config import GPTLMConfig  # noqa: E402 - after the torch chec
 from workbench.registry import get_trainable  # noqa: E402
 from workbench.train import TrainConfig, load_weights, train  # noqa: E402
 
-TINY = GPTLMConfig(width=32, depth=2, head_dim=8, seq_len=32, batch_size=16, corpus_tokens=1 << 16,
-                   eval_every=10, eval_batches=2)
+TINY = GPTLMConfig(
+    width=32, depth=2, head_dim=8, seq_len=32, batch_size=16, corpus_tokens=1 << 16, eval_every=10, eval_batches=2
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -84,9 +85,11 @@ def test_shipped_job_config_runs_as_a_local_job(tmp_path):
 def test_width_sweep_as_local_jobs_then_lm_predict(tmp_path):
     text = (REPO / "jobs" / "configs" / "lm_mup_tiny.yaml").read_text()
     config = tmp_path / "lm_mup_tiny.yaml"
-    config.write_text(text.replace("root: runs ", f"root: {tmp_path / 'runs'} ").replace("max_steps: 60", "max_steps: 30"))
+    config.write_text(
+        text.replace("root: runs ", f"root: {tmp_path / 'runs'} ").replace("max_steps: 60", "max_steps: 30")
+    )
     swept = run_cli("jobs", "sweep", str(config), "--executor", "local", "--grid", "model.width=16,24,32,48,64",
-                    "--wait", "--json", cwd=REPO)
+                    "--wait", "--json", cwd=REPO)  # fmt: skip
     assert swept.returncode == 0, swept.stderr
     result = run_cli("lm", "predict", str(tmp_path / "runs" / "lm_mup_tiny"), "--holdout", "1", "--json", cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -98,8 +101,15 @@ def test_width_sweep_as_local_jobs_then_lm_predict(tmp_path):
 
 
 def _submit(tmp_path, *sets):
-    args = ["jobs", "submit", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), "--executor", "local",
-            "--set", f"root={tmp_path / 'runs'}"]
+    args = [
+        "jobs",
+        "submit",
+        str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"),
+        "--executor",
+        "local",
+        "--set",
+        f"root={tmp_path / 'runs'}",
+    ]
     for item in sets:
         args += ["--set", item]
     return run_cli(*args)
@@ -111,8 +121,9 @@ def test_bad_lm_inputs_are_refused_at_submission_with_exit_2(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "short.txt").write_bytes(b"def f(): pass\n")
     bsh = tmp_path / "depth3.bsh"
-    written = run_cli("lm", "base-shapes", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), str(bsh),
-                      "--set", "model.depth=3")
+    written = run_cli(
+        "lm", "base-shapes", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), str(bsh), "--set", "model.depth=3"
+    )
     assert written.returncode == 0, written.stderr
     cases = [
         (["model.width=36"], "width = 36 is not divisible by head_dim = 8"),
@@ -129,8 +140,8 @@ def test_bad_lm_inputs_are_refused_at_submission_with_exit_2(tmp_path):
 
 def test_base_shapes_file_round_trip_through_a_config(tmp_path):
     from workbench.lm.model import load_base_shapes
-    from workbench.lm.preflight import preflight_gpt_lm
     from workbench.lm.module import build_model_for
+    from workbench.lm.preflight import preflight_gpt_lm
 
     bsh = tmp_path / "base.bsh"
     written = run_cli("lm", "base-shapes", str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml"), str(bsh), "--json")

@@ -31,8 +31,8 @@ from workbench.lm.transfer import lr_sweep, optimal_lr, train_steps, transfer_re
 REPO = Path(__file__).resolve().parents[1]
 TRANSFER = load_job_config(REPO / "jobs" / "configs" / "lm_transfer.yaml").model
 WIDTHS = (32, 64, 128, 256)
-MUP_LRS = [2.0 ** k for k in range(-8, -2)]
-SP_LRS = [2.0 ** k for k in range(-11, -4)]
+MUP_LRS = [2.0**k for k in range(-8, -2)]
+SP_LRS = [2.0**k for k in range(-11, -4)]
 
 
 def test_transfer_config_is_the_documented_protocol():
@@ -42,8 +42,8 @@ def test_transfer_config_is_the_documented_protocol():
 
 
 def test_transfer_cli_reports_best_lr_per_width_and_writes_its_files(tmp_path):
-    out = run_cli("lm", "transfer", "--widths", "16,32", "--lrs", "2^-7:2^-5", "--steps", "4",
-                  "--plot", str(tmp_path / "t.png"), "--out", str(tmp_path / "t.nc"), "--json")
+    out = run_cli("lm", "transfer", "--widths", "16,32", "--lrs", "2^-7:2^-5", "--steps", "4", "--plot",
+                  str(tmp_path / "t.png"), "--out", str(tmp_path / "t.nc"), "--json")  # fmt: skip
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report) == {"mup", "sp"} and report["mup"]["widths"] == [16, 32]
@@ -55,13 +55,16 @@ def test_transfer_cli_reports_best_lr_per_width_and_writes_its_files(tmp_path):
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--lrs", "2^-5:2^-4"], "at least 3 powers of two"),
-    (["--lrs", "0.1,0.01,0.3"], "increasing"),
-    (["--widths", "36,72"], "not divisible by head_dim"),
-    (["--parametrizations", "ntk"], "choose from mup, sp"),
-    (["--seeds", "a"], "comma-separated integers"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--lrs", "2^-5:2^-4"], "at least 3 powers of two"),
+        (["--lrs", "0.1,0.01,0.3"], "increasing"),
+        (["--widths", "36,72"], "not divisible by head_dim"),
+        (["--parametrizations", "ntk"], "choose from mup, sp"),
+        (["--seeds", "a"], "comma-separated integers"),
+    ],
+)
 def test_transfer_cli_bad_input(args, fragment):
     from tests.conftest import assert_clean_error
 
@@ -69,7 +72,7 @@ def test_transfer_cli_bad_input(args, fragment):
 
 
 def test_optimal_lr_refines_by_a_parabola_in_log2_lr_and_keeps_edge_minima():
-    lrs = [2.0 ** k for k in range(-8, -2)]
+    lrs = [2.0**k for k in range(-8, -2)]
     losses = [(math.log2(lr) + 5.3) ** 2 + 2.0 for lr in lrs]  # exact parabola, vertex at 2^-5.3
     assert math.log2(optimal_lr(lrs, losses)) == pytest.approx(-5.3, abs=1e-9)
     assert optimal_lr(lrs, [5, 4, 3, 2, 1.5, 1.0]) == lrs[-1]  # minimum on the edge: only a bound
@@ -81,8 +84,7 @@ def test_in_process_loop_matches_the_lightning_trainable(tmp_path):
     from workbench.store import create_run_dir, open_dataset
     from workbench.train import TrainConfig, train
 
-    config = dataclasses.replace(TRANSFER, width=32, lr=2.0 ** -6, eval_every=1000, eval_batches=2,
-                                 corpus_tokens=1 << 14)
+    config = dataclasses.replace(TRANSFER, width=32, lr=2.0**-6, eval_every=1000, eval_batches=2, corpus_tokens=1 << 14)
     ours = train_steps(config, steps=12, seed=3)
     run = create_run_dir(tmp_path, "lm", "a")
     train(config, TrainConfig(max_steps=12, checkpoint_every=100, seed=3), run)

@@ -83,8 +83,11 @@ def test_rvm_threshold_trades_small_terms_for_spurious_ones():
     # 1e3 it is found (as with the public code's RVM on the FD library).
     low = run(MedidaConfig(case="KSpu3x1", library=LibraryConfig(derivatives="fd")))
     assert "u_xxx" not in low.discovered
-    high = run(MedidaConfig(case="KSpu3x1", library=LibraryConfig(derivatives="fd"),
-                            regression=RegressionConfig(threshold=1e3)))
+    high = run(
+        MedidaConfig(
+            case="KSpu3x1", library=LibraryConfig(derivatives="fd"), regression=RegressionConfig(threshold=1e3)
+        )
+    )
     assert high.discovered["u_xxx"]["coef"] == pytest.approx(0.0995, abs=1e-3)
     assert high.spurious() == []
 
@@ -120,7 +123,7 @@ def test_spectral_derivatives_exact_and_fd_ends_are_not_periodic():
     u = np.sin(kx * x)
     spec = derivative_stack(u, 4, L, "spectral")
     np.testing.assert_allclose(spec[1], kx * np.cos(kx * x), atol=1e-12)
-    np.testing.assert_allclose(spec[4], kx ** 4 * np.sin(kx * x), atol=1e-12)
+    np.testing.assert_allclose(spec[4], kx**4 * np.sin(kx * x), atol=1e-12)
     fd = derivative_stack(u, 4, L, "fd")
     interior = slice(4, -4)
     assert np.max(np.abs(fd[1][interior] - spec[1][interior])) < 1e-2 * kx
@@ -146,12 +149,15 @@ def test_sympy_expression_and_json_interface():
     assert set(payload["discovered"]["u_xx"]) >= {"coef", "std"}
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"case": "KS99"}, "unknown MEDIDA case"),
-    ({"case": "KS3", "library": LibraryConfig(max_derivative=2)}, "u_xxxx"),
-    ({"case": "KS1", "noise": -0.01}, "noise"),
-    ({"case": "KS1", "noise": 0.01, "ensemble": 1}, "ensemble"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"case": "KS99"}, "unknown MEDIDA case"),
+        ({"case": "KS3", "library": LibraryConfig(max_derivative=2)}, "u_xxxx"),
+        ({"case": "KS1", "noise": -0.01}, "noise"),
+        ({"case": "KS1", "noise": 0.01, "ensemble": 1}, "ensemble"),
+    ],
+)
 def test_bad_input_is_one_clear_error(kwargs, match):
     with pytest.raises(InputError, match=match):
         run(MedidaConfig(**kwargs))
@@ -201,8 +207,13 @@ def test_noisy_documented_failures_still_fail():
     assert public.spurious() or public.max_relative_error() > 0.1, _fit_summary(public)
     # 1024 members without localisation: sampling noise in B (rank < n = 1024) — worse than
     # the localised ensemble on case 6 (measured mean over seeds 0–5: 5.1 % vs 2.4 %).
-    unloc = np.mean([_noisy("KS6", ensemble=1024, estimate="richardson", seed=s).max_relative_error()
-                     for s in range(3)])
-    loc = np.mean([_noisy("KS6", ensemble=1024, enkf_form="spectral", estimate="richardson",
-                          seed=s).max_relative_error() for s in range(3)])
+    unloc = np.mean(
+        [_noisy("KS6", ensemble=1024, estimate="richardson", seed=s).max_relative_error() for s in range(3)]
+    )
+    loc = np.mean(
+        [
+            _noisy("KS6", ensemble=1024, enkf_form="spectral", estimate="richardson", seed=s).max_relative_error()
+            for s in range(3)
+        ]
+    )
     assert loc < unloc, (loc, unloc)

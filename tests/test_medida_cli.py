@@ -35,8 +35,14 @@ def assert_exit_2(capsys, *args: str, fragment: str = ""):
 def test_cases_lists_every_family(capsys):
     code, out, _ = cli(capsys, "medida", "cases")
     assert code == 0
-    for name in [f"KS{i}" for i in range(1, 13)] + ["KSpu3x1", "KSpu3x2", "KSpu3x3",
-                                                     "KSpu3x_Du3_1", "KSpu3x_Du3_2", "KSpu3x_Du3_3"]:
+    for name in [f"KS{i}" for i in range(1, 13)] + [
+        "KSpu3x1",
+        "KSpu3x2",
+        "KSpu3x3",
+        "KSpu3x_Du3_1",
+        "KSpu3x_Du3_2",
+        "KSpu3x_Du3_3",
+    ]:
         assert f" {name} " in out, name
     code, out, _ = cli(capsys, "medida", "cases", "--json")
     rows = {row["case"]: row for row in json.loads(out)["cases"]}
@@ -86,15 +92,18 @@ def test_example_case_config_loads():
     assert config.lambda_model == [0.5, 1.0, 1.0] and config.ensemble is None and config.noise == 0.01
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("run", "KS99"), "KS99"),
-    (("run", "KS3", "--set", "library.max_derivative=2"), "max_derivative"),
-    (("run", "KS2", "--set", "noise=-0.1"), "noise"),
-    (("run", "KS2", "--set", "noise=0.01", "--set", "ensemble=1"), "ensemble"),
-    (("run", "KS2", "--set", "foo=1"), "foo"),
-    (("run", "KS2", "--set", "case=KS99"), "KS99"),
-    (("run", "missing.yaml"), "missing.yaml"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("run", "KS99"), "KS99"),
+        (("run", "KS3", "--set", "library.max_derivative=2"), "max_derivative"),
+        (("run", "KS2", "--set", "noise=-0.1"), "noise"),
+        (("run", "KS2", "--set", "noise=0.01", "--set", "ensemble=1"), "ensemble"),
+        (("run", "KS2", "--set", "foo=1"), "foo"),
+        (("run", "KS2", "--set", "case=KS99"), "KS99"),
+        (("run", "missing.yaml"), "missing.yaml"),
+    ],
+)
 def test_bad_run_input_is_one_line_exit_2(capsys, args, fragment):
     assert_exit_2(capsys, "medida", *args, fragment=fragment)
 
@@ -116,8 +125,15 @@ def test_bad_input_in_a_fresh_process_has_no_traceback():
 
 
 def _sweep_config(tmp_path, **extra) -> str:
-    data = {"name": "tiny", "root": str(tmp_path / "runs"), "cases": ["KS2", "KS12"], "noise": [0.0],
-            "ensemble": ["none"], "seeds": 1, **extra}
+    data = {
+        "name": "tiny",
+        "root": str(tmp_path / "runs"),
+        "cases": ["KS2", "KS12"],
+        "noise": [0.0],
+        "ensemble": ["none"],
+        "seeds": 1,
+        **extra,
+    }
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(data))
     return str(path)
@@ -151,24 +167,26 @@ def test_example_sweep_config_loads():
     assert members[0].ensemble is None
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    ({"cases": ["KS2", "KS99"]}, "KS99"),
-    ({"noise": [-0.01]}, "noise"),
-    ({"ensemble": [1]}, "ensemble"),
-    ({"base": {"noise": 0.1}}, "base.noise"),
-    ({"base": {"library": {"max_derivative": 1}}}, "max_derivative"),
-    ({"bogus": 1}, "bogus"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        ({"cases": ["KS2", "KS99"]}, "KS99"),
+        ({"noise": [-0.01]}, "noise"),
+        ({"ensemble": [1]}, "ensemble"),
+        ({"base": {"noise": 0.1}}, "base.noise"),
+        ({"base": {"library": {"max_derivative": 1}}}, "max_derivative"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
 def test_bad_sweep_input_is_one_line_exit_2(capsys, tmp_path, extra, fragment):
-    assert_exit_2(capsys, "medida", "sweep", _sweep_config(tmp_path, **extra), "--executor", "debug",
-                  fragment=fragment)
+    assert_exit_2(capsys, "medida", "sweep", _sweep_config(tmp_path, **extra), "--executor", "debug", fragment=fragment)
     assert not (tmp_path / "runs" / "tiny" / "results.nc").exists()
 
 
 @pytest.mark.slow
 def test_sweep_member_through_local_executor(tmp_path):
     result = run_cli("medida", "sweep", _sweep_config(tmp_path, cases=["KS2"]), "--set", "base.pairs=2",
-                     "--executor", "local", "--json")
+                     "--executor", "local", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     with xr.open_dataset(tmp_path / "runs" / "tiny" / "results.nc", engine="h5netcdf") as ds:
         assert float(ds["coef"].sel(case="KS2", term="u_xx").squeeze()) == pytest.approx(-1.0, rel=0.05)

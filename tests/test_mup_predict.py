@@ -14,7 +14,7 @@ from workbench.errors import InputError
 
 A, B, C = 30.0, -0.35, 1.85
 N = np.array([2e4, 5e4, 1e5, 2e5, 4e5, 1.6e6])  # the last is 4x the largest fitted
-TRUE = A * N ** B + C
+TRUE = A * N**B + C
 
 
 def test_noise_free_data_are_recovered_exactly():
@@ -43,15 +43,18 @@ def test_noisy_data_band_covers_the_true_loss():
     assert inside >= 8, inside  # nominal 95 %
 
 
-@pytest.mark.parametrize("params, loss, fragment", [
-    ([1e4, 2e4], [3.0, 2.9], "at least 3 distinct sizes"),
-    ([1e4, 1e4, 2e4, 2e4], [3.0, 3.1, 2.9, 2.8], "at least 3 distinct sizes"),
-    ([1e4, 2e4, 4e4], [3.0, 0.0, 2.8], "losses must be positive"),
-    ([1e4, 2e4, 4e4], [3.0, -1.0, 2.8], "losses must be positive"),
-    ([0, 2e4, 4e4], [3.0, 2.9, 2.8], "parameter counts must be positive"),
-    ([1e4, 2e4, 4e4], [3.0, np.nan, 2.8], "finite"),
-    ([1e4, 2e4, 4e4], [3.0, 2.9], "differ in length"),
-])
+@pytest.mark.parametrize(
+    "params, loss, fragment",
+    [
+        ([1e4, 2e4], [3.0, 2.9], "at least 3 distinct sizes"),
+        ([1e4, 1e4, 2e4, 2e4], [3.0, 3.1, 2.9, 2.8], "at least 3 distinct sizes"),
+        ([1e4, 2e4, 4e4], [3.0, 0.0, 2.8], "losses must be positive"),
+        ([1e4, 2e4, 4e4], [3.0, -1.0, 2.8], "losses must be positive"),
+        ([0, 2e4, 4e4], [3.0, 2.9, 2.8], "parameter counts must be positive"),
+        ([1e4, 2e4, 4e4], [3.0, np.nan, 2.8], "finite"),
+        ([1e4, 2e4, 4e4], [3.0, 2.9], "differ in length"),
+    ],
+)
 def test_bad_input_is_an_input_error(params, loss, fragment):
     with pytest.raises(InputError, match=fragment):
         fit_power_law(params, loss)
@@ -61,10 +64,14 @@ def _sweep(seeds=(0, 1)) -> xr.Dataset:
     widths = [16, 24, 32, 48, 64, 128]
     rng = np.random.default_rng(0)
     loss = TRUE[:, None] * (1 + 0.001 * rng.standard_normal((len(widths), len(seeds))))
-    return xr.Dataset({"final_val_loss": (("width", "seed"), loss),
-                       "params": (("width", "seed"), np.repeat(N[:, None], len(seeds), axis=1)),
-                       "params_total": (("width", "seed"), np.repeat(N[:, None] + 1e4, len(seeds), axis=1))},
-                      coords={"width": widths, "seed": list(seeds)})
+    return xr.Dataset(
+        {
+            "final_val_loss": (("width", "seed"), loss),
+            "params": (("width", "seed"), np.repeat(N[:, None], len(seeds), axis=1)),
+            "params_total": (("width", "seed"), np.repeat(N[:, None] + 1e4, len(seeds), axis=1)),
+        },
+        coords={"width": widths, "seed": list(seeds)},
+    )
 
 
 def test_predict_sweep_fits_the_small_widths_and_predicts_the_held_out_ones():

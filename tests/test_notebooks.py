@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,24 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBENCH_SMALL", "1")  # inherited by the kernel
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = jupytext.read(path)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-              if o.get("output_type") == "error"]
+    NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    errors = [
+        o
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
-    text = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                   for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    text = "".join(
+        o.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
     assert text.strip(), "the notebook printed nothing"
 
 

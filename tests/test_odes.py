@@ -97,8 +97,8 @@ def _duffing(y, p):
 
 def _double_pendulum(y, p):
     th1, th2, w1, w2 = y
-    g, l = p
-    a, b, c = -3 * g / l, -g / l, 4 * g / l
+    g, length = p
+    a, b, c = -3 * g / length, -g / length, 4 * g / length
     dl = th1 - th2
     den = 3 - math.cos(2 * dl)
     return [
@@ -192,9 +192,7 @@ def test_solve_matches_tight_reference_on_short_horizon(name):
     t = np.linspace(0.0, 1.0, 33)
     u = solve(fam, p0, y0, t_eval=t)
     assert u is not None and u.shape == (33, dim)
-    ref = solve_ivp(
-        lambda _, y: hand(y, p0), (0.0, 1.0), y0, method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12
-    ).y.T
+    ref = solve_ivp(lambda _, y: hand(y, p0), (0.0, 1.0), y0, method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12).y.T
     # solve() runs at rtol 1e-5 / atol 1e-6 (as the official generator): ~1e-5 local error per step, accumulated over
     # O(100) steps and amplified by at most e^{lambda t} ~ e at t <= 1, gives <~1e-3 relative to
     # the solution's scale (measured worst: 6e-4, Lorenz). A wrong term or coefficient moves the
@@ -278,7 +276,7 @@ def test_generate_shapes_padding_and_noise(small_dataset):
         rel = np.linalg.norm(ds["noisy"][i] - ds["clean"][i]) / np.linalg.norm(ds["clean"][i])
         assert rel == pytest.approx(0.02, rel=1e-12)  # noise norm 2 % of the trajectory's, per whole trajectory
         p = ds["params"][i]
-        assert np.all(np.isnan(p[len(fam.params):]))
+        assert np.all(np.isnan(p[len(fam.params) :]))
         assert np.all(np.abs(p[: len(fam.params)] - fam.nominal) <= 0.11 * np.abs(fam.nominal))
         # The clean trajectory is exactly what solve() gives for the recorded params and y0.
         np.testing.assert_array_equal(solve(fam, p[: len(fam.params)], ds["y0"][i, :d]), ds["clean"][i, :, :d])
@@ -335,8 +333,7 @@ FAST_GROWTH = {"lorenz_96_4d", "lorenz_96_5d", "double_pendulum"}
 def _random_batch(name, n, seed):
     fam = FAMILIES[name]
     rng = np.random.default_rng(seed)
-    return (np.array([fam.sample_params(rng) for _ in range(n)]),
-            np.array([fam.sample_initial(rng) for _ in range(n)]))
+    return (np.array([fam.sample_params(rng) for _ in range(n)]), np.array([fam.sample_initial(rng) for _ in range(n)]))
 
 
 @pytest.mark.parametrize("name", list(TABLE))
@@ -349,8 +346,9 @@ def test_batched_matches_tight_reference(name):
     horizon = 65 if name in FAST_GROWTH else t.size  # t <= 2 or the full [0, 6] grid
     compared = 0
     for i in range(len(y0)):
-        ref = solve_ivp(lambda _, y: hand(y, params[i]), (0.0, 6.0), y0[i], method="DOP853", t_eval=t,
-                        rtol=1e-10, atol=1e-12)
+        ref = solve_ivp(
+            lambda _, y, p=params[i]: hand(y, p), (0.0, 6.0), y0[i], method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12
+        )
         kept = ref.status == 0 and np.all(np.abs(ref.y) < 1e3)
         assert ok[i] == kept, (name, i)  # same rejection decision as the reference
         if not kept:
@@ -372,8 +370,9 @@ def test_batched_dense_output_is_accurate_on_exponentials():
     # (measured); dropping its 4th-order term (a cubic Hermite) gives 3e-8 and a 10% error in the
     # dense-output coefficients 4e-9, both caught by the 2e-9 bound.
     t = np.linspace(0.0, 2.0, 57)
-    u, ok = integrate_batch(lambda _t, y, p: y * p[0], np.array([[1.0], [-0.5]]),
-                            np.array([[1.0], [2.0]]), t, rtol=1e-9, atol=1e-12)
+    u, ok = integrate_batch(
+        lambda _t, y, p: y * p[0], np.array([[1.0], [-0.5]]), np.array([[1.0], [2.0]]), t, rtol=1e-9, atol=1e-12
+    )
     assert ok.all()
     np.testing.assert_allclose(u[0, :, 0], np.exp(t), rtol=2e-9)
     np.testing.assert_allclose(u[1, :, 0], 2 * np.exp(-0.5 * t), rtol=2e-9)
@@ -388,8 +387,9 @@ def test_batched_rejects_blow_up_and_threshold():
     u, ok = integrate_batch(lin.numeric_rhs(), np.array([[0.5], [0.5]]), y0, t)
     assert ok.tolist() == [False, True]
     thomas = FAMILIES["thomas"]  # |u| only decays from a large start
-    _, ok = integrate_batch(thomas.numeric_rhs(), np.array([[0.17], [0.17]]),
-                            np.array([[900.0, 0, 0], [1500.0, 0, 0]]), t)
+    _, ok = integrate_batch(
+        thomas.numeric_rhs(), np.array([[0.17], [0.17]]), np.array([[900.0, 0, 0], [1500.0, 0, 0]]), t
+    )
     assert ok.tolist() == [True, False]  # max|u| >= 1e3 is rejected
     _, ok = integrate_batch(thomas.numeric_rhs(), np.array([[0.17]]), np.array([[1.0, 0, 0]]), t, max_steps=5)
     assert ok.tolist() == [False]  # too many steps

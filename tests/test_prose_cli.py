@@ -41,12 +41,15 @@ def test_detokenize_reports_invalid_output_without_failing():
     assert decoded == {"valid": False, "expr": None, "error": decoded["error"]} and decoded["error"]
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["families", "--preset", "lorenz,bogus"], "unknown ODE family"),
-    (["tokenize", "u_7 + 1"], "u_7"),
-    (["tokenize", "u_0 +* 1"], "not an expression"),
-    (["tokenize", "u_0||u_1"], "component 1"),
-    (["tokenize", "__import__('os').getcwd()"], "not an expression"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["families", "--preset", "lorenz,bogus"], "unknown ODE family"),
+        (["tokenize", "u_7 + 1"], "u_7"),
+        (["tokenize", "u_0 +* 1"], "not an expression"),
+        (["tokenize", "u_0||u_1"], "component 1"),
+        (["tokenize", "__import__('os').getcwd()"], "not an expression"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(args, fragment):
     assert_clean_error(run_cli("prose", *args), fragment)

@@ -76,7 +76,7 @@ def test_val_split_follows_train_in_the_stream(built):
     n_train = 30 * 3
     assert val["index"].min() >= n_train and len(val["family"]) <= 24 and len(val["tokens"]) == len(val["family"])
     ref = generate(config.family_names, 30 + 8, seed=config.seed, engine="batched")
-    np.testing.assert_array_equal(val["params"], ref["params"][-len(val["family"]):])
+    np.testing.assert_array_equal(val["params"], ref["params"][-len(val["family"]) :])
     manifest = json.loads((out / "manifest.json").read_text())
     train_shards = [s for s in manifest["shards"] if s["split"] == "train"]
     assert [(s["start"], s["stop"]) for s in train_shards] == [(0, 40), (40, 80), (80, 90)]

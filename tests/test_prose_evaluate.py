@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from jobs.entrypoints import load_job_config  # noqa: E402
 from operators.odes import generate  # noqa: E402
+from operators.prose.config import ProseTrainableConfig  # noqa: E402
 from operators.prose.evaluate import evaluate, load_run, relative_l2  # noqa: E402
 from operators.prose.model import ProseOutput, SymbolDecoding  # noqa: E402
-from operators.prose.tokens import Vocabulary  # noqa: E402
-from operators.prose.config import ProseTrainableConfig  # noqa: E402
 from operators.prose.samples import ProseData, prepare_data  # noqa: E402
+from operators.prose.tokens import Vocabulary  # noqa: E402
+from tests.test_prose_train import TINY as TRAIN_TINY  # noqa: E402
 from workbench.errors import InputError  # noqa: E402
 from workbench.store import create_run_dir, open_dataset  # noqa: E402
 from workbench.train import TrainConfig, train  # noqa: E402
@@ -51,12 +54,13 @@ class OracleModel(torch.nn.Module):
     def forward(self, data_times, data_values, symbol_ids=None, symbol_mask=None, *, query_times, target_ids=None):
         rows = self._rows(data_values)
         source = self.data.clean if self.trajectory == "clean" else self.data.noisy
-        return ProseOutput(torch.from_numpy(source[rows, -len(query_times):]).double(), None)
+        return ProseOutput(torch.from_numpy(source[rows, -len(query_times) :]).double(), None)
 
     def greedy_decode(self, data_times, data_values, symbol_ids=None, symbol_mask=None, *, max_len=None):
         rows = self._rows(data_values)
-        outputs = [[VOCABULARY.id("add"), VOCABULARY.id("u_0")] if r in self.garbage else self.data.target_ids[r]
-                   for r in rows]
+        outputs = [
+            [VOCABULARY.id("add"), VOCABULARY.id("u_0")] if r in self.garbage else self.data.target_ids[r] for r in rows
+        ]
         length = max(len(o) for o in outputs) + 1
         tokens = torch.full((len(rows), 1, length), VOCABULARY.pad_id)
         lengths = torch.zeros(len(rows), 1, dtype=torch.long)
@@ -111,8 +115,15 @@ def test_resolving_the_true_equation_tracks_the_clean_trajectory(small_data):
 def test_last_value_baseline_is_the_held_last_observation():
     t = np.linspace(0, 6, 192)
     u = np.stack([1.0 + t, np.zeros_like(t), np.zeros_like(t)], axis=-1)[None]
-    raw = {"t": t, "clean": u, "noisy": u, "dim": np.array([1]), "family": np.array([0]),
-           "families": ("thomas",), "tokens": [["u_0"]]}
+    raw = {
+        "t": t,
+        "clean": u,
+        "noisy": u,
+        "dim": np.array([1]),
+        "family": np.array([0]),
+        "families": ("thomas",),
+        "tokens": [["u_0"]],
+    }
     data = prepare_data(raw, 3)
     ds = evaluate(OracleModel(data, "clean"), data, resolve_ode=False, config=ProseTrainableConfig())
     held, future = 1.0 + t[63], 1.0 + t[64:]
@@ -133,10 +144,7 @@ def test_test_corruption_is_fixed_by_seed_42(small_data):
 
 
 # --- runs and the CLI verb ----------------------------------------------------------------------
-TINY = ProseTrainableConfig(hidden=32, heads=2, ffn=64, fusion_layers=1, data_decoder_layers=1,
-                            symbol_decoder_layers=1, families="thomas,rossler", n_train=12, n_val=4,
-                            batch_size=8, lr=1e-3, warmup_steps=5, eval_every=4, eval_samples=6,
-                            max_symbol_len=40)
+TINY = dataclasses.replace(TRAIN_TINY, max_symbol_len=40)  # the training tests' model, shorter decoding
 
 
 def _cli(*argv: str) -> int:
@@ -168,12 +176,9 @@ def test_evaluate_verb_on_a_trained_run(tmp_path, capsys):
     assert config == TINY and not model.training
 
 
-# --- learning (slow): the tiny CPU configuration of jobs/configs/prose_tiny.yaml ---------------
-LEARN = ProseTrainableConfig(hidden=64, heads=4, ffn=128, data_encoder_layers=1, symbol_encoder_layers=1,
-                             fusion_layers=1, data_decoder_layers=1, symbol_decoder_layers=1,
-                             families="thomas,rossler,dadras", n_train=200, n_val=20, data_seed=0,
-                             batch_size=32, lr=2e-3, warmup_steps=100, eval_every=100, eval_samples=60)
-LEARN_STEPS = 600
+# --- learning (slow): the tiny CPU configuration shipped as jobs/configs/prose_tiny.yaml --------
+LEARN_JOB = load_job_config(Path(__file__).resolve().parents[1] / "jobs" / "configs" / "prose_tiny.yaml")
+LEARN, LEARN_STEPS = LEARN_JOB.model, LEARN_JOB.train.max_steps
 
 
 @pytest.fixture(scope="module")

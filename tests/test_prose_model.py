@@ -51,8 +51,7 @@ def test_output_shapes_for_any_query_set(n_queries):
     model = _tiny()
     data_times, data_values, symbol_ids = _random_inputs()
     target = torch.randint(4, VOCAB.size, (3, 11))
-    out = model(data_times, data_values, symbol_ids, query_times=torch.linspace(2, 6, n_queries),
-                target_ids=target)
+    out = model(data_times, data_values, symbol_ids, query_times=torch.linspace(2, 6, n_queries), target_ids=target)
     assert out.trajectory.shape == (3, n_queries, 3)
     assert out.symbol_logits.shape == (3, 11, VOCAB.size)
     assert torch.isfinite(out.trajectory).all() and torch.isfinite(out.symbol_logits).all()
@@ -100,9 +99,17 @@ def _ode_batch():
     target_ids, _ = batch_token_ids(targets, pad_id=VOCAB.pad_id, bos_id=VOCAB.bos_id, eos_id=VOCAB.eos_id)
     dim_mask = torch.arange(3)[None, :] < torch.tensor(data["dim"])[:, None]
     n_in = 24
-    return dict(data_times=t[:n_in].expand(len(u), n_in), data_values=u[:, :n_in], symbol_ids=symbol_ids,
-                symbol_mask=symbol_mask, query_times=t[n_in:], target=u[:, n_in:], dim_mask=dim_mask,
-                target_ids=target_ids, targets=targets)
+    return dict(
+        data_times=t[:n_in].expand(len(u), n_in),
+        data_values=u[:, :n_in],
+        symbol_ids=symbol_ids,
+        symbol_mask=symbol_mask,
+        query_times=t[n_in:],
+        target=u[:, n_in:],
+        dim_mask=dim_mask,
+        target_ids=target_ids,
+        targets=targets,
+    )
 
 
 def test_tiny_model_overfits_a_fixed_batch():
@@ -110,8 +117,14 @@ def test_tiny_model_overfits_a_fixed_batch():
     model = _tiny()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(250):
-        out = model(batch["data_times"], batch["data_values"], batch["symbol_ids"], batch["symbol_mask"],
-                    query_times=batch["query_times"], target_ids=batch["target_ids"])
+        out = model(
+            batch["data_times"],
+            batch["data_values"],
+            batch["symbol_ids"],
+            batch["symbol_mask"],
+            query_times=batch["query_times"],
+            target_ids=batch["target_ids"],
+        )
         losses = prose_loss(out, batch["target"], batch["dim_mask"], batch["target_ids"], VOCAB.pad_id)
         if step == 0:
             initial = losses.total.item()
@@ -129,8 +142,9 @@ def test_tiny_model_overfits_a_fixed_batch():
     assert losses.total.item() < 0.15, losses
     # The memorised targets come back under greedy decoding and parse.
     model.eval()
-    decoded = model.greedy_decode(batch["data_times"], batch["data_values"], batch["symbol_ids"],
-                                  batch["symbol_mask"], max_len=40)
+    decoded = model.greedy_decode(
+        batch["data_times"], batch["data_values"], batch["symbol_ids"], batch["symbol_mask"], max_len=40
+    )
     sequences = [beams[0] for beams in decoded.sequences(VOCAB.eos_id)]
     assert sequences == batch["targets"]
     assert all(detokenize(VOCAB.decode(s)).valid for s in sequences)
@@ -246,8 +260,14 @@ def test_paper_preset_parameter_count():
         counts = count_parameters(ProseModel(ProseConfig.paper(vocab_size=1072)))
         ours = count_parameters(ProseModel(ProseConfig.paper(vocab_size=VOCAB.size)))
     # Per block, from the official code's layer shapes at d 512 and its 1 072-word vocabulary.
-    table = {"data_embedder": 0.27e6, "data_encoder": 6.3e6, "symbol_encoder": 13.2e6, "fusion": 25.2e6,
-             "data_decoder": 25.2e6, "symbol_decoder": 34.2e6}
+    table = {
+        "data_embedder": 0.27e6,
+        "data_encoder": 6.3e6,
+        "symbol_encoder": 13.2e6,
+        "fusion": 25.2e6,
+        "data_decoder": 25.2e6,
+        "symbol_decoder": 34.2e6,
+    }
     for block, published in table.items():
         assert abs(counts[block] - published) <= 0.05e6, (block, counts[block])  # table rounds to 0.1 M
     assert abs(counts["total"] - 104e6) <= 0.5e6, counts["total"]

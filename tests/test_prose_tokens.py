@@ -41,11 +41,7 @@ def _sum(*terms):
 
 
 def _lorenz(sigma, rho, beta):
-    return [
-        _sum(sigma * u1, -sigma * u0),
-        _sum(rho * u0, -u0 * u2, -u1),
-        _sum(u0 * u1, -beta * u2),
-    ]
+    return [_sum(sigma * u1, -sigma * u0), _sum(rho * u0, -u0 * u2, -u1), _sum(u0 * u1, -beta * u2)]
 
 
 LORENZ_TOKENS = (  # the official encoder's Lorenz target (a sampled draw: rho 30.6, beta 2.74)
@@ -253,18 +249,30 @@ def test_round_trip_on_hand_written_families():
     a, b, g = 0.95, 0.7, 9.81
     delta = u0 - u1
     systems = {
-        "aizawa": [(u2 - b) * u0 - 3.5 * u1, 3.5 * u0 + (u2 - b) * u1,
-                   0.6 + a * u2 - u2**3 / 3 - u0**2 + 0.1 * u2 * u0**3],
+        "aizawa": [
+            (u2 - b) * u0 - 3.5 * u1,
+            3.5 * u0 + (u2 - b) * u1,
+            0.6 + a * u2 - u2**3 / 3 - u0**2 + 0.1 * u2 * u0**3,
+        ],
         "duffing": [sympy.Float(1.0), u2, -0.02 * u2 - u1 - 5 * u1**3 + 8 * sympy.cos(0.5 * u0)],
         "double_pendulum": [
-            u2, u3,
-            (-3 * g * sympy.sin(u0) - g * sympy.sin(u0 - 2 * u1)
-             - 2 * sympy.sin(delta) * (u3**2 + u2**2 * sympy.cos(delta))) / (3 - sympy.cos(2 * delta)),
-            sympy.sin(delta) * (4 * u2**2 + 4 * g * sympy.cos(u0) + u3**2 * sympy.cos(delta))
+            u2,
+            u3,
+            (
+                -3 * g * sympy.sin(u0)
+                - g * sympy.sin(u0 - 2 * u1)
+                - 2 * sympy.sin(delta) * (u3**2 + u2**2 * sympy.cos(delta))
+            )
+            / (3 - sympy.cos(2 * delta)),
+            sympy.sin(delta)
+            * (4 * u2**2 + 4 * g * sympy.cos(u0) + u3**2 * sympy.cos(delta))
             / (3 - sympy.cos(2 * delta)),
         ],
-        "halvorsen": [-0.35 * u0 - 4 * u1 - 4 * u2 - u1**2, -0.35 * u1 - 4 * u2 - 4 * u0 - u2**2,
-                      -0.35 * u2 - 4 * u0 - 4 * u1 - u0**2],
+        "halvorsen": [
+            -0.35 * u0 - 4 * u1 - 4 * u2 - u1**2,
+            -0.35 * u1 - 4 * u2 - 4 * u0 - u2**2,
+            -0.35 * u2 - 4 * u0 - 4 * u1 - u0**2,
+        ],
         "lorenz_96_5d": [(U[(i + 1) % 5] - U[(i - 2) % 5]) * U[(i - 1) % 5] - U[i] + 8 for i in range(5)],
         "powers": [u0**4 + u1**5 + u2**6 / u0**2 + 1 / u1 + sympy.pi * u0 / 7],
     }
@@ -285,8 +293,7 @@ def test_round_sig_rounds_numbers_not_powers():
 
 
 @pytest.mark.parametrize(
-    "exprs",
-    [[sympy.exp(u0)], [sympy.sqrt(u0)], [sympy.Symbol("x")], [u4 * 1e13], [sympy.I * u0], [], "u_0"],
+    "exprs", [[sympy.exp(u0)], [sympy.sqrt(u0)], [sympy.Symbol("x")], [u4 * 1e13], [sympy.I * u0], [], "u_0"]
 )
 def test_tokenize_rejects_what_the_vocabulary_cannot_write(exprs):
     with pytest.raises(InputError):
@@ -380,13 +387,33 @@ def test_corruption_rejects_bad_arguments(kwargs):
 @pytest.mark.parametrize(
     "tokens",
     [
-        ["add", "u_0"], ["mul"], ["u_9"], ["+", "N12", "E0"], ["foo"], [], ["|"], ["u_0", "|"],
-        ["|", "u_0"], ["u_0", "|", "|", "u_1"], ["u_0", "u_1"], ["+", "N100"], ["N100", "E0"],
-        ["+", "N100", "E11"], ["<PLACEHOLDER>"], ["add", "u_0", "<PAD>"], ["<BOS>"], ["<EOS>", "u_0"],
-        ["inv", "+", "N000", "E-2"], ["div", "u_0", "sub", "u_1", "u_1"],
+        ["add", "u_0"],
+        ["mul"],
+        ["u_9"],
+        ["+", "N12", "E0"],
+        ["foo"],
+        [],
+        ["|"],
+        ["u_0", "|"],
+        ["|", "u_0"],
+        ["u_0", "|", "|", "u_1"],
+        ["u_0", "u_1"],
+        ["+", "N100"],
+        ["N100", "E0"],
+        ["+", "N100", "E11"],
+        ["<PLACEHOLDER>"],
+        ["add", "u_0", "<PAD>"],
+        ["<BOS>"],
+        ["<EOS>", "u_0"],
+        ["inv", "+", "N000", "E-2"],
+        ["div", "u_0", "sub", "u_1", "u_1"],
         ["pow3", "pow3", "pow3", "pow3", "+", "N999", "E10"],  # overflows float64
         ["sin", "pow3", "pow3", "pow3", "pow3", "pow3", "pow3", "pow3", "pow3", "+", "N999", "E10"],
-        [1, 2], None, 7, ["u_0", None], ["u_0", 3.5],
+        [1, 2],
+        None,
+        7,
+        ["u_0", None],
+        ["u_0", 3.5],
     ],
 )
 def test_malformed_sequences_decode_to_invalid(tokens):

@@ -15,16 +15,9 @@ import pytest
 import sympy
 
 from operators.odes import FAMILIES
-from operators.prose.skeleton import SkeletonCorruptor, component_terms, join_terms
-from operators.prose.tokens import (
-    PLACEHOLDER,
-    Vocabulary,
-    additive_terms,
-    corrupt,
-    detokenize,
-    tokenize,
-)
 from operators.prose.config import ProseTrainableConfig
+from operators.prose.skeleton import SkeletonCorruptor, component_terms, join_terms
+from operators.prose.tokens import PLACEHOLDER, Vocabulary, additive_terms, corrupt, detokenize, tokenize
 from workbench.errors import ConfigError, InputError
 
 VOCABULARY = Vocabulary(max_dim=5)
@@ -85,8 +78,11 @@ def test_corruption_draws_equal_tokens_corrupt(name):
         expected, what = corrupt(exprs, np.random.default_rng(seed), dim=dim)
         ids, kind = corruptor.corrupt(terms, np.random.default_rng(seed), dim)
         assert kind == what.kind
-        if kind == "add" and additive_terms(exprs[what.component])[0].is_number and \
-                len(additive_terms(exprs[what.component])) == 1:
+        if (
+            kind == "add"
+            and additive_terms(exprs[what.component])[0].is_number
+            and len(additive_terms(exprs[what.component])) == 1
+        ):
             # Duffing's constant component: sympy folds c + 1 into one number; the token lists keep
             # the added term, as the official PROSE code's tree surgery does.
             continue
@@ -175,15 +171,15 @@ def test_added_terms_are_drawn_uniformly_from_the_ten_shapes():
 # --- training through the harness ---------------------------------------------------------------
 torch = pytest.importorskip("torch")
 
-from workbench.store import create_run_dir, open_dataset  # noqa: E402
 from operators.prose.module import inverse_sqrt_lr  # noqa: E402
 from workbench.registry import get_trainable  # noqa: E402
+from workbench.store import create_run_dir, open_dataset  # noqa: E402
 from workbench.train import TrainConfig, load_weights, train  # noqa: E402
 
 TINY = ProseTrainableConfig(hidden=32, heads=2, ffn=64, fusion_layers=1, data_decoder_layers=1,
                             symbol_decoder_layers=1, families="thomas,rossler", n_train=12, n_val=4,
                             batch_size=8, lr=1e-3, warmup_steps=5, eval_every=4, eval_samples=6,
-                            max_symbol_len=80)
+                            max_symbol_len=80)  # fmt: skip
 
 
 def test_registered_with_preflight():
@@ -205,9 +201,10 @@ def test_trains_records_validation_losses_and_resumes_exactly(tmp_path):
     assert list(ds["eval_step"].values) == [0, 4, 8]
     assert np.all(np.isfinite(ds["val_data_loss"].values)) and np.all(np.isfinite(ds["val_symbol_loss"].values))
     assert ds["val_symbol_loss"].values[-1] < ds["val_symbol_loss"].values[0]  # lr 1e-3: CE falls at once
-    assert int(ds["params"]) == sum(int(ds[f"params_{b}"]) for b in
-                                    ("data_embedder", "data_encoder", "symbol_encoder", "fusion",
-                                     "data_decoder", "symbol_decoder"))
+    assert int(ds["params"]) == sum(
+        int(ds[f"params_{b}"])
+        for b in ("data_embedder", "data_encoder", "symbol_encoder", "fusion", "data_decoder", "symbol_decoder")
+    )
     split = create_run_dir(tmp_path, "prose", "split", config=TINY)
     train(TINY, TrainConfig(max_steps=5, checkpoint_every=4, seed=3), split)
     resumed = train(TINY, TrainConfig(max_steps=8, checkpoint_every=4, seed=3), split)
@@ -267,9 +264,10 @@ def made_data(tmp_path_factory):
     from operators.prose.cli import load_data_config, make_data
 
     out = tmp_path_factory.mktemp("prose_data") / "data"
-    config = load_data_config(Path(__file__).resolve().parents[1] / "jobs" / "configs" / "prose_data_tiny.yaml",
-                              [f"out={out}", "n_per_family=8", "val_per_family=3", "shard_size=10",
-                               "families=[thomas,rossler]"])
+    config = load_data_config(
+        Path(__file__).resolve().parents[1] / "jobs" / "configs" / "prose_data_tiny.yaml",
+        [f"out={out}", "n_per_family=8", "val_per_family=3", "shard_size=10", "families=[thomas,rossler]"],
+    )
     make_data(config, "debug")
     return out
 

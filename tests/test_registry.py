@@ -25,9 +25,11 @@ def test_built_in_kinds_resolve_without_importing_torch_models():
     import subprocess
 
     # Checking a config is what `jobs submit` does on a login node: it must not import torch.
-    code = ("import sys; from workbench.registry import get_trainable; "
-            "[get_trainable(k) for k in ('mlp_regression', 'gpt_lm', 'prose', 'pfgmpp', 'diffusion')]; "
-            "print('torch' in sys.modules, 'lightning' in sys.modules)")
+    code = (
+        "import sys; from workbench.registry import get_trainable; "
+        "[get_trainable(k) for k in ('mlp_regression', 'gpt_lm', 'prose', 'pfgmpp', 'diffusion')]; "
+        "print('torch' in sys.modules, 'lightning' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"], out.stdout
 
@@ -49,13 +51,16 @@ def test_a_module_path_names_a_kind_outside_the_workbench():
     trainable.check(LineConfig())  # no preflight: nothing to check
 
 
-@pytest.mark.parametrize(("kind", "fragment"), [
-    ("no_such_model", "unknown trainable kind 'no_such_model'; registered kinds: "),
-    ("tests.no_such_module:Model", "cannot import tests.no_such_module"),
-    ("tests.toy_kind.line:Nothing", "has no 'Nothing'"),
-    ("tests.toy_kind.line:LineConfig", "neither a workbench Trainable nor a LightningModule class"),
-    ("tests.toy_kind.line:", "must look like package.module:Name"),
-])
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("no_such_model", "unknown trainable kind 'no_such_model'; registered kinds: "),
+        ("tests.no_such_module:Model", "cannot import tests.no_such_module"),
+        ("tests.toy_kind.line:Nothing", "has no 'Nothing'"),
+        ("tests.toy_kind.line:LineConfig", "neither a workbench Trainable nor a LightningModule class"),
+        ("tests.toy_kind.line:", "must look like package.module:Name"),
+    ],
+)
 def test_bad_kinds_are_one_clear_config_error(kind, fragment):
     with pytest.raises(ConfigError) as error:
         get_trainable(kind)
@@ -86,9 +91,11 @@ def test_registered_and_entry_point_kinds(tmp_path, monkeypatch):
 
 def test_an_outside_kind_trains_through_jobs_submit(tmp_path):
     config = tmp_path / "line.yaml"
-    config.write_text(f"kind: tests.toy_kind.line:LineFit\nexperiment: line\nroot: {tmp_path / 'runs'}\n"
-                      "model: {slope: 3.0, lr: 0.1}\ntrain: {max_steps: 60, checkpoint_every: 20}\n"
-                      "job: {timeout_min: 10}\n")
+    config.write_text(
+        f"kind: tests.toy_kind.line:LineFit\nexperiment: line\nroot: {tmp_path / 'runs'}\n"
+        "model: {slope: 3.0, lr: 0.1}\ntrain: {max_steps: 60, checkpoint_every: 20}\n"
+        "job: {timeout_min: 10}\n"
+    )
     result = run_cli("jobs", "submit", str(config), "--executor", "local", "--wait", "--json", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)
@@ -107,8 +114,12 @@ def test_an_outside_kind_trains_through_jobs_submit(tmp_path):
 
 def test_an_outside_kind_with_a_bad_key_fails_before_submission(tmp_path):
     config = tmp_path / "line.yaml"
-    config.write_text(f"kind: tests.toy_kind.line:LineFit\nexperiment: line\nroot: {tmp_path / 'runs'}\n"
-                      "model: {slop: 3.0}\n")
-    assert_clean_error(run_cli("jobs", "submit", str(config), "--executor", "local", cwd=ROOT),
-                       "unknown key 'model.slop'", "did you mean 'slope'")
+    config.write_text(
+        f"kind: tests.toy_kind.line:LineFit\nexperiment: line\nroot: {tmp_path / 'runs'}\nmodel: {{slop: 3.0}}\n"
+    )
+    assert_clean_error(
+        run_cli("jobs", "submit", str(config), "--executor", "local", cwd=ROOT),
+        "unknown key 'model.slop'",
+        "did you mean 'slope'",
+    )
     assert not (tmp_path / "runs").exists()

@@ -26,8 +26,7 @@ def metrics(n_steps: int, offset: float = 0.0) -> xr.Dataset:
     """A run's metrics: loss per step plus job metadata as scalar data variables."""
     step = np.arange(n_steps) * 10
     return xr.Dataset(
-        {"loss": ("step", 1.0 / (1 + np.arange(n_steps)) + offset), "seed": ((), 7)},
-        coords={"step": step},
+        {"loss": ("step", 1.0 / (1 + np.arange(n_steps)) + offset), "seed": ((), 7)}, coords={"step": step}
     )
 
 
@@ -99,8 +98,15 @@ def test_netcdf_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
 def test_netcdf_unstorable_attrs_are_converted_on_a_copy(tmp_path):
     ds = metrics(3)
-    attrs = {"flag": True, "nothing": None, "opts": {"b": 1, "a": [1, 2]},
-             "mixed": [1, "a"], "flags": [True, False], "names": ["a", "b"], "n": 3}
+    attrs = {
+        "flag": True,
+        "nothing": None,
+        "opts": {"b": 1, "a": [1, 2]},
+        "mixed": [1, "a"],
+        "flags": [True, False],
+        "names": ["a", "b"],
+        "n": 3,
+    }
     ds.attrs.update(attrs)
     ds["loss"].attrs["done"] = False
     ds["step"].attrs["meta"] = {"unit": "step"}
@@ -174,8 +180,9 @@ def test_create_run_dir_without_config(tmp_path):
     assert rd.path.is_dir() and not rd.config_path.exists()
 
 
-@pytest.mark.parametrize("bad", ["a/b", "..", "a..b", "a b", "x;rm", "$(x)", "", "-rf", ".hidden",
-                                 "a\\b", "tab\t", "a*", "a|b", "a'b"])
+@pytest.mark.parametrize(
+    "bad", ["a/b", "..", "a..b", "a b", "x;rm", "$(x)", "", "-rf", ".hidden", "a\\b", "tab\t", "a*", "a|b", "a'b"]
+)
 def test_create_run_dir_rejects_unsafe_names(tmp_path, bad):
     with pytest.raises(InputError, match="invalid run id"):
         create_run_dir(tmp_path, "exp", bad)
@@ -217,8 +224,9 @@ def test_combine_full_grid(tmp_path):
     assert not combined["loss"].isnull().any()
     for w in (64, 128):
         for lr in (0.1, 0.01):
-            np.testing.assert_allclose(combined["loss"].sel(width=w, lr=lr),
-                                       run(w, lr)["loss"].squeeze(["width", "lr"]))
+            np.testing.assert_allclose(
+                combined["loss"].sel(width=w, lr=lr), run(w, lr)["loss"].squeeze(["width", "lr"])
+            )
 
 
 def test_combine_grid_with_missing_member_is_nan_there_only():
@@ -228,8 +236,7 @@ def test_combine_grid_with_missing_member_is_nan_there_only():
     assert combined["loss"].sel(width=128, lr=0.01).isnull().all()
     assert np.isnan(combined["seed"].sel(width=128, lr=0.01))
     for w, lr in [(64, 0.1), (64, 0.01), (128, 0.1)]:
-        np.testing.assert_allclose(combined["loss"].sel(width=w, lr=lr),
-                                   run(w, lr)["loss"].squeeze(["width", "lr"]))
+        np.testing.assert_allclose(combined["loss"].sel(width=w, lr=lr), run(w, lr)["loss"].squeeze(["width", "lr"]))
         assert combined["seed"].sel(width=w, lr=lr) == 7
 
 
@@ -266,8 +273,10 @@ def test_combine_runs_keeps_agreeing_attrs():
 
 def test_manifest_round_trip(tmp_path):
     path = tmp_path / "sweep" / "manifest.jsonl"
-    records = [{"run_id": "a", "status": "done", "loss": 0.5},
-               {"run_id": "b", "status": "failed", "error": "line1\nline2"}]
+    records = [
+        {"run_id": "a", "status": "done", "loss": 0.5},
+        {"run_id": "b", "status": "failed", "error": "line1\nline2"},
+    ]
     for record in records:
         append_manifest(path, record)
     assert read_manifest(path) == records

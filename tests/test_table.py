@@ -63,8 +63,7 @@ def test_dataframe_source_and_name():
 
 def test_netcdf_input(tmp_path):
     dataset = xr.Dataset(
-        {"loss": ("run", [4.0, 3.6, 3.3]), "N": ("run", [1e6, 2e6, 4e6]),
-         "D": ("run", [2e7, 4e7, 8e7])},
+        {"loss": ("run", [4.0, 3.6, 3.3]), "N": ("run", [1e6, 2e6, 4e6]), "D": ("run", [2e7, 4e7, 8e7])},
         coords={"run": ["r0", "r1", "r2"]},
     )
     path = tmp_path / "metrics.nc"

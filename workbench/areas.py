@@ -29,21 +29,39 @@ class Area:
 
 # In the order `workbench --help` lists them.
 AREAS = (
-    Area("scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws",
-         bench="scaling.bench"),
-    Area("jobs", "jobs.cli", "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit",
-         bench="jobs.bench"),
-    Area("lm", "workbench.lm.cli", "muP language models: coordinate check, loss prediction from width sweeps",
-         bench="workbench.lm.bench"),
-    Area("prose", "operators.prose.cli",
-         "PROSE: ODE families, symbolic tokens, data sets (make-data) and evaluation",
-         bench="operators.prose.bench"),
-    Area("diffusion", "workbench.generative.cli",
-         "PFGM++ and corrected-schedule diffusion: schedules, timesteps, experiments",
-         bench="workbench.generative.bench"),
-    Area("medida", "scaling.medida.cli",
-         "MEDIDA: discover interpretable model errors of a KS model from sparse, noisy observations",
-         bench="scaling.medida.bench"),
+    Area(
+        "scaling", "scaling.cli", "fit, reconcile and simulate Kaplan / Chinchilla scaling laws", bench="scaling.bench"
+    ),
+    Area(
+        "jobs",
+        "jobs.cli",
+        "submit training jobs and sweeps to SLURM or this machine; status, collect, resubmit",
+        bench="jobs.bench",
+    ),
+    Area(
+        "lm",
+        "workbench.lm.cli",
+        "muP language models: coordinate check, loss prediction from width sweeps",
+        bench="workbench.lm.bench",
+    ),
+    Area(
+        "prose",
+        "operators.prose.cli",
+        "PROSE: ODE families, symbolic tokens, data sets (make-data) and evaluation",
+        bench="operators.prose.bench",
+    ),
+    Area(
+        "diffusion",
+        "workbench.generative.cli",
+        "PFGM++ and corrected-schedule diffusion: schedules, timesteps, experiments",
+        bench="workbench.generative.bench",
+    ),
+    Area(
+        "medida",
+        "scaling.medida.cli",
+        "MEDIDA: discover interpretable model errors of a KS model from sparse, noisy observations",
+        bench="scaling.medida.bench",
+    ),
     Area("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     Area("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
 )

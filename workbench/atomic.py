@@ -46,6 +46,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically, making parent directories as needed."""
+
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -55,6 +56,7 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically (figures, weights and other binary outputs)."""
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)

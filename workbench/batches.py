@@ -57,8 +57,16 @@ def rank_share(batch: Any, rank: int, world: int) -> Any:
 class StepBatches(torch.utils.data.IterableDataset):
     """This rank's share of the global batch of steps start, start + 1, ... (see the module doc)."""
 
-    def __init__(self, draw: Callable[[np.random.Generator, int], Any], *, seed: int, start: int,
-                 rank: int = 0, world: int = 1, build: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        draw: Callable[[np.random.Generator, int], Any],
+        *,
+        seed: int,
+        start: int,
+        rank: int = 0,
+        world: int = 1,
+        build: Callable[[Any], Any] | None = None,
+    ) -> None:
         super().__init__()
         self.draw, self.build, self.seed = draw, build, seed
         self.start, self.rank, self.world = start, rank, world
@@ -75,15 +83,21 @@ class StepBatches(torch.utils.data.IterableDataset):
             yield self.batch(step)
 
 
-def step_loader(module: Any, draw: Callable[[np.random.Generator, int], Any], *, batch_size: int,
-                build: Callable[[Any], Any] | None = None, workers: int = 0) -> torch.utils.data.DataLoader:
+def step_loader(
+    module: Any,
+    draw: Callable[[np.random.Generator, int], Any],
+    *,
+    batch_size: int,
+    build: Callable[[Any], Any] | None = None,
+    workers: int = 0,
+) -> torch.utils.data.DataLoader:
     """The DataLoader a LightningModule's ``train_dataloader`` returns: its rank's share of each
     global batch, from the step the trainer is at, seeded by ``module.seed``."""
     trainer = module.trainer
     world, rank = int(trainer.world_size), int(trainer.global_rank)
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} is not divisible by the {world} training processes")
-    batches = StepBatches(draw, seed=module.seed, start=int(trainer.global_step), rank=rank, world=world,
-                          build=build)
-    return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers, persistent_workers=False,
-                                       prefetch_factor=4 if workers else None)
+    batches = StepBatches(draw, seed=module.seed, start=int(trainer.global_step), rank=rank, world=world, build=build)
+    return torch.utils.data.DataLoader(
+        batches, batch_size=None, num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None
+    )

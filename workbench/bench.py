@@ -10,25 +10,29 @@ from __future__ import annotations
 import importlib
 
 from workbench.areas import AREAS
-from workbench.cli import add_json_flag, emit
+from workbench.cli import add_json_flag, add_parser, emit
 from workbench.errors import InputError
 
 BENCHMARKS = {area.name: area.bench for area in AREAS if area.bench}
 
 
 def register(areas, name: str, help_text: str) -> None:
-    p = areas.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
-                         epilog="examples:\n  workbench bench scaling\n  workbench bench scaling --quick --out bench.json\n"
-                                "  workbench bench lm --device cuda")
+    p = add_parser(areas, name, run_bench, help=help_text)
     p.add_argument("area", choices=tuple(BENCHMARKS), help="which area to benchmark")
     p.add_argument("--quick", action="store_true", help="a reduced problem (a slice of the starts) for smoke tests")
     p.add_argument("--device", default="cpu", help="where the batched side runs (cpu, cuda)")
     p.add_argument("--out", help="write the results as JSON to this file")
     add_json_flag(p)
-    p.set_defaults(handler=run_bench)
 
 
 def run_bench(args) -> int:
+    """Speed against a reference implementation, side by side in one process.
+
+    examples:
+      workbench bench scaling
+      workbench bench scaling --quick --out bench.json
+      workbench bench lm --device cuda
+    """
     from workbench.store import atomic_write_json  # xarray: not for `workbench --help`
 
     module = importlib.import_module(BENCHMARKS[args.area])

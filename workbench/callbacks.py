@@ -61,8 +61,9 @@ class MetricsRecorder(Callback):
         if step % self.every and step != trainer.max_steps:
             return
         loss = _loss_of(outputs)
-        value = float("nan") if loss is None else float(
-            trainer.strategy.reduce(loss.detach().float(), reduce_op="mean"))
+        value = (
+            float("nan") if loss is None else float(trainer.strategy.reduce(loss.detach().float(), reduce_op="mean"))
+        )
         self.steps.append(step)
         self.losses.append(value)
 
@@ -76,11 +77,14 @@ class MetricsRecorder(Callback):
     def write(self, status: str) -> None:
         losses = np.asarray(self.losses, dtype=float)
         ds = xr.Dataset(
-            {"loss": ("step", losses),
-             "final_loss": ((), losses[-1] if losses.size else np.nan),
-             "steps_done": ((), self.steps[-1] if self.steps else 0),
-             "status": ((), status)},
-            coords={"step": np.asarray(self.steps, dtype=np.int64)})
+            {
+                "loss": ("step", losses),
+                "final_loss": ((), losses[-1] if losses.size else np.nan),
+                "steps_done": ((), self.steps[-1] if self.steps else 0),
+                "status": ((), status),
+            },
+            coords={"step": np.asarray(self.steps, dtype=np.int64)},
+        )
         ds["loss"].attrs["description"] = "training loss (global-batch mean) after the step"
         extra = getattr(self.module, "extra_metrics", None)
         atomic_write_netcdf(extra(ds) if extra is not None else ds, self.path)
@@ -144,5 +148,9 @@ class PeriodicEvaluation(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.results.clear()
-        self.results.update({int(step): tuple(value) if isinstance(value, (list, tuple)) else float(value)
-                             for step, value in state_dict["results"].items()})
+        self.results.update(
+            {
+                int(step): tuple(value) if isinstance(value, (list, tuple)) else float(value)
+                for step, value in state_dict["results"].items()
+            }
+        )

@@ -25,8 +25,10 @@ from workbench.areas import AREAS
 from workbench.errors import InputError
 from workbench.jobspec import EXECUTORS
 
-EXECUTOR_HELP = ("where the job(s) run: slurm, local (processes on this machine), debug (in this process) or "
-                 "auto (slurm when sbatch is on PATH and a controller answers, else local)")
+EXECUTOR_HELP = (
+    "where the job(s) run: slurm, local (processes on this machine), debug (in this process) or "
+    "auto (slurm when sbatch is on PATH and a controller answers, else local)"
+)
 
 EXAMPLES = """examples:
   workbench demo
@@ -39,7 +41,7 @@ EXAMPLES = """examples:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports bad flags as one line and exit status 2 (no usage dump)."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -47,20 +49,32 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keep example blocks as written and show defaults."""
 
 
-def add_parser(subparsers, name: str, handler: Callable[[argparse.Namespace], int] | None = None, *,
-               help: str = "", description: str = "", examples: str = "", json: bool = False) -> ArgumentParser:
+def add_parser(
+    subparsers,
+    name: str,
+    handler: Callable[[argparse.Namespace], int] | None = None,
+    *,
+    help: str = "",
+    description: str = "",
+    examples: str = "",
+    json: bool = False,
+) -> ArgumentParser:
     """Add a verb that `handler` runs; `json` gives it the --json flag.
 
     Its texts come from the handler's docstring unless given: the first line is the one-line help,
     the whole text up to ``examples:`` the description, and the indented lines after it the
     examples shown under --help.
     """
-    if handler is not None and handler.__doc__ and not help:
-        help, description, examples = _doc_texts(handler.__doc__)
-    parser = subparsers.add_parser(name, help=help, description=description or help,
-                                   epilog=f"example{'s' if examples.count(chr(10)) > 1 else ''}:\n{examples}"
-                                   if examples else None,
-                                   formatter_class=HelpFormatter)
+    if handler is not None and handler.__doc__:
+        summary, text, example_lines = _doc_texts(handler.__doc__)
+        help, description, examples = help or summary, description or text, examples or example_lines
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=f"example{'s' if examples.count(chr(10)) > 1 else ''}:\n{examples}" if examples else None,
+        formatter_class=HelpFormatter,
+    )
     if handler is not None:
         parser.set_defaults(handler=handler)
     if json:
@@ -79,9 +93,13 @@ def _doc_texts(doc: str) -> tuple[str, str, str]:
 
 def add_area(areas, name: str, help_text: str, example: str = ""):
     """An area's parser (`workbench NAME VERB ...`); returns the subparsers its verbs go into."""
-    parser = areas.add_parser(name, help=help_text, description=help_text,
-                              epilog=f"example:\n  {example}\n" if example else None,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = areas.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {example}\n" if example else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     return verbs
@@ -93,16 +111,28 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_set_flag(parser: argparse.ArgumentParser, example: str = "model.lr=3e-4") -> None:
     """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a config value (repeatable), e.g. --set {example}")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value (repeatable), e.g. --set {example}",
+    )
 
 
 def add_executor_flag(parser: argparse.ArgumentParser, default: str | None = "auto", help: str = "") -> None:
     parser.add_argument("--executor", default=default, choices=EXECUTORS, help=help or EXECUTOR_HELP)
 
 
-def add_job_flags(parser: argparse.ArgumentParser, *, config_help: str, set_example: str = "model.lr=3e-4",
-                  wait: bool = False, dry_run: bool = False) -> None:
+def add_job_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    config_help: str,
+    set_example: str = "model.lr=3e-4",
+    wait: bool = False,
+    dry_run: bool = False,
+) -> None:
     """The flags of every command that runs a config as jobs: CONFIG, --set, --executor, --json,
     and where the command has them, --wait and --dry-run."""
     parser.add_argument("config", help=config_help)
@@ -111,8 +141,11 @@ def add_job_flags(parser: argparse.ArgumentParser, *, config_help: str, set_exam
     if wait:
         parser.add_argument("--wait", action="store_true", help="wait until the job(s) end, then report")
     if dry_run:
-        parser.add_argument("--dry-run", action="store_true",
-                            help="check the config and print the resolved config and sbatch script; submit nothing")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="check the config and print the resolved config and sbatch script; submit nothing",
+        )
     add_json_flag(parser)
 
 
@@ -163,8 +196,12 @@ def _json_default(value: Any):
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="workbench",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"workbench {_version()}")
     areas = parser.add_subparsers(dest="area", metavar="AREA", parser_class=ArgumentParser)
     areas.required = True
@@ -198,8 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # an internal error: say so, keep the traceback on request
         if os.environ.get("WORKBENCH_DEBUG"):
             traceback.print_exc()
-        print(f"workbench: internal error: {type(error).__name__}: {_one_line(error)} "
-              "(set WORKBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"workbench: internal error: {type(error).__name__}: {_one_line(error)} "
+            "(set WORKBENCH_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -38,15 +38,7 @@ import yaml
 from workbench.atomic import atomic_write_text
 from workbench.errors import ConfigError, InputError
 
-__all__ = [
-    "apply_overrides",
-    "bounds",
-    "config_hash",
-    "from_dict",
-    "load",
-    "save",
-    "to_dict",
-]
+__all__ = ["apply_overrides", "bounds", "config_hash", "from_dict", "load", "save", "to_dict"]
 
 T = TypeVar("T")
 
@@ -65,14 +57,12 @@ class _YamlLoader(yaml.SafeLoader):
 
 
 _YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
 
 
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,19 +71,14 @@ def _yaml_load(text: str) -> Any:
 
 
 def bounds(
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
+    *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None
 ) -> dict[str, Any]:
     """Field metadata declaring a numeric range for a config field.
 
     Use as ``field(default=0.1, metadata=bounds(ge=0, lt=1))``. For tuple/list fields the range
     applies to every element.
     """
-    limits = {name: value for name, value in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items()
-              if value is not None}
+    limits = {name: value for name, value in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if value is not None}
     if not limits:
         raise TypeError("bounds() needs at least one of ge, gt, le, lt")
     if "ge" in limits and "gt" in limits or "le" in limits and "lt" in limits:
@@ -142,9 +127,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config") 
 def _build(cls: type[T], data: Any, source: str, prefix: str) -> T:
     where = f"'{prefix.rstrip('.')}'" if prefix else "the top level"
     if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{where} in {source} must be a mapping of {cls.__name__} keys, "
-            f"got {_show(data)}")
+        raise ConfigError(f"{where} in {source} must be a mapping of {cls.__name__} keys, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
@@ -230,33 +213,32 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
             if type(value) is type(choice) and value == choice:
                 return value
         choices = ", ".join(repr(choice) for choice in args)
-        raise ConfigError(
-            f"{key} = {value!r} in {source} is not a valid choice; choose one of: {choices}")
+        raise ConfigError(f"{key} = {value!r} in {source} is not a valid choice; choose one of: {choices}")
 
     if origin is tuple or origin is list:
         if not isinstance(value, (list, tuple)):
             raise _wrong_type(key, tp, value, source)
-        if origin is list:
-            item_types = [args[0] if args else Any] * len(value)
-        elif not args or (len(args) == 2 and args[1] is Ellipsis):
+        if origin is list or not args or (len(args) == 2 and args[1] is Ellipsis):
             item_types = [args[0] if args else Any] * len(value)
         else:
             if len(value) != len(args):
                 raise ConfigError(
-                    f"{key} in {source} must have {len(args)} items ({_type_name(tp)}), "
-                    f"got {len(value)}: {value!r}")
+                    f"{key} in {source} must have {len(args)} items ({_type_name(tp)}), got {len(value)}: {value!r}"
+                )
             item_types = list(args)
-        items = [_convert(item, item_tp, f"{key}[{i}]", source)
-                 for i, (item, item_tp) in enumerate(zip(value, item_types))]
+        items = [
+            _convert(item, item_tp, f"{key}[{i}]", source) for i, (item, item_tp) in enumerate(zip(value, item_types))
+        ]
         return tuple(items) if origin is tuple else items
 
     if origin is dict:
         if not isinstance(value, Mapping):
             raise _wrong_type(key, tp, value, source)
         key_tp, value_tp = args if args else (Any, Any)
-        return {_convert(k, key_tp, f"{key} key {k!r}", source):
-                _convert(v, value_tp, f"{key}.{k}", source)
-                for k, v in value.items()}
+        return {
+            _convert(k, key_tp, f"{key} key {k!r}", source): _convert(v, value_tp, f"{key}.{k}", source)
+            for k, v in value.items()
+        }
 
     return _convert_scalar(value, tp, key, source)
 
@@ -335,8 +317,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name))
-                for f in dataclasses.fields(value) if f.init}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -366,8 +347,8 @@ def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in _EXTENSIONS:
         raise ConfigError(
-            f"config file {path} has unknown extension '{path.suffix}'; "
-            f"valid extensions: {', '.join(_EXTENSIONS)}")
+            f"config file {path} has unknown extension '{path.suffix}'; valid extensions: {', '.join(_EXTENSIONS)}"
+        )
     return suffix
 
 
@@ -386,9 +367,7 @@ def load(cls: type[T], path: str | os.PathLike[str]) -> T:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"invalid JSON in {path} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
+            raise ConfigError(f"invalid JSON in {path} at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     else:
         try:
             data = _yaml_load(text)
@@ -400,8 +379,7 @@ def load(cls: type[T], path: str | os.PathLike[str]) -> T:
 
     if not isinstance(data, Mapping):
         got = "an empty file" if data is None else _show(data)
-        raise ConfigError(f"config file {path} must hold a mapping of keys at the top level, "
-                          f"got {got}")
+        raise ConfigError(f"config file {path} must hold a mapping of keys at the top level, got {got}")
     return from_dict(cls, data, source=str(path))
 
 
@@ -455,7 +433,7 @@ def apply_overrides(obj: T, overrides: Sequence[str]) -> T:
         # Name the override to blame: the one without which the config is valid.
         for i, item in enumerate(overrides):
             try:
-                from_dict(cls, applied(overrides[:i] + overrides[i + 1:]), source="config")
+                from_dict(cls, applied(overrides[:i] + overrides[i + 1 :]), source="config")
             except ConfigError:
                 continue
             return from_dict(cls, data, source=f"--set {item}")  # raises, naming it
@@ -475,8 +453,9 @@ def _set_dotted(cls: type, data: dict[str, Any], key: str, value: Any, source: s
         nested = _nested_config_type(_type_hints(node_cls).get(part, fields[part].type))
         if nested is None:
             done = ".".join(parts[: depth + 1])
-            raise ConfigError(f"'{done}' in {source} is not a nested config, so '{key}' "
-                              f"cannot be set; use {done}=VALUE")
+            raise ConfigError(
+                f"'{done}' in {source} is not a nested config, so '{key}' cannot be set; use {done}=VALUE"
+            )
         if not isinstance(node.get(part), dict):
             node[part] = {}  # an Optional nested config that is None: start from its defaults
         node, node_cls = node[part], nested
@@ -487,8 +466,7 @@ def _nested_config_type(tp: Any) -> type | None:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return tp
     if typing.get_origin(tp) in (Union, types.UnionType):
-        found = [arg for arg in typing.get_args(tp)
-                 if dataclasses.is_dataclass(arg) and isinstance(arg, type)]
+        found = [arg for arg in typing.get_args(tp) if dataclasses.is_dataclass(arg) and isinstance(arg, type)]
         if len(found) == 1:
             return found[0]
     return None

@@ -18,30 +18,38 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from workbench.cli import add_executor_flag, add_json_flag, emit
+from workbench.cli import add_executor_flag, add_json_flag, add_parser, emit
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "lm_mup_demo.yaml"
 DEMO_WIDTHS = (16, 24, 32, 48, 128)  # the last is predicted: 7.1x the non-embedding parameters of 48
 
 
 def register(areas, name: str, help_text: str) -> None:
-    p = areas.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
-                         epilog="examples:\n  workbench demo\n  workbench demo --plot sweep.png --executor local\n"
-                                "  workbench demo ladder --plot ladder.png")
+    p = add_parser(areas, name, run_demo, help=help_text)
     p.add_argument("pipeline", nargs="?", default="mup", choices=("mup", "ladder"),
-                   help="mup: width sweep + loss prediction (default); ladder: Porian reconciliation")
+                   help="mup: width sweep + loss prediction (default); ladder: Porian reconciliation")  # fmt: skip
     p.add_argument("--plot", help="write the figure to this PNG (mup default: <sweep dir>/prediction.png)")
     add_executor_flag(p)
     p.add_argument("--root", default="runs", help="results directory (default runs/)")
-    p.add_argument("--widths", default=",".join(map(str, DEMO_WIDTHS)),
-                   help="mup: comma-separated widths, the last one predicted")
+    p.add_argument(
+        "--widths", default=",".join(map(str, DEMO_WIDTHS)), help="mup: comma-separated widths, the last one predicted"
+    )
     p.add_argument("--steps", type=int, default=None, help="mup: training steps per width (default: the config's)")
     p.add_argument("--replicates", type=int, default=1000, help="ladder: noise-bootstrap replicates per budget")
     add_json_flag(p)
-    p.set_defaults(handler=run_demo)
 
 
 def run_demo(args) -> int:
+    """The end-to-end showcase, on a 2-core CPU, with nothing downloaded.
+
+    mup (the default): a muP width sweep of tiny GPTs as one job array, L(N) fitted on the smaller
+    widths and the largest predicted. ladder: Porian et al.'s scaling-law reconciliation as jobs.
+
+    examples:
+      workbench demo
+      workbench demo --plot sweep.png --executor local
+      workbench demo ladder --plot ladder.png
+    """
     return run_ladder(args) if args.pipeline == "ladder" else run_mup(args)
 
 
@@ -72,8 +80,10 @@ def run_mup(args) -> int:
     statuses = wait(sweep, timeout_s=3600, poll_s=2.0)
     failed = [m for m in statuses if m.state != "done"]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(statuses)} demo runs failed, e.g. {failed[0].run_id}: "
-                         f"{failed[0].detail or 'see ' + str(failed[0].log)}")
+        raise RuntimeError(
+            f"{len(failed)} of {len(statuses)} demo runs failed, e.g. {failed[0].run_id}: "
+            f"{failed[0].detail or 'see ' + str(failed[0].log)}"
+        )
     ds = collect(sweep, members=statuses)
     ds.to_netcdf(sweep / "sweep.nc", engine="h5netcdf")
     wall = time.time() - t0
@@ -82,9 +92,18 @@ def run_mup(args) -> int:
     plot = Path(args.plot) if args.plot else sweep / "prediction.png"
     plot_mup_prediction(result, plot, floor=floor)
     model = config.model
-    result.update({"sweep": str(sweep), "plot": str(plot), "executor": records[0]["executor"],
-                   "entropy_rate": floor, "wall_s": wall, "lr": model.lr, "base_width": model.base_width,
-                   "steps": config.train.max_steps})
+    result.update(
+        {
+            "sweep": str(sweep),
+            "plot": str(plot),
+            "executor": records[0]["executor"],
+            "entropy_rate": floor,
+            "wall_s": wall,
+            "lr": model.lr,
+            "base_width": model.base_width,
+            "steps": config.train.max_steps,
+        }
+    )
     emit(args, _mup_text(result, model), result)
     return 0
 
@@ -95,27 +114,50 @@ def _mup_text(result: dict, model) -> str:
     fit = result["fit"]
     [held] = result["predictions"]
     largest_fitted = result["fitted"][-1]["params"]
-    rows = [{"width": r["width"], "params": r["params"], "loss": r["actual"], "role": "fitted"}
-            for r in result["fitted"]]
-    rows.append({"width": held["width"], "params": held["params"], "loss": held["actual"],
-                 "predicted": held["predicted"], "band": [held["low"], held["high"]],
-                 "error": f"{100 * held['rel_error']:+.2f}%", "role": "held out"})
-    return "\n".join([
-        f"muP width sweep: {len(rows)} byte-level GPTs (depth {model.depth}, head size {model.head_dim}, base width "
-        f"{model.base_width}) on the order-{model.markov_order} Markov corpus, {result['steps']} steps each,",
-        f"all at one learning rate ({model.lr:g}, chosen at the base width); ran as {len(rows)} jobs on the "
-        f"{result['executor']} executor in {result['wall_s']:.0f} s ({result['sweep']}).",
-        "",
-        format_table(rows, [("width", "width"), ("params", "N (non-emb.)"), ("role", ""), ("loss", "val loss"),
-                            ("predicted", "predicted"), ("band", "95% band"), ("error", "rel. error")]),
-        "",
-        f"L(N) = {fit['a']:.4g}·N^{fit['b']:.4f} + {fit['c']:.4f}, fitted on the {len(result['fitted'])} smaller "
-        f"widths; the held-out width has {held['params'] / largest_fitted:.1f}x the parameters of the largest fitted.",
-        f"Fitted floor c = {fit['c']:.4f} vs the source's entropy rate {result['entropy_rate']:.4f} nats/token.",
-        f"Figure: {result['plot']}",
-        "Next: `workbench lm predict SWEEP --holdout 2`, `workbench lm coord-check --plot coord.png`, "
-        "`workbench demo ladder`.",
-    ])
+    rows = [
+        {"width": r["width"], "params": r["params"], "loss": r["actual"], "role": "fitted"} for r in result["fitted"]
+    ]
+    rows.append(
+        {
+            "width": held["width"],
+            "params": held["params"],
+            "loss": held["actual"],
+            "predicted": held["predicted"],
+            "band": [held["low"], held["high"]],
+            "error": f"{100 * held['rel_error']:+.2f}%",
+            "role": "held out",
+        }
+    )
+    return "\n".join(
+        [
+            f"muP width sweep: {len(rows)} byte-level GPTs (depth {model.depth}, head size {model.head_dim}, "
+            f"base width {model.base_width}) on the order-{model.markov_order} Markov corpus, "
+            f"{result['steps']} steps each,",
+            f"all at one learning rate ({model.lr:g}, chosen at the base width); ran as {len(rows)} jobs on the "
+            f"{result['executor']} executor in {result['wall_s']:.0f} s ({result['sweep']}).",
+            "",
+            format_table(
+                rows,
+                [
+                    ("width", "width"),
+                    ("params", "N (non-emb.)"),
+                    ("role", ""),
+                    ("loss", "val loss"),
+                    ("predicted", "predicted"),
+                    ("band", "95% band"),
+                    ("error", "rel. error"),
+                ],
+            ),
+            "",
+            f"L(N) = {fit['a']:.4g}·N^{fit['b']:.4f} + {fit['c']:.4f}, fitted on the {len(result['fitted'])} "
+            f"smaller widths; the held-out width has {held['params'] / largest_fitted:.1f}x the parameters of the "
+            "largest fitted.",
+            f"Fitted floor c = {fit['c']:.4f} vs the source's entropy rate {result['entropy_rate']:.4f} nats/token.",
+            f"Figure: {result['plot']}",
+            "Next: `workbench lm predict SWEEP --holdout 2`, `workbench lm coord-check --plot coord.png`, "
+            "`workbench demo ladder`.",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------ Porian reconciliation
@@ -130,8 +172,14 @@ def ladder_step(dataset: str, index: int, replicates: int, seed: int) -> dict:
 
     published = load_dataset("porian-published")
     published = published[published["dataset"] == PORIAN_DATASET_LABEL[dataset]]
-    [(_, _, row)] = reconcile(load_dataset(dataset), steps=(PORIAN_LADDER[index],), noise=PORIAN_NOISE[dataset],
-                              replicates=replicates, seed=seed, published=published)
+    [(_, _, row)] = reconcile(
+        load_dataset(dataset),
+        steps=(PORIAN_LADDER[index],),
+        noise=PORIAN_NOISE[dataset],
+        replicates=replicates,
+        seed=seed,
+        published=published,
+    )
     return row
 
 
@@ -148,16 +196,27 @@ def run_ladder(args) -> int:
     executor, rows = run_members(ladder_step, steps, spec, args.executor, folder, timeout_s=600)
     if args.plot:
         plot_ladder(rows, args.plot)
-    text = "\n".join([
-        "Scaling-law reconciliation (Porian et al. 2024) on the bundled RefinedWeb IsoFLOP runs:",
-        "each step removes one difference between Kaplan's and Hoffmann's setups; Approach 2 per step.",
-        f"(ran as {len(rows)} jobs, one per step, on the {executor} executor; job logs in {folder})",
-        "",
-        format_table(rows, [("step", "step"), ("convention", "N counts"), ("a", "a"), ("a_ci", "95% CI"),
-                            ("published_a", "published"), ("N_star_at_5.88e23", "N*(5.88e23)")]),
-        "",
-        "Kaplan's 0.73-0.88 falls to Hoffmann's 0.5 once head FLOPs, warmup and tuning are corrected.",
-        "Next: `workbench scaling --help`, `workbench scaling reconcile --dataset porian-owt2`.",
-    ])
+    text = "\n".join(
+        [
+            "Scaling-law reconciliation (Porian et al. 2024) on the bundled RefinedWeb IsoFLOP runs:",
+            "each step removes one difference between Kaplan's and Hoffmann's setups; Approach 2 per step.",
+            f"(ran as {len(rows)} jobs, one per step, on the {executor} executor; job logs in {folder})",
+            "",
+            format_table(
+                rows,
+                [
+                    ("step", "step"),
+                    ("convention", "N counts"),
+                    ("a", "a"),
+                    ("a_ci", "95% CI"),
+                    ("published_a", "published"),
+                    ("N_star_at_5.88e23", "N*(5.88e23)"),
+                ],
+            ),
+            "",
+            "Kaplan's 0.73-0.88 falls to Hoffmann's 0.5 once head FLOPs, warmup and tuning are corrected.",
+            "Next: `workbench scaling --help`, `workbench scaling reconcile --dataset porian-owt2`.",
+        ]
+    )
     emit(args, text, rows)
     return 0

@@ -35,7 +35,8 @@ SAFE_PATH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f`$;'\"\\<>]")
 
 # Long options of `sbatch` (Slurm 22.05 man page) that make sense in an #SBATCH line.
-SBATCH_OPTIONS = frozenset("""
+SBATCH_OPTIONS = frozenset(
+    """
     account acctg-freq batch bb bbf begin chdir cluster-constraint clusters comment constraint
     container contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu delay-boot dependency
     distribution exclude exclusive export export-file extra-node-info get-user-env gid gpu-bind
@@ -45,15 +46,24 @@ SBATCH_OPTIONS = frozenset("""
     overcommit oversubscribe power priority profile propagate qos reboot requeue reservation
     sockets-per-node spread-job switches thread-spec threads-per-core time-min tmp uid use-min-nodes
     wait-all-nodes wckey
-""".split())
+""".split()
+)
 # sbatch keys that JobSpec fields (or submitit itself) set: naming one in `sbatch` is an error
 # that points at the field, so a spec has one way to say each thing.
 _SPEC_KEYS = {
-    "job-name": "name", "partition": "partition", "nodes": "nodes",
-    "ntasks-per-node": "tasks_per_node", "gpus-per-node": "gpus_per_node",
-    "cpus-per-task": "cpus_per_task", "mem": "mem_gb", "time": "timeout_min",
-    "array": "array_parallelism", "signal": "signal_delay_s",
-    "output": "folder", "error": "folder", "open-mode": None,
+    "job-name": "name",
+    "partition": "partition",
+    "nodes": "nodes",
+    "ntasks-per-node": "tasks_per_node",
+    "gpus-per-node": "gpus_per_node",
+    "cpus-per-task": "cpus_per_task",
+    "mem": "mem_gb",
+    "time": "timeout_min",
+    "array": "array_parallelism",
+    "signal": "signal_delay_s",
+    "output": "folder",
+    "error": "folder",
+    "open-mode": None,
 }
 # Lightning's SLURMEnvironment treats jobs with these names as interactive and ignores SLURM.
 _INTERACTIVE_NAMES = {"bash", "interactive"}
@@ -89,18 +99,23 @@ class JobSpec:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, numbers.Integral) or isinstance(value, bool)):
-                raise ConfigError(f"job.{f.name} must be an int, got {value!r} ({type(value).__name__})"
-                                  + (" (whole minutes: SLURM's --time has no fractions)"
-                                     if f.name == "timeout_min" else ""))
+                raise ConfigError(
+                    f"job.{f.name} must be an int, got {value!r} ({type(value).__name__})"
+                    + (" (whole minutes: SLURM's --time has no fractions)" if f.name == "timeout_min" else "")
+                )
         check_name(self.name, "job.name")
         if self.name in _INTERACTIVE_NAMES:
-            raise ConfigError(f"job.name {self.name!r} is reserved: Lightning treats jobs named "
-                              f"{' or '.join(sorted(_INTERACTIVE_NAMES))} as interactive shells")
+            raise ConfigError(
+                f"job.name {self.name!r} is reserved: Lightning treats jobs named "
+                f"{' or '.join(sorted(_INTERACTIVE_NAMES))} as interactive shells"
+            )
         if self.partition is not None:
             check_name(self.partition, "job.partition")
         if self.signal_delay_s >= self.timeout_min * 60:
-            raise ConfigError(f"job.signal_delay_s = {self.signal_delay_s} must be shorter than "
-                              f"the time limit ({self.timeout_min} min = {self.timeout_min * 60} s)")
+            raise ConfigError(
+                f"job.signal_delay_s = {self.signal_delay_s} must be shorter than "
+                f"the time limit ({self.timeout_min} min = {self.timeout_min * 60} s)"
+            )
         for key, value in self.sbatch.items():
             _check_sbatch_item(key, value)
 
@@ -109,9 +124,11 @@ def check_name(value: Any, what: str, *, path: bool = False) -> str:
     """`value` if it is a safe name (path=True: a path component, which may also hold = ,)."""
     pattern, allowed = (SAFE_PATH_NAME, ". _ - + = ,") if path else (SAFE_NAME, ". _ - +")
     if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
-        raise ConfigError(f"{what} = {value!r} is not a safe name: use letters, digits and {allowed} "
-                          f"only, starting with a letter, digit or _ (no spaces, path separators "
-                          f"or shell metacharacters)")
+        raise ConfigError(
+            f"{what} = {value!r} is not a safe name: use letters, digits and {allowed} "
+            f"only, starting with a letter, digit or _ (no spaces, path separators "
+            f"or shell metacharacters)"
+        )
     return value
 
 
@@ -119,15 +136,21 @@ def _check_sbatch_item(key: Any, value: Any) -> None:
     name = str(key).replace("_", "-")
     if name in _SPEC_KEYS:
         owner = _SPEC_KEYS[name]
-        raise ConfigError(f"job.sbatch key '{key}' is set by the spec itself"
-                          + (f"; use job.{owner}" if owner else " (submitit needs it)"))
+        raise ConfigError(
+            f"job.sbatch key '{key}' is set by the spec itself"
+            + (f"; use job.{owner}" if owner else " (submitit needs it)")
+        )
     if name not in SBATCH_OPTIONS:
         close = difflib.get_close_matches(name, sorted(SBATCH_OPTIONS), n=1)
-        raise ConfigError(f"unknown sbatch key '{key}' in job.sbatch"
-                          + (f" (did you mean '{close[0]}'?)" if close else "")
-                          + "; see `man sbatch` for the long options")
+        raise ConfigError(
+            f"unknown sbatch key '{key}' in job.sbatch"
+            + (f" (did you mean '{close[0]}'?)" if close else "")
+            + "; see `man sbatch` for the long options"
+        )
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ConfigError(f"job.sbatch.{key} must be a string or an int, got {value!r}")
     if isinstance(value, str) and (not value or _UNSAFE_VALUE.search(value)):
-        raise ConfigError(f"job.sbatch.{key} = {value!r} is empty or has a character that is unsafe "
-                          f"in a batch script (newline, quote, backslash, $, `, ;, < or >)")
+        raise ConfigError(
+            f"job.sbatch.{key} = {value!r} is empty or has a character that is unsafe "
+            f"in a batch script (newline, quote, backslash, $, `, ;, < or >)"
+        )

@@ -31,8 +31,15 @@ from typing import Any
 from workbench.areas import KINDS
 from workbench.errors import ConfigError
 
-__all__ = ["ENTRY_POINT_GROUP", "Trainable", "get_trainable", "known_kinds", "load_object",
-           "register_trainable", "trainable_for"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Trainable",
+    "get_trainable",
+    "known_kinds",
+    "load_object",
+    "register_trainable",
+    "trainable_for",
+]
 
 ENTRY_POINT_GROUP = "workbench.trainables"
 
@@ -91,8 +98,10 @@ def get_trainable(kind: str) -> Trainable:
     if kind not in _RESOLVED:
         target = KINDS.get(kind) or (kind if ":" in kind else _entry_point(kind))
         if target is None:
-            raise ConfigError(f"unknown trainable kind {kind!r}; registered kinds: {', '.join(known_kinds())} "
-                              "(or name your own as package.module:Name)")
+            raise ConfigError(
+                f"unknown trainable kind {kind!r}; registered kinds: {', '.join(known_kinds())} "
+                "(or name your own as package.module:Name)"
+            )
         _RESOLVED[kind] = _as_trainable(kind, load_object(target, what=f"kind {kind!r}"))
     return _RESOLVED[kind]
 
@@ -146,5 +155,7 @@ def _as_trainable(kind: str, obj: Any) -> Trainable:
     if isinstance(obj, type) and isinstance(config_type, type) and dataclasses.is_dataclass(config_type):
         doc = (obj.__doc__ or "").strip().splitlines()
         return Trainable(kind, config_type, obj, doc[0] if doc else "", getattr(obj, "preflight", None))
-    raise ConfigError(f"kind {kind!r} names {obj!r}, which is neither a workbench Trainable nor a "
-                      "LightningModule class with a Config dataclass attribute")
+    raise ConfigError(
+        f"kind {kind!r} names {obj!r}, which is neither a workbench Trainable nor a "
+        "LightningModule class with a Config dataclass attribute"
+    )

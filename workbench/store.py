@@ -111,8 +111,7 @@ def _safe_attr(value: Any) -> Any:
             return np.asarray(items, dtype=np.int8)
         if all(isinstance(item, str) for item in items):
             return items
-        if all(isinstance(item, numbers.Real) and not isinstance(item, (bool, np.bool_))
-               for item in items):
+        if all(isinstance(item, numbers.Real) and not isinstance(item, (bool, np.bool_)) for item in items):
             return np.asarray(items)
         return json.dumps(items, default=str)
     return str(value)
@@ -142,7 +141,8 @@ def _check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise InputError(
             f"invalid {what} {name!r}: use letters, digits and . _ - + = @ , only, starting with "
-            f"a letter, digit or _ (no path separators, '..', whitespace or shell metacharacters)")
+            f"a letter, digit or _ (no path separators, '..', whitespace or shell metacharacters)"
+        )
     return name
 
 
@@ -186,8 +186,7 @@ def create_run_dir(root: PathLike, experiment: str, run_id: str, config: Any = N
     Re-creating an existing run (a resume) is fine with the same config; a different config
     is an InputError rather than a silent overwrite of what the run was started with.
     """
-    run = RunDir(Path(root), _check_name(experiment, "experiment name"),
-                 _check_name(run_id, "run id"))
+    run = RunDir(Path(root), _check_name(experiment, "experiment name"), _check_name(run_id, "run id"))
     for directory in (run.checkpoints, run.logs):
         directory.mkdir(parents=True, exist_ok=True)
     if config is not None:
@@ -199,11 +198,11 @@ def create_run_dir(root: PathLike, experiment: str, run_id: str, config: Any = N
             except (OSError, ValueError) as exc:
                 raise InputError(f"cannot read existing {run.config_path}: {exc}") from exc
             if existing != resolved:
-                changed = sorted(k for k in set(existing) | set(resolved)
-                                 if existing.get(k) != resolved.get(k))
+                changed = sorted(k for k in set(existing) | set(resolved) if existing.get(k) != resolved.get(k))
                 raise InputError(
                     f"{run.config_path} already holds a different config (keys differ: "
-                    f"{', '.join(changed)}); use a new run id or delete the run")
+                    f"{', '.join(changed)}); use a new run id or delete the run"
+                )
         else:
             atomic_write_json(run.config_path, resolved)
     return run
@@ -225,13 +224,16 @@ def with_sweep_dims(ds: xr.Dataset, params: Mapping[str, Any]) -> xr.Dataset:
         if not isinstance(name, str) or not name:
             raise InputError(f"sweep parameter names must be non-empty strings, got {name!r}")
         if name in ds.dims or name in ds.variables:
-            raise InputError(f"sweep parameter '{name}' clashes with an existing "
-                             f"{'dimension' if name in ds.dims else 'variable'} of the dataset")
+            raise InputError(
+                f"sweep parameter '{name}' clashes with an existing "
+                f"{'dimension' if name in ds.dims else 'variable'} of the dataset"
+            )
         if isinstance(value, np.generic):
             value = value.item()
         if not isinstance(value, (bool, numbers.Real, str)):
-            raise InputError(f"sweep parameter '{name}' must be a number, bool or string, "
-                             f"got {value!r} ({type(value).__name__})")
+            raise InputError(
+                f"sweep parameter '{name}' must be a number, bool or string, got {value!r} ({type(value).__name__})"
+            )
         coords[name] = [value]
     if not coords:
         return ds
@@ -245,8 +247,7 @@ def combine_runs(datasets_or_paths: Iterable[xr.Dataset | PathLike]) -> xr.Datas
     the union of their values (outer join): a grid point with no run is NaN, and a run with
     fewer steps than another is NaN-padded. Two runs at the same sweep point are an error.
     """
-    datasets = [item if isinstance(item, xr.Dataset) else open_dataset(item)
-                for item in datasets_or_paths]
+    datasets = [item if isinstance(item, xr.Dataset) else open_dataset(item) for item in datasets_or_paths]
     if not datasets:
         raise InputError("no runs to combine")
 
@@ -254,16 +255,19 @@ def combine_runs(datasets_or_paths: Iterable[xr.Dataset | PathLike]) -> xr.Datas
     for i, ds in enumerate(datasets):
         lacking = sorted(str(d) for d in all_dims - set(ds.dims))
         if lacking:
-            raise InputError(f"run {i} lacks dimension(s) {', '.join(lacking)} that other runs "
-                             f"have; every run needs the same sweep dimensions")
+            raise InputError(
+                f"run {i} lacks dimension(s) {', '.join(lacking)} that other runs "
+                f"have; every run needs the same sweep dimensions"
+            )
     first_dims = list(datasets[0].dims)  # keeps the order the runs were written with
-    sweep_dims = [d for d in first_dims
-                  if all(ds.sizes[d] == 1 and d in ds.indexes for ds in datasets)]
+    sweep_dims = [d for d in first_dims if all(ds.sizes[d] == 1 and d in ds.indexes for ds in datasets)]
     if not sweep_dims:
         if len(datasets) == 1:
             return datasets[0]
-        raise InputError("runs have no length-1 sweep dimensions to tell them apart; "
-                         "add them with with_sweep_dims(ds, {'width': 256, ...})")
+        raise InputError(
+            "runs have no length-1 sweep dimensions to tell them apart; "
+            "add them with with_sweep_dims(ds, {'width': 256, ...})"
+        )
 
     # Stack each run's sweep point into one "run" entry, concatenate (outer join on the other
     # dims pads short runs with NaN), then unstack onto the grid. Unlike xr.merge, this never
@@ -271,16 +275,22 @@ def combine_runs(datasets_or_paths: Iterable[xr.Dataset | PathLike]) -> xr.Datas
     run_dim = "__run__"
     try:
         stacked = [ds.stack({run_dim: sweep_dims}) for ds in datasets]
-        combined = xr.concat(stacked, dim=run_dim, data_vars="all", coords="different",
-                             compat="equals", join="outer", combine_attrs="drop_conflicts")
+        combined = xr.concat(
+            stacked,
+            dim=run_dim,
+            data_vars="all",
+            coords="different",
+            compat="equals",
+            join="outer",
+            combine_attrs="drop_conflicts",
+        )
     except (ValueError, TypeError) as exc:
         raise InputError(f"cannot combine runs: {exc}") from exc
 
     index = combined.indexes[run_dim]
     if index.has_duplicates:
         point = index[index.duplicated()][0]
-        where = ", ".join(f"{d}={v.item() if isinstance(v, np.generic) else v!r}"
-                          for d, v in zip(sweep_dims, point))
+        where = ", ".join(f"{d}={v.item() if isinstance(v, np.generic) else v!r}" for d, v in zip(sweep_dims, point))
         raise InputError(f"two runs have the same sweep point {where}")
     return combined.unstack(run_dim).transpose(*sweep_dims, ...)
 
@@ -325,7 +335,8 @@ def read_manifest(path: PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise InputError(f"corrupt manifest {path} line {number}: {exc.msg}") from None
         if not isinstance(record, dict):
-            raise InputError(f"corrupt manifest {path} line {number}: expected a JSON object, "
-                             f"got {type(record).__name__}")
+            raise InputError(
+                f"corrupt manifest {path} line {number}: expected a JSON object, got {type(record).__name__}"
+            )
         records.append(record)
     return records

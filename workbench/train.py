@@ -61,8 +61,15 @@ class TrainConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def train(model_config: Any, config: TrainConfig, run_dir: Any, *, kind: str | None = None,
-          devices: int = 1, num_nodes: int = 1) -> dict[str, Any]:
+def train(
+    model_config: Any,
+    config: TrainConfig,
+    run_dir: Any,
+    *,
+    kind: str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
+) -> dict[str, Any]:
     """Train `model_config`'s model in `run_dir` (a store.RunDir), resuming from last.ckpt.
 
     `kind` names the registered trainable (default: the one registered for the config's type).
@@ -139,10 +146,12 @@ def train(model_config: Any, config: TrainConfig, run_dir: Any, *, kind: str | N
         "wall_time_s": time.time() - start,
     }
     if status == "nonfinite":
-        kept = (f"last good checkpoint: step {_checkpoint_step(last)} ({last})" if last.is_file()
-                else "no checkpoint was saved before it")
-        raise NonFiniteLossError(f"loss became non-finite at step {guard.tripped_at} in "
-                                 f"{run_dir.path}; {kept}")
+        kept = (
+            f"last good checkpoint: step {_checkpoint_step(last)} ({last})"
+            if last.is_file()
+            else "no checkpoint was saved before it"
+        )
+        raise NonFiniteLossError(f"loss became non-finite at step {guard.tripped_at} in {run_dir.path}; {kept}")
     return summary
 
 

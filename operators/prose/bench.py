@@ -50,20 +50,27 @@ def bench_data(quick: bool = False, seed: int = 0) -> dict:
     fast2, t_fast2 = _gen(names, n_batch, seed, "batched", 2)
     same_draws, worst = 0, 0.0
     for r, f in zip(ref, fast):  # the first n_ref * F samples are the same samples
-        same = np.array_equal(r[0], f[0]) and ((r[1] is None and f[1] is None) or
-                                               (r[1] is not None and f[1] is not None and np.array_equal(r[1], f[1])))
+        same = np.array_equal(r[0], f[0]) and (
+            (r[1] is None and f[1] is None) or (r[1] is not None and f[1] is not None and np.array_equal(r[1], f[1]))
+        )
         same_draws += same
         if same and r[2] is not None:
             worst = max(worst, float(np.max(np.abs(f[2][:33] - r[2][:33]) / (1 + np.abs(r[2][:33])))))
     identical_workers = all(
         (a[2] is None and b[2] is None) or (a[2] is not None and b[2] is not None and np.array_equal(a[2], b[2]))
-        for a, b in zip(fast, fast2))
+        for a, b in zip(fast, fast2)
+    )
     rate = {"solve_ivp": len(ref) / t_ref, "batched": len(fast) / t_fast, "batched_workers2": len(fast2) / t_fast2}
     return {
-        "families": list(names), "n_ref_per_family": n_ref, "n_batch_per_family": n_batch,
-        "trajectories_per_s": rate, "ms_per_trajectory": {k: 1e3 / v for k, v in rate.items()},
-        "ratio": rate["batched"] / rate["solve_ivp"], "ratio_workers2": rate["batched_workers2"] / rate["solve_ivp"],
-        "same_draws_fraction": same_draws / len(ref), "max_rel_diff_t_le_1": worst,
+        "families": list(names),
+        "n_ref_per_family": n_ref,
+        "n_batch_per_family": n_batch,
+        "trajectories_per_s": rate,
+        "ms_per_trajectory": {k: 1e3 / v for k, v in rate.items()},
+        "ratio": rate["batched"] / rate["solve_ivp"],
+        "ratio_workers2": rate["batched_workers2"] / rate["solve_ivp"],
+        "same_draws_fraction": same_draws / len(ref),
+        "max_rel_diff_t_le_1": worst,
         "workers_identical": identical_workers,
         "engines_agree": same_draws == len(ref) and worst < 1e-2 and identical_workers,
     }
@@ -77,8 +84,7 @@ def _train_step(cfg, batch: int, device: str):
     torch.manual_seed(0)
     model = ProseModel(cfg).to(device)
     on_gpu = device.startswith("cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4,
-                                  **({"fused": True} if on_gpu else {}))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, **({"fused": True} if on_gpu else {}))
     g = torch.Generator().manual_seed(1)
     d = cfg.d_max
     times = torch.linspace(0, 2, DATA_TOKENS).expand(batch, -1).contiguous()
@@ -136,50 +142,80 @@ def bench_train(quick: bool = False, device: str = "cpu") -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         times = _time_steps(step, steps, device)
         t = statistics.median(times)
-        runs[name] = {"params": n_params, "batch": batch, "steps": steps, "step_s": t, "samples_per_s": batch / t,
-                      "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if on_gpu else None}
+        runs[name] = {
+            "params": n_params,
+            "batch": batch,
+            "steps": steps,
+            "step_s": t,
+            "samples_per_s": batch / t,
+            "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if on_gpu else None,
+        }
         del step
     if "paper" not in runs:
         runs["paper"] = None  # skipped: --quick on CPU (one paper-size CPU step takes ~10-50 s)
-    return {"device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16_autocast": on_gpu,
-            "workload": {"data_tokens": DATA_TOKENS, "symbol_tokens": SYMBOL_TOKENS,
-                         "target_tokens": TARGET_TOKENS, "queries": QUERIES}, "models": runs}
+    return {
+        "device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "bf16_autocast": on_gpu,
+        "workload": {
+            "data_tokens": DATA_TOKENS,
+            "symbol_tokens": SYMBOL_TOKENS,
+            "target_tokens": TARGET_TOKENS,
+            "queries": QUERIES,
+        },
+        "models": runs,
+    }
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
     data = bench_data(quick)
     # `same_optimum` is what `workbench bench` checks for its exit status: 1 when the engines disagree.
-    return {"cpus": os.cpu_count(), "data": data, "train": bench_train(quick, device),
-            "same_optimum": data["engines_agree"]}
+    return {
+        "cpus": os.cpu_count(),
+        "data": data,
+        "train": bench_train(quick, device),
+        "same_optimum": data["engines_agree"],
+    }
 
 
 def format_result(result: dict) -> str:
     d = result["data"]
-    lines = [f"PROSE data generation, {len(d['families'])} families ({result['cpus']} CPUs): reference loop on "
-             f"{d['n_ref_per_family']}/family, batched on {d['n_batch_per_family']}/family (same seeds)",
-             f"{'':26}{'traj/s':>10}{'ms/traj':>10}{'ratio':>8}"]
-    for key, label in (("solve_ivp", "solve_ivp loop (ref.)"), ("batched", "batched DOPRI5"),
-                       ("batched_workers2", "batched DOPRI5, 2 workers")):
+    lines = [
+        f"PROSE data generation, {len(d['families'])} families ({result['cpus']} CPUs): reference loop on "
+        f"{d['n_ref_per_family']}/family, batched on {d['n_batch_per_family']}/family (same seeds)",
+        f"{'':26}{'traj/s':>10}{'ms/traj':>10}{'ratio':>8}",
+    ]
+    for key, label in (
+        ("solve_ivp", "solve_ivp loop (ref.)"),
+        ("batched", "batched DOPRI5"),
+        ("batched_workers2", "batched DOPRI5, 2 workers"),
+    ):
         ratio = d["trajectories_per_s"][key] / d["trajectories_per_s"]["solve_ivp"]
-        lines.append(f"{label:26}{d['trajectories_per_s'][key]:>10,.1f}{d['ms_per_trajectory'][key]:>10.2f}"
-                     f"{ratio:>7.1f}x")
-    lines.append(f"agreement: same params/ICs {100 * d['same_draws_fraction']:.0f}%, max |du|/(1+|u|) on t<=1 "
-                 f"{d['max_rel_diff_t_le_1']:.1e}, workers=2 identical: {d['workers_identical']} -> "
-                 f"{'agree' if d['engines_agree'] else 'DISAGREE'}")
+        lines.append(
+            f"{label:26}{d['trajectories_per_s'][key]:>10,.1f}{d['ms_per_trajectory'][key]:>10.2f}{ratio:>7.1f}x"
+        )
+    lines.append(
+        f"agreement: same params/ICs {100 * d['same_draws_fraction']:.0f}%, max |du|/(1+|u|) on t<=1 "
+        f"{d['max_rel_diff_t_le_1']:.1e}, workers=2 identical: {d['workers_identical']} -> "
+        f"{'agree' if d['engines_agree'] else 'DISAGREE'}"
+    )
     t = result["train"]
     w = t["workload"]
-    lines.append(f"ProseModel training step on {t['device']} (torch {t['torch']}, {t['threads']} threads"
-                 f"{', bf16 autocast' if t['bf16_autocast'] else ''}); {w['data_tokens']} data, "
-                 f"{w['symbol_tokens']} symbol, {w['target_tokens']} target tokens, {w['queries']} queries")
+    lines.append(
+        f"ProseModel training step on {t['device']} (torch {t['torch']}, {t['threads']} threads"
+        f"{', bf16 autocast' if t['bf16_autocast'] else ''}); {w['data_tokens']} data, "
+        f"{w['symbol_tokens']} symbol, {w['target_tokens']} target tokens, {w['queries']} queries"
+    )
     lines.append(f"{'':8}{'params':>13}{'batch':>7}{'s/step':>10}{'samples/s':>11}{'peak GB':>9}")
     for name, r in t["models"].items():
         if r is None:
             lines.append(f"{name:8}  skipped (--quick on CPU)")
             continue
         mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "n/a"
-        lines.append(f"{name:8}{r['params']:>13,}{r['batch']:>7}{r['step_s']:>10.3f}{r['samples_per_s']:>11,.1f}"
-                     f"{mem:>9}")
+        lines.append(
+            f"{name:8}{r['params']:>13,}{r['batch']:>7}{r['step_s']:>10.3f}{r['samples_per_s']:>11,.1f}{mem:>9}"
+        )
     return "\n".join(lines)
 
 

@@ -23,8 +23,7 @@ def register(areas, name: str, help_text: str) -> None:
     verbs = add_area(areas, name, help_text, "workbench prose families --preset chaotic_ode_3d")
 
     p = add_parser(verbs, "families", _families, json=True)
-    p.add_argument("--preset", default="chaotic_ode_all",
-                   help="a preset (chaotic_ode_3d, chaotic_ode_all) or comma-separated family names")
+    p.add_argument("--preset", default="chaotic_ode_all", help="chaotic_ode_3d, chaotic_ode_all or family names")
 
     p = add_parser(verbs, "tokenize", _tokenize, json=True)
     p.add_argument("expr", metavar="EXPR|EXPR|...", help="one expression per component, '|'-separated")
@@ -34,15 +33,14 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("tokens", nargs="+", metavar="TOKEN", help="the tokens, space-separated")
 
     p = add_parser(verbs, "make-data", _make_data)
-    add_job_flags(p, config_help="a make-data config (YAML/JSON), e.g. jobs/configs/prose_data_tiny.yaml",
-                  set_example="out=/tmp/prose --set n_per_family=50")
-    p.add_argument("--check", action="store_true",
-                   help="build nothing: verify that OUT holds every shard (exit 2 naming the first bad one)")
+    add_job_flags(p, config_help="a make-data config, e.g. jobs/configs/prose_data_tiny.yaml", set_example="out=/tmp/d")
+    p.add_argument("--check", action="store_true", help="build nothing: check that OUT holds every shard (else exit 2)")
 
     p = add_parser(verbs, "evaluate", _evaluate, json=True)
     p.add_argument("run", metavar="RUN", help="a finished prose run directory (config.json and model.pt)")
-    p.add_argument("--data", default="", help="a `workbench prose make-data` directory (default: the run's "
-                                              "validation set)")
+    p.add_argument(
+        "--data", default="", help="a `workbench prose make-data` directory (default: the run's validation set)"
+    )
     p.add_argument("--split", default="val", choices=("val", "train"), help="which split of --data")
     p.add_argument("--n", type=int, default=0, help="evaluate the first N samples (0: all)")
     p.add_argument("--out", default="", help="output folder (default: RUN/evaluation)")
@@ -64,9 +62,15 @@ def _families(args) -> int:
     rows = []
     for name in family_names(args.preset):
         family = get_family(name)
-        rows.append({"name": family.name, "dim": family.dim, "method": family.method,
-                     "params": {str(s): v for s, v in zip(family.params, family.nominal)},
-                     "rhs": [str(e) for e in family.rhs]})
+        rows.append(
+            {
+                "name": family.name,
+                "dim": family.dim,
+                "method": family.method,
+                "params": {str(s): v for s, v in zip(family.params, family.nominal)},
+                "rhs": [str(e) for e in family.rhs],
+            }
+        )
     lines = []
     for row in rows:
         params = ", ".join(f"{k}={v:g}" for k, v in row["params"].items())
@@ -91,11 +95,17 @@ def parse_system(text: str) -> list:
         if not part.strip():
             raise InputError(f"component {index} of {text!r} is empty")
         try:
-            expr = parse_expr(part, local_dict=names, global_dict={"__builtins__": {}, **_sympy_globals()},
-                              transformations=standard_transformations)
-        except Exception as error:  # noqa: BLE001 - parse errors come in many types
-            raise InputError(f"component {index} ({part.strip()!r}) is not an expression: "
-                             f"{' '.join(str(error).split()) or type(error).__name__}") from None
+            expr = parse_expr(
+                part,
+                local_dict=names,
+                global_dict={"__builtins__": {}, **_sympy_globals()},
+                transformations=standard_transformations,
+            )
+        except Exception as error:
+            raise InputError(
+                f"component {index} ({part.strip()!r}) is not an expression: "
+                f"{' '.join(str(error).split()) or type(error).__name__}"
+            ) from None
         unknown = sorted(str(s) for s in getattr(expr, "free_symbols", ()) if str(s) not in names)
         if unknown:
             raise InputError(f"component {index} uses {', '.join(unknown)}; the states are u_0 .. u_{MAX_DIM - 1}")
@@ -139,7 +149,7 @@ def _detokenize(args) -> int:
 
     decoded = detokenize(args.tokens)
     exprs = [str(e) for e in decoded.exprs] if decoded.valid else None
-    text = (" | ".join(exprs) if decoded.valid else f"invalid: {decoded.error}")
+    text = " | ".join(exprs) if decoded.valid else f"invalid: {decoded.error}"
     emit(args, text, {"valid": decoded.valid, "expr": exprs, "error": decoded.error})
     return 0
 
@@ -152,22 +162,32 @@ def load_data_config(path, overrides=(), *, base_dir: Path | None = None):
     return load_experiment_config(ProseDataConfig, path, overrides, base_dir=base_dir, absolute=("out",))
 
 
-def make_data(config, executor: str = "auto", *, config_path: str | None = None, overrides=(),
-              progress=None) -> dict[str, Any]:
+def make_data(
+    config, executor: str = "auto", *, config_path: str | None = None, overrides=(), progress=None
+) -> dict[str, Any]:
     """Build the shards `config.out` lacks as one job array, then its manifest; the build's summary."""
     from jobs.experiment import run_members
-    from operators.prose.dataset import (build_shard, describe_shard, finish_build, plan_build, plan_shards,
-                                         rebuild_command)
+    from operators.prose.dataset import (
+        build_shard,
+        describe_shard,
+        finish_build,
+        plan_build,
+        plan_shards,
+        rebuild_command,
+    )
 
     rebuild = rebuild_command(config_path, overrides)
     items = plan_build(config, rebuild)
     if progress is not None:
         total = len(plan_shards(config.data_settings()))
-        progress(f"make-data {config.out}: {total} shards, {total - len(items)} complete, building {len(items)} "
-                 f"(executor {executor})")
+        progress(
+            f"make-data {config.out}: {total} shards, {total - len(items)} complete, building {len(items)} "
+            f"(executor {executor})"
+        )
     folder = config.job.folder if config.job.folder is not None else Path(config.out) / "submitit"
-    name, built = run_members(build_shard, items, config.job, executor, folder, describe=describe_shard,
-                              progress=progress)
+    name, built = run_members(
+        build_shard, items, config.job, executor, folder, describe=describe_shard, progress=progress
+    )
     return finish_build(config, built, name, rebuild)
 
 
@@ -195,15 +215,20 @@ def _make_data(args) -> int:
             if split == "val" and config.val_per_family == 0:
                 continue
             counts[split] = len(load_dataset(config.out, split)["family"])
-        emit(args, f"{config.out}: complete ({', '.join(f'{k} {v} samples' for k, v in counts.items())})",
-             {"out": str(config.out), "complete": True, "samples": counts})
+        emit(
+            args,
+            f"{config.out}: complete ({', '.join(f'{k} {v} samples' for k, v in counts.items())})",
+            {"out": str(config.out), "complete": True, "samples": counts},
+        )
         return 0
     summary = make_data(config, args.executor, config_path=args.config, overrides=args.overrides, progress=say)
     rate = summary["trajectories_per_s"]
-    text = (f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete; "
-            f"samples train {summary['samples']['train']}, val {summary['samples']['val']}; "
-            f"{summary['built_samples']} trajectories in {summary['seconds']:.1f} s"
-            + (f" ({rate:,.0f} trajectories/s, engine {summary['engine']})" if rate else ""))
+    text = (
+        f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete; "
+        f"samples train {summary['samples']['train']}, val {summary['samples']['val']}; "
+        f"{summary['built_samples']} trajectories in {summary['seconds']:.1f} s"
+        + (f" ({rate:,.0f} trajectories/s, engine {summary['engine']})" if rate else "")
+    )
     emit(args, text, summary)
     return 0
 
@@ -225,8 +250,15 @@ def _evaluate(args) -> int:
     if args.n < 0:
         raise InputError(f"--n must be >= 0, got {args.n}")
     out = Path(args.out) if args.out else Path(args.run) / "evaluation"
-    ds = evaluate(args.run, args.data or None, split=args.split, n=args.n or None, out=out,
-                  resolve_ode=not args.no_resolve, progress=not args.json)
+    ds = evaluate(
+        args.run,
+        args.data or None,
+        split=args.split,
+        n=args.n or None,
+        out=out,
+        resolve_ode=not args.no_resolve,
+        progress=not args.json,
+    )
     summary = summarize(ds)
     summary.update(out=str(out / "metrics.nc"), figure=str(out / "trajectories.png"))
     emit(args, format_summary(summary), summary)

@@ -42,8 +42,10 @@ class ProseSizes:
 
     def _check_heads(self) -> None:
         if self.hidden % self.heads:
-            raise ConfigError(f"hidden = {self.hidden} is not divisible by heads = {self.heads}; "
-                              f"choose a hidden size that is a multiple of {self.heads}")
+            raise ConfigError(
+                f"hidden = {self.hidden} is not divisible by heads = {self.heads}; "
+                f"choose a hidden size that is a multiple of {self.heads}"
+            )
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,18 @@ class ProseConfig(ProseSizes):
     pad_id: int = field(default=2, metadata=bounds(ge=0))
 
     def __post_init__(self):
-        for name in ("hidden", "heads", "ffn", "d_max", "max_symbol_len", "data_encoder_layers",
-                     "symbol_encoder_layers", "fusion_layers", "data_decoder_layers",
-                     "symbol_decoder_layers"):
+        for name in (
+            "hidden",
+            "heads",
+            "ffn",
+            "d_max",
+            "max_symbol_len",
+            "data_encoder_layers",
+            "symbol_encoder_layers",
+            "fusion_layers",
+            "data_decoder_layers",
+            "symbol_decoder_layers",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} = {value!r} must be a positive integer")
@@ -78,7 +89,7 @@ class ProseConfig(ProseSizes):
         """The paper's model (official `parsers.py` defaults): d 512, 8 heads, FFN 2048, layers
         2/4/8/8/8, d_max 3 (the 3-D set)."""
         base = cls(hidden=512, heads=8, ffn=2048, data_encoder_layers=2, symbol_encoder_layers=4,
-                   fusion_layers=8, data_decoder_layers=8, symbol_decoder_layers=8, d_max=3)
+                   fusion_layers=8, data_decoder_layers=8, symbol_decoder_layers=8, d_max=3)  # fmt: skip
         return replace(base, **changes)
 
     @classmethod
@@ -130,8 +141,9 @@ class ProseTrainableConfig(ProseSizes):
     def __post_init__(self):
         self._check_heads()
         if self.add_term_prob + self.miss_term_prob > 1:
-            raise ConfigError(f"add_term_prob + miss_term_prob = {self.add_term_prob + self.miss_term_prob} "
-                              "must be <= 1")
+            raise ConfigError(
+                f"add_term_prob + miss_term_prob = {self.add_term_prob + self.miss_term_prob} must be <= 1"
+            )
         if self.val_data and not self.data:
             raise ConfigError("val_data is set but data is not; give data: PATH too, or neither")
         if not self.data:
@@ -144,8 +156,9 @@ class ProseTrainableConfig(ProseSizes):
                 raise ConfigError(f"families = {self.families!r}: {error}") from None
             widest = max(FAMILIES[n].dim for n in names)
             if widest > self.d_max:
-                raise ConfigError(f"families include a {widest}-dimensional system but d_max = {self.d_max}; "
-                                  f"set d_max: {widest}")
+                raise ConfigError(
+                    f"families include a {widest}-dimensional system but d_max = {self.d_max}; set d_max: {widest}"
+                )
 
     def model_config(self) -> ProseConfig:
         """The model this job trains: its sizes and the vocabulary of `d_max` state variables."""
@@ -166,6 +179,10 @@ def preflight_prose(config: ProseTrainableConfig) -> None:
             load_dataset(path)  # InputError naming a missing or bad shard
 
 
-TRAINABLE = Trainable("prose", ProseTrainableConfig, "operators.prose.module:Prose",
-                      "PROSE multimodal transformer on ODE trajectories + symbolic skeletons (operators.prose)",
-                      preflight=preflight_prose)
+TRAINABLE = Trainable(
+    "prose",
+    ProseTrainableConfig,
+    "operators.prose.module:Prose",
+    "PROSE multimodal transformer on ODE trajectories + symbolic skeletons (operators.prose)",
+    preflight=preflight_prose,
+)

@@ -33,9 +33,10 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import sympy
@@ -135,8 +136,14 @@ def build_shard(settings: dict[str, Any], shard: Shard, out: str, workers: int =
     order = [names[i % len(names)] for i in ids]
     t = default_t_eval()
     started, start = time.time(), time.perf_counter()
-    results = generate_samples(order, sample_seeds(settings["seed"], shard.start, shard.stop), t,
-                               settings["noise_gamma"], settings["engine"], workers)
+    results = generate_samples(
+        order,
+        sample_seeds(settings["seed"], shard.start, shard.stop),
+        t,
+        settings["noise_gamma"],
+        settings["engine"],
+        workers,
+    )
     packed = pack_samples(names, order, results, t)
     kept = np.array([r[2] is not None for r in results], dtype=bool)
     lines = []
@@ -146,12 +153,25 @@ def build_shard(settings: dict[str, Any], shard: Shard, out: str, workers: int =
         lines.append(json.dumps({"family": family.name, "tokens": tokens}))
     atomic_write_text(shard.tokens(out), "".join(line + "\n" for line in lines))
     buffer = io.BytesIO()
-    np.savez(buffer, clean=packed["clean"], noisy=packed["noisy"], y0=packed["y0"], dim=packed["dim"],
-             family=packed["family"], params=packed["params"], index=ids[kept],
-             rejected=np.array([packed["rejected"][n] for n in names], dtype=np.int64))
+    np.savez(
+        buffer,
+        clean=packed["clean"],
+        noisy=packed["noisy"],
+        y0=packed["y0"],
+        dim=packed["dim"],
+        family=packed["family"],
+        params=packed["params"],
+        index=ids[kept],
+        rejected=np.array([packed["rejected"][n] for n in names], dtype=np.int64),
+    )
     atomic_write_bytes(shard.npz(out), buffer.getvalue())  # last: its presence marks the shard complete
-    return {"shard": shard.stem, "samples": int(kept.sum()), "seconds": time.perf_counter() - start,
-            "started": started, "ended": time.time()}
+    return {
+        "shard": shard.stem,
+        "samples": int(kept.sum()),
+        "seconds": time.perf_counter() - start,
+        "started": started,
+        "ended": time.time(),
+    }
 
 
 def target_tokens(family, params) -> list[str]:
@@ -221,21 +241,25 @@ def plan_build(config: ProseDataConfig, rebuild: str) -> list[tuple]:
             raise InputError(f"{plan_path} is unreadable; delete {out} or choose another out") from None
         changed = [k for k in DATA_KEYS if previous.get(k) != settings[k]]
         if changed:
-            raise InputError(f"{out} holds data built with different {', '.join(changed)} "
-                             f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); "
-                             f"use another out or delete it")
+            raise InputError(
+                f"{out} holds data built with different {', '.join(changed)} "
+                f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); "
+                f"use another out or delete it"
+            )
     else:
         atomic_write_json(plan_path, {"format": FORMAT_VERSION, "data": settings, "rebuild": rebuild})
-    return [(settings, shard, str(out), config.workers) for shard in plan_shards(settings)
-            if not shard.npz(out).exists()]
+    return [
+        (settings, shard, str(out), config.workers) for shard in plan_shards(settings) if not shard.npz(out).exists()
+    ]
 
 
 def describe_shard(item: tuple, built: dict[str, Any]) -> str:
     return f"{built['shard']}: {built['samples']} samples in {built['seconds']:.1f} s"
 
 
-def finish_build(config: ProseDataConfig, built: Sequence[dict[str, Any]], executor: str, rebuild: str
-                 ) -> dict[str, Any]:
+def finish_build(
+    config: ProseDataConfig, built: Sequence[dict[str, Any]], executor: str, rebuild: str
+) -> dict[str, Any]:
     """Write manifest.json over every shard (new and earlier ones); the build's summary.
 
     Build time is the span from the first shard's start to the last one's end (members may run in
@@ -248,26 +272,46 @@ def finish_build(config: ProseDataConfig, built: Sequence[dict[str, Any]], execu
     records = []
     for shard in shards:
         arrays = _shard_arrays(shard, out, rebuild, keys=("family", "rejected"))
-        records.append({"file": shard.npz(out).name, "tokens": shard.tokens(out).name, "split": shard.split,
-                        "index": shard.index, "start": shard.start, "stop": shard.stop,
-                        "samples": int(arrays["family"].size),
-                        "rejected": dict(zip(settings["families"], arrays["rejected"].tolist()))})
+        records.append(
+            {
+                "file": shard.npz(out).name,
+                "tokens": shard.tokens(out).name,
+                "split": shard.split,
+                "index": shard.index,
+                "start": shard.start,
+                "stop": shard.stop,
+                "samples": int(arrays["family"].size),
+                "rejected": dict(zip(settings["families"], arrays["rejected"].tolist())),
+            }
+        )
     manifest = {
-        "format": FORMAT_VERSION, "config": _plain_config(config), "data": settings,
-        "families": settings["families"], "rebuild": rebuild,
+        "format": FORMAT_VERSION,
+        "config": _plain_config(config),
+        "data": settings,
+        "families": settings["families"],
+        "rebuild": rebuild,
         "n": {split: sum(r["samples"] for r in records if r["split"] == split) for split in SPLITS},
-        "shards": records, "t": default_t_eval().tolist(), "d_max": d_max,
+        "shards": records,
+        "t": default_t_eval().tolist(),
+        "d_max": d_max,
         "p_max": max(len(FAMILIES[n].params) for n in settings["families"]),
         "vocabulary_max_dim": d_max,
     }
     atomic_write_json(out / "manifest.json", manifest)
     n_built = sum(b["samples"] for b in built)
     seconds = max(b["ended"] for b in built) - min(b["started"] for b in built) if built else 0.0
-    return {"out": str(out), "shards": len(shards), "built": [b["shard"] for b in built],
-            "skipped": len(shards) - len(built), "samples": manifest["n"],
-            "built_samples": n_built, "seconds": seconds,
-            "trajectories_per_s": n_built / seconds if built and seconds > 0 else None,
-            "engine": settings["engine"], "executor": executor}
+    return {
+        "out": str(out),
+        "shards": len(shards),
+        "built": [b["shard"] for b in built],
+        "skipped": len(shards) - len(built),
+        "samples": manifest["n"],
+        "built_samples": n_built,
+        "seconds": seconds,
+        "trajectories_per_s": n_built / seconds if built and seconds > 0 else None,
+        "engine": settings["engine"],
+        "executor": executor,
+    }
 
 
 def _plain_config(config: ProseDataConfig) -> dict[str, Any]:
@@ -294,8 +338,10 @@ def load_dataset(path: str | Path, split: str = "train") -> dict[str, Any]:
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
         if (out / "plan.json").exists():
-            raise InputError(f"{out} is an unfinished make-data build (no manifest.json); rerun "
-                             f"make-data with the same config to resume it")
+            raise InputError(
+                f"{out} is an unfinished make-data build (no manifest.json); rerun "
+                f"make-data with the same config to resume it"
+            )
         raise InputError(f"{out} has no manifest.json: not a `workbench prose make-data` output")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -305,21 +351,34 @@ def load_dataset(path: str | Path, split: str = "train") -> dict[str, Any]:
         raise InputError(f"{manifest_path} is unreadable or incomplete; rerun make-data to rewrite it") from None
     records = [r for r in records if r["split"] == split]
     if not records:
-        raise InputError(f"{out} has no {split} split (make-data with "
-                         f"{'val_per_family > 0' if split == 'val' else 'n_per_family > 0'})")
+        raise InputError(
+            f"{out} has no {split} split (make-data with "
+            f"{'val_per_family > 0' if split == 'val' else 'n_per_family > 0'})"
+        )
     parts, tokens = [], []
     for r in records:
         shard = Shard(split, r["index"], r["start"], r["stop"])
         arrays = _shard_arrays(shard, out, rebuild)
         if arrays["family"].size != r["samples"]:
-            raise InputError(f"shard file {shard.npz(out)} holds {arrays['family'].size} samples, the manifest "
-                             f"says {r['samples']}; rerun {rebuild} to rebuild it")
+            raise InputError(
+                f"shard file {shard.npz(out)} holds {arrays['family'].size} samples, the manifest "
+                f"says {r['samples']}; rerun {rebuild} to rebuild it"
+            )
         rows = _shard_tokens(shard, out, r["samples"], rebuild)
         parts.append(arrays)
         tokens += [row["tokens"] for row in rows]
-    cat = {key: np.concatenate([p[key] for p in parts]) for key in
-           ("clean", "noisy", "y0", "dim", "family", "params", "index")}
+    cat = {
+        key: np.concatenate([p[key] for p in parts])
+        for key in ("clean", "noisy", "y0", "dim", "family", "params", "index")
+    }
     rejected = np.sum([p["rejected"] for p in parts], axis=0)
     assert cat["clean"].shape[1:] == (t.size, d_max) and cat["params"].shape[1] == p_max
-    return {"t": t, **cat, "families": names, "rejected": dict(zip(names, rejected.tolist())),
-            "seed": manifest["data"]["seed"], "tokens": tokens, "split": split}
+    return {
+        "t": t,
+        **cat,
+        "families": names,
+        "rejected": dict(zip(names, rejected.tolist())),
+        "seed": manifest["data"]["seed"],
+        "tokens": tokens,
+        "split": split,
+    }

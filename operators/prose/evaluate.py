@@ -38,13 +38,15 @@ import numpy as np
 import sympy
 import torch
 import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.mathtext import MathTextParser
 from scipy.integrate import solve_ivp
 from tqdm import tqdm
 
 from operators.prose.config import ProseTrainableConfig
 from operators.prose.dataset import load_dataset
 from operators.prose.model import ProseModel
-from operators.prose.samples import ProseData, corrupted_inputs, load_data, make_batch, prepare_data
+from operators.prose.samples import ProseData, corrupted_inputs, load_data, make_batch, prepare_data, run_model
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary, detokenize
 from workbench.config import from_dict
@@ -104,9 +106,9 @@ def load_run(run_dir) -> tuple[Any, Any]:
     config = from_dict(ProseTrainableConfig, raw, source=str(config_path))
     try:
         state = torch.load(weights, weights_only=True, map_location="cpu")
-    except Exception as error:  # noqa: BLE001 - a truncated or foreign file
+    except Exception as error:
         raise InputError(f"cannot read {weights}: {type(error).__name__}: {error}") from None
-    state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     model = ProseModel(config.model_config())
     try:
         model.load_state_dict(state)
@@ -166,8 +168,9 @@ def resolve(f, y0: np.ndarray, t: np.ndarray, *, timeout_s: float = 10.0, max_ev
     blowup.terminal = True
     try:
         with np.errstate(all="ignore"):
-            solution = solve_ivp(rhs, (t[0], t[-1]), y0, method="BDF", t_eval=t, rtol=RESOLVE_RTOL,
-                                 atol=RESOLVE_ATOL, events=blowup)
+            solution = solve_ivp(
+                rhs, (t[0], t[-1]), y0, method="BDF", t_eval=t, rtol=RESOLVE_RTOL, atol=RESOLVE_ATOL, events=blowup
+            )
     except (_Budget, ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None
     if solution.status != 0 or solution.y.shape != (len(y0), len(t)) or not np.all(np.isfinite(solution.y)):
@@ -175,8 +178,9 @@ def resolve(f, y0: np.ndarray, t: np.ndarray, *, timeout_s: float = 10.0, max_ev
     return solution.y.T
 
 
-def _symbolic_metrics(decoded_tokens, target_tokens, dim: int, noisy_u0, t, rng, *, resolve_ode: bool,
-                      timeout_s: float):
+def _symbolic_metrics(
+    decoded_tokens, target_tokens, dim: int, noisy_u0, t, rng, *, resolve_ode: bool, timeout_s: float
+):
     """(valid, expression rel L², re-solved trajectory or None, decoded exprs or None) of one sample."""
     decoded = detokenize(decoded_tokens, dim=dim)
     truth = detokenize(target_tokens, dim=dim)
@@ -189,7 +193,7 @@ def _symbolic_metrics(decoded_tokens, target_tokens, dim: int, noisy_u0, t, rng,
         with np.errstate(all="ignore"):
             f_hat = _numeric(decoded.exprs, dim)
             predicted = f_hat(points)
-    except Exception:  # noqa: BLE001 - e.g. a huge constant that lambdify cannot print
+    except Exception:
         return False, math.nan, None, decoded.exprs
     if not np.all(np.isfinite(predicted)):
         return False, math.nan, None, decoded.exprs
@@ -205,10 +209,22 @@ def _symbolic_metrics(decoded_tokens, target_tokens, dim: int, noisy_u0, t, rng,
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n: int | None = None,
-             batch_size: int = 64,
-             seed: int = 42, resolve_ode: bool = True, resolve_timeout_s: float = 10.0, out=None,
-             figure: bool = True, n_examples: int = 4, progress: bool = False):
+def evaluate(
+    run_dir_or_model,
+    data=None,
+    *,
+    split: str = "val",
+    config=None,
+    n: int | None = None,
+    batch_size: int = 64,
+    seed: int = 42,
+    resolve_ode: bool = True,
+    resolve_timeout_s: float = 10.0,
+    out=None,
+    figure: bool = True,
+    n_examples: int = 4,
+    progress: bool = False,
+):
     """The metrics of a PROSE model on `data` as an xarray Dataset (see the module docstring).
 
     `run_dir_or_model`: a finished run directory, or a ProseModel (then `config`, a
@@ -252,23 +268,30 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
     bar = _progress(2 * count if symbols else count, "prose evaluate", progress)  # model, then metrics 2-4
     with torch.no_grad():
         for start in range(0, count, batch_size):
-            rows = rows_all[start:start + batch_size]
-            batch = make_batch(data, rows, [inputs[i] for i in rows] if symbols else None, input_len=input_len,
-                               d_max=config.d_max, vocabulary=vocabulary, with_symbols=symbols)
+            rows = rows_all[start : start + batch_size]
+            batch = make_batch(
+                data,
+                rows,
+                [inputs[i] for i in rows] if symbols else None,
+                input_len=input_len,
+                d_max=config.d_max,
+                vocabulary=vocabulary,
+                with_symbols=symbols,
+            )
             batch = {k: v.to(device) for k, v in batch.items()}
-            output = model(batch["data_times"], batch["data_values"], batch.get("symbol_ids"),
-                           batch.get("symbol_mask"), query_times=batch["query_times"])
+            output = run_model(model, batch)
             predicted[rows] = output.trajectory.float().cpu().numpy()
             if symbols:
-                greedy = model.greedy_decode(batch["data_times"], batch["data_values"], batch["symbol_ids"],
-                                             batch["symbol_mask"])
+                greedy = model.greedy_decode(
+                    batch["data_times"], batch["data_values"], batch["symbol_ids"], batch["symbol_mask"]
+                )
                 decoded_ids += [beams[0] for beams in greedy.sequences(vocabulary.eos_id)]
             bar.update(len(rows))
 
     # Metric 1 and the last-value baseline, per window and target (noisy / clean).
     mask = (np.arange(config.d_max)[None, :] < data.dim[:, None])[:, None, :]
     targets = {"noisy": data.noisy[:, input_len:], "clean": data.clean[:, input_len:]}
-    baseline = np.broadcast_to(data.noisy[:, input_len - 1:input_len], predicted.shape)
+    baseline = np.broadcast_to(data.noisy[:, input_len - 1 : input_len], predicted.shape)
     shape = (count, len(TARGETS), len(WINDOWS))
     data_err, base_err = np.full(shape, np.nan), np.full(shape, np.nan)
     resolve_err = np.full(shape, np.nan)
@@ -289,8 +312,15 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
             tokens = vocabulary.decode(decoded_ids[i])
             decoded_text[i] = " ".join(tokens)
             ok, err, path, exprs = _symbolic_metrics(
-                tokens, data.tokens[i], dim, data.noisy[i, 0, :dim].astype(np.float64), data.t,
-                np.random.default_rng([seed, 1, i]), resolve_ode=resolve_ode, timeout_s=resolve_timeout_s)
+                tokens,
+                data.tokens[i],
+                dim,
+                data.noisy[i, 0, :dim].astype(np.float64),
+                data.t,
+                np.random.default_rng([seed, 1, i]),
+                resolve_ode=resolve_ode,
+                timeout_s=resolve_timeout_s,
+            )
             valid[i], expr_err[i], decoded_exprs[i] = ok, err, exprs
             bar.update(1)
             if path is not None:
@@ -300,8 +330,9 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
                 for w, (lo, hi) in enumerate(WINDOWS.values()):
                     sel = (query_t > lo) & (query_t <= hi + 1e-9)
                     for k, name in enumerate(TARGETS):
-                        resolve_err[i, k, w] = relative_l2(padded[None, input_len:][:, sel],
-                                                           targets[name][i:i + 1, sel], mask[i:i + 1])[0]
+                        resolve_err[i, k, w] = relative_l2(
+                            padded[None, input_len:][:, sel], targets[name][i : i + 1, sel], mask[i : i + 1]
+                        )[0]
 
     bar.close()
     names = np.asarray(data.families, dtype=object)
@@ -313,8 +344,12 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
             "data_rel_l2": (("sample", "target", "window"), data_err),
             "baseline_rel_l2": (("sample", "target", "window"), base_err),
         },
-        coords={"sample": np.arange(count), "target": list(TARGETS), "window": list(WINDOWS),
-                "family_name": names.astype(str)},
+        coords={
+            "sample": np.arange(count),
+            "target": list(TARGETS),
+            "window": list(WINDOWS),
+            "family_name": names.astype(str),
+        },
     )
     if symbols:
         ds["valid"] = ("sample", valid)
@@ -324,21 +359,30 @@ def evaluate(run_dir_or_model, data=None, *, split: str = "val", config=None, n:
         ds["decoded"] = ("sample", np.asarray(decoded_text, dtype=str))
         ds["symbol_input"] = ("sample", np.asarray([" ".join(vocabulary.decode(s)) for s in inputs], dtype=str))
     _summaries(ds, symbols, resolve_ode)
-    ds.attrs.update({"data_only": int(model.cfg.data_only), "corruption_seed": seed, "input_len": input_len,
-                     "n_samples": count, "resolve_ode": int(resolve_ode and symbols)})
+    ds.attrs.update(
+        {
+            "data_only": int(model.cfg.data_only),
+            "corruption_seed": seed,
+            "input_len": input_len,
+            "n_samples": count,
+            "resolve_ode": int(resolve_ode and symbols),
+        }
+    )
     _describe(ds)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_netcdf(ds, out / "metrics.nc")
         if figure:
-            plot_examples(data, predicted, decoded_exprs, out / "trajectories.png", input_len=input_len,
-                          n_examples=n_examples)
+            plot_examples(
+                data, predicted, decoded_exprs, out / "trajectories.png", input_len=input_len, n_examples=n_examples
+            )
     return ds
 
 
 def _summaries(ds, symbols: bool, resolve_ode: bool) -> None:
     """Overall means (mean_*) and per-family means (family_*) of the per-sample metrics."""
+
     def per_family(values: xr.DataArray, reduce) -> xr.DataArray:
         parts = [reduce(values.where(ds["family"] == name, drop=True)) for name in ds["family_name"].values]
         return xr.concat(parts, dim="family_name").assign_coords(family_name=ds["family_name"].values)
@@ -361,8 +405,9 @@ def _summaries(ds, symbols: bool, resolve_ode: bool) -> None:
         ds["family_expr_rel_l2"] = per_family(ds["expr_rel_l2"], nanmean)
         if resolve_ode:
             ds["resolve_successes"] = ds["resolve_success"].sum("sample")
-            ds["family_resolve_successes"] = per_family(ds["resolve_success"],
-                                                        lambda x: x.sum("sample")).astype(np.int64)
+            ds["family_resolve_successes"] = per_family(ds["resolve_success"], lambda x: x.sum("sample")).astype(
+                np.int64
+            )
             ds["mean_resolve_rel_l2"] = nanmean(ds["resolve_rel_l2"])
             ds["family_resolve_rel_l2"] = per_family(ds["resolve_rel_l2"], nanmean)
 
@@ -370,7 +415,7 @@ def _summaries(ds, symbols: bool, resolve_ode: bool) -> None:
 def _describe(ds) -> None:
     notes = {
         "data_rel_l2": "metric 1: sqrt(sum (u_hat-u)^2 / (sum u^2 + 1e-6)) over the window's query times "
-                       "and real components; target noisy (official, ~2% floor) or clean",
+        "and real components; target noisy (official, ~2% floor) or clean",
         "baseline_rel_l2": "metric 1 of the last observed (noisy) state held constant",
         "valid": "metric 2: greedy output decodes to dim components, finite at 50 points of U[-5,5]^d",
         "expr_rel_l2": "metric 3: relative L2 of the vector field at the 50 points; NaN if invalid",
@@ -395,7 +440,6 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def _latex_lines(exprs) -> list[str]:
     """One mathtext line per component (plain text if mathtext cannot draw sympy's LaTeX)."""
-    from matplotlib.mathtext import MathTextParser  # matplotlib: only when a figure is drawn
 
     if exprs is None:
         return ["invalid output"]
@@ -407,7 +451,7 @@ def _latex_lines(exprs) -> list[str]:
             if len(text) > 160:
                 raise ValueError("too long for one line")
             parser.parse(text, dpi=72)
-        except Exception:  # noqa: BLE001 - fall back to sympy's plain text
+        except Exception:
             text = f"du_{i}/dt = {str(rounded)[:100]}"
         lines.append(text)
     return lines
@@ -415,11 +459,6 @@ def _latex_lines(exprs) -> list[str]:
 
 def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_examples: int = 4) -> None:
     """Predicted vs true trajectories of the first sample of up to `n_examples` families."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     picks, seen = [], set()
     for i, f in enumerate(data.family):
         if int(f) not in seen:
@@ -431,7 +470,8 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
         if i not in picks:
             picks.append(i)
     picks = picks[:n_examples]
-    fig, axes = plt.subplots(len(picks), 1, figsize=(9, 3.2 * len(picks)), squeeze=False)
+    fig = Figure(figsize=(9, 3.2 * len(picks)))
+    axes = fig.subplots(len(picks), 1, squeeze=False)
     t, tq = data.t, data.t[input_len:]
     for ax, i in zip(axes[:, 0], picks):
         dim = int(data.dim[i])
@@ -449,18 +489,22 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def summarize(ds) -> dict[str, Any]:
     """Headline numbers of an evaluation Dataset as plain Python (for --json and reports)."""
+
     def window(da) -> dict[str, dict[str, float]]:
         return {t: {w: float(da.sel(target=t, window=w)) for w in ds["window"].values} for t in ds["target"].values}
 
-    out: dict[str, Any] = {"n_samples": int(ds.attrs["n_samples"]), "data_only": bool(ds.attrs["data_only"]),
-                           "data_rel_l2": window(ds["mean_data_rel_l2"]),
-                           "baseline_rel_l2": window(ds["mean_baseline_rel_l2"]), "families": {}}
+    out: dict[str, Any] = {
+        "n_samples": int(ds.attrs["n_samples"]),
+        "data_only": bool(ds.attrs["data_only"]),
+        "data_rel_l2": window(ds["mean_data_rel_l2"]),
+        "baseline_rel_l2": window(ds["mean_baseline_rel_l2"]),
+        "families": {},
+    }
     if "valid_fraction" in ds:
         out["valid_fraction"] = float(ds["valid_fraction"])
         out["expr_rel_l2"] = float(ds["mean_expr_rel_l2"])
@@ -468,10 +512,11 @@ def summarize(ds) -> dict[str, Any]:
         out["resolve_successes"] = int(ds["resolve_successes"])
         out["resolve_rel_l2"] = window(ds["mean_resolve_rel_l2"])
     for name in ds["family_name"].values:
-        row = {"count": int(ds["family_count"].sel(family_name=name)),
-               "data_rel_l2": float(ds["family_data_rel_l2"].sel(family_name=name, target="noisy", window="2-6")),
-               "baseline_rel_l2": float(ds["family_baseline_rel_l2"].sel(family_name=name, target="noisy",
-                                                                         window="2-6"))}
+        row = {
+            "count": int(ds["family_count"].sel(family_name=name)),
+            "data_rel_l2": float(ds["family_data_rel_l2"].sel(family_name=name, target="noisy", window="2-6")),
+            "baseline_rel_l2": float(ds["family_baseline_rel_l2"].sel(family_name=name, target="noisy", window="2-6")),
+        }
         if "family_valid_fraction" in ds:
             row["valid_fraction"] = float(ds["family_valid_fraction"].sel(family_name=name))
             row["expr_rel_l2"] = float(ds["family_expr_rel_l2"].sel(family_name=name))
@@ -487,16 +532,20 @@ def format_summary(summary: dict[str, Any]) -> str:
                 cells = "  ".join(f"({w}] {100 * v:6.2f}%" for w, v in values.items())
                 lines.append(f"{key:16s} {target:5s} {cells}")
     if "valid_fraction" in summary:
-        lines.append(f"valid fraction {100 * summary['valid_fraction']:.1f}%   expression rel L2 "
-                     f"{100 * summary['expr_rel_l2']:.2f}% (valid outputs only)")
+        lines.append(
+            f"valid fraction {100 * summary['valid_fraction']:.1f}%   expression rel L2 "
+            f"{100 * summary['expr_rel_l2']:.2f}% (valid outputs only)"
+        )
     if "resolve_successes" in summary:
         lines.append(f"re-solved {summary['resolve_successes']} / {summary['n_samples']}")
     lines.append(f"{'family':18s} {'n':>5s} {'data (2,6]':>11s} {'baseline':>9s} {'valid':>7s} {'expr':>8s}")
     for name, row in summary["families"].items():
-        extra = (f" {100 * row['valid_fraction']:6.1f}% {100 * row['expr_rel_l2']:7.2f}%"
-                 if "valid_fraction" in row else "")
-        lines.append(f"{name:18s} {row['count']:5d} {100 * row['data_rel_l2']:10.2f}% "
-                     f"{100 * row['baseline_rel_l2']:8.2f}%{extra}")
+        extra = (
+            f" {100 * row['valid_fraction']:6.1f}% {100 * row['expr_rel_l2']:7.2f}%" if "valid_fraction" in row else ""
+        )
+        lines.append(
+            f"{name:18s} {row['count']:5d} {100 * row['data_rel_l2']:10.2f}% "
+            f"{100 * row['baseline_rel_l2']:8.2f}%{extra}"
+        )
     lines.append(f"written: {summary['out']}, {summary['figure']}")
     return "\n".join(lines)
-

@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from operators.prose.config import ProseConfig
-from workbench.errors import ConfigError, InputError
+from workbench.errors import InputError
 
 __all__ = [
     "Encoded",
@@ -115,10 +115,10 @@ class CrossAttentionLayer(nn.Module):
         self.ffn, self.norm_ffn = FeedForward(cfg), _layer_norm(cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, queries: torch.Tensor, memory: torch.Tensor,
-                memory_padding: torch.Tensor | None = None) -> torch.Tensor:
-        attended, _ = self.cross(queries, memory, memory, key_padding_mask=memory_padding,
-                                 need_weights=False)
+    def forward(
+        self, queries: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        attended, _ = self.cross(queries, memory, memory, key_padding_mask=memory_padding, need_weights=False)
         queries = self.norm_cross(queries + self.dropout(attended))
         return self.norm_ffn(queries + self.ffn(queries))
 
@@ -133,8 +133,9 @@ class DecoderLayer(nn.Module):
         self.ffn, self.norm_ffn = FeedForward(cfg), _layer_norm(cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, causal: torch.Tensor, memory: torch.Tensor,
-                memory_padding: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, causal: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor | None
+    ) -> torch.Tensor:
         attended, _ = self.self_attention(x, x, x, attn_mask=causal, need_weights=False)
         x = self.norm_self(x + self.dropout(attended))
         attended, _ = self.cross(x, memory, memory, key_padding_mask=memory_padding, need_weights=False)
@@ -158,7 +159,7 @@ class TokenEmbedding(nn.Module):
     def __init__(self, cfg: ProseConfig, max_len: int):
         super().__init__()
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.hidden)
-        nn.init.normal_(self.tokens.weight, std=cfg.hidden ** -0.5)
+        nn.init.normal_(self.tokens.weight, std=cfg.hidden**-0.5)
         self.register_buffer("positions", sinusoidal_positions(max_len, cfg.hidden), persistent=False)
         self.norm = _layer_norm(cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -172,8 +173,7 @@ class DataEmbedder(nn.Module):
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(1 + cfg.d_max, cfg.hidden), nn.GELU(),
-                                 nn.Linear(cfg.hidden, cfg.hidden))
+        self.mlp = nn.Sequential(nn.Linear(1 + cfg.d_max, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.hidden))
 
     def forward(self, times: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([times[..., None], values], dim=-1))
@@ -201,8 +201,9 @@ class Fusion(nn.Module):
         self.norm = _layer_norm(cfg.hidden)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.fusion_layers))
 
-    def forward(self, data: torch.Tensor, symbols: torch.Tensor | None,
-                symbol_padding: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, data: torch.Tensor, symbols: torch.Tensor | None, symbol_padding: torch.Tensor | None
+    ) -> torch.Tensor:
         x = data + self.types.weight[0]
         padding = None
         if symbols is not None:
@@ -243,8 +244,7 @@ class SymbolDecoder(nn.Module):
         self.output = nn.Linear(cfg.hidden, cfg.vocab_size)
         self.output.weight = self.embedding.tokens.weight  # tied (--share_inout_emb)
 
-    def forward(self, ids: torch.Tensor, memory: torch.Tensor,
-                memory_padding: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor | None) -> torch.Tensor:
         length = ids.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=ids.device).triu(1)
         x = self.embedding(ids)
@@ -306,12 +306,16 @@ class ProseModel(nn.Module):
     def _check_inputs(self, data_times, data_values, symbol_ids, symbol_mask) -> int:
         cfg = self.cfg
         if data_values.dim() != 3 or data_values.shape[-1] != cfg.d_max:
-            raise InputError(f"data_values must have shape (batch, times, d_max={cfg.d_max}), "
-                             f"got {tuple(data_values.shape)}; zero-pad states to d_max components")
+            raise InputError(
+                f"data_values must have shape (batch, times, d_max={cfg.d_max}), "
+                f"got {tuple(data_values.shape)}; zero-pad states to d_max components"
+            )
         batch, times = data_values.shape[:2]
         if data_times.shape != (batch, times):
-            raise InputError(f"data_times must have shape (batch, times) = {(batch, times)} to match "
-                             f"data_values, got {tuple(data_times.shape)}")
+            raise InputError(
+                f"data_times must have shape (batch, times) = {(batch, times)} to match "
+                f"data_values, got {tuple(data_times.shape)}"
+            )
         if cfg.data_only:
             if symbol_ids is not None:
                 raise InputError("this model is data_only: pass symbol_ids=None")
@@ -319,28 +323,39 @@ class ProseModel(nn.Module):
         if symbol_ids is None:
             raise InputError("symbol_ids are required unless the config is data_only")
         if symbol_ids.dim() != 2 or symbol_ids.shape[0] != batch:
-            raise InputError(f"symbol_ids must have shape (batch={batch}, length), got "
-                             f"{tuple(symbol_ids.shape)}: batch sizes must match data_values")
+            raise InputError(
+                f"symbol_ids must have shape (batch={batch}, length), got "
+                f"{tuple(symbol_ids.shape)}: batch sizes must match data_values"
+            )
         if symbol_ids.shape[1] > cfg.max_symbol_len + 2:
-            raise InputError(f"symbol_ids have {symbol_ids.shape[1]} tokens; at most "
-                             f"max_symbol_len + 2 = {cfg.max_symbol_len + 2}")
+            raise InputError(
+                f"symbol_ids have {symbol_ids.shape[1]} tokens; at most max_symbol_len + 2 = {cfg.max_symbol_len + 2}"
+            )
         if symbol_mask is not None and symbol_mask.shape != symbol_ids.shape:
-            raise InputError(f"symbol_mask must have symbol_ids' shape {tuple(symbol_ids.shape)}, "
-                             f"got {tuple(symbol_mask.shape)}")
+            raise InputError(
+                f"symbol_mask must have symbol_ids' shape {tuple(symbol_ids.shape)}, got {tuple(symbol_mask.shape)}"
+            )
         return batch
 
     def _check_query_times(self, query_times: torch.Tensor, batch: int) -> None:
         if query_times.numel() == 0:
             raise InputError("query_times is empty: pass at least one query time")
         if query_times.dim() == 2 and query_times.shape[0] != batch:
-            raise InputError(f"query_times of shape (batch, Q) must have batch = {batch} to match "
-                             f"data_values, got {tuple(query_times.shape)}")
+            raise InputError(
+                f"query_times of shape (batch, Q) must have batch = {batch} to match "
+                f"data_values, got {tuple(query_times.shape)}"
+            )
         if query_times.dim() not in (1, 2):
             raise InputError(f"query_times must have shape (Q,) or (batch, Q), got {tuple(query_times.shape)}")
 
     # -- blocks --
-    def encode(self, data_times: torch.Tensor, data_values: torch.Tensor,
-               symbol_ids: torch.Tensor | None = None, symbol_mask: torch.Tensor | None = None) -> Encoded:
+    def encode(
+        self,
+        data_times: torch.Tensor,
+        data_values: torch.Tensor,
+        symbol_ids: torch.Tensor | None = None,
+        symbol_mask: torch.Tensor | None = None,
+    ) -> Encoded:
         """Embed, encode and fuse both modalities; returns the fused features split by modality."""
         self._check_inputs(data_times, data_values, symbol_ids, symbol_mask)
         data = self.data_embedder(data_times, data_values)
@@ -364,16 +379,26 @@ class ProseModel(nn.Module):
         if self.symbol_decoder is None:
             raise InputError("this model is data_only: it has no symbol decoder")
         if ids.dim() != 2 or ids.shape[0] != encoded.symbols.shape[0]:
-            raise InputError(f"target_ids must have shape (batch={encoded.symbols.shape[0]}, length), "
-                             f"got {tuple(ids.shape)}: batch sizes must match data_values")
+            raise InputError(
+                f"target_ids must have shape (batch={encoded.symbols.shape[0]}, length), "
+                f"got {tuple(ids.shape)}: batch sizes must match data_values"
+            )
         if ids.shape[1] > self.cfg.max_symbol_len + 2:
-            raise InputError(f"target_ids have {ids.shape[1]} tokens; at most "
-                             f"max_symbol_len + 2 = {self.cfg.max_symbol_len + 2}")
+            raise InputError(
+                f"target_ids have {ids.shape[1]} tokens; at most max_symbol_len + 2 = {self.cfg.max_symbol_len + 2}"
+            )
         return self.symbol_decoder(ids, encoded.symbols, encoded.symbol_padding)
 
-    def forward(self, data_times: torch.Tensor, data_values: torch.Tensor,
-                symbol_ids: torch.Tensor | None = None, symbol_mask: torch.Tensor | None = None, *,
-                query_times: torch.Tensor, target_ids: torch.Tensor | None = None) -> ProseOutput:
+    def forward(
+        self,
+        data_times: torch.Tensor,
+        data_values: torch.Tensor,
+        symbol_ids: torch.Tensor | None = None,
+        symbol_mask: torch.Tensor | None = None,
+        *,
+        query_times: torch.Tensor,
+        target_ids: torch.Tensor | None = None,
+    ) -> ProseOutput:
         """Trajectory at ``query_times`` and (unless data_only) teacher-forced symbol logits.
 
         ``target_ids`` is the decoder input <BOS> + target + <EOS>, right-padded with <PAD>.
@@ -389,10 +414,14 @@ class ProseModel(nn.Module):
     def _start(self, encoded: Encoded, copies: int) -> tuple[Encoded, torch.Tensor]:
         if self.symbol_decoder is None:
             raise InputError("this model is data_only: it has no symbol decoder to decode with")
-        expanded = Encoded(encoded.data, encoded.symbols.repeat_interleave(copies, 0),
-                           encoded.symbol_padding.repeat_interleave(copies, 0))
-        start = torch.full((encoded.symbols.shape[0] * copies, 1), self.cfg.bos_id,
-                           dtype=torch.long, device=encoded.symbols.device)
+        expanded = Encoded(
+            encoded.data,
+            encoded.symbols.repeat_interleave(copies, 0),
+            encoded.symbol_padding.repeat_interleave(copies, 0),
+        )
+        start = torch.full(
+            (encoded.symbols.shape[0] * copies, 1), self.cfg.bos_id, dtype=torch.long, device=encoded.symbols.device
+        )
         return expanded, start
 
     def _next_log_probs(self, encoded: Encoded, ids: torch.Tensor) -> torch.Tensor:
@@ -409,8 +438,9 @@ class ProseModel(nn.Module):
         return max_len
 
     @torch.no_grad()
-    def greedy_decode(self, data_times, data_values, symbol_ids=None, symbol_mask=None, *,
-                      max_len: int | None = None) -> SymbolDecoding:
+    def greedy_decode(
+        self, data_times, data_values, symbol_ids=None, symbol_mask=None, *, max_len: int | None = None
+    ) -> SymbolDecoding:
         """Argmax decoding, batched; stops a sequence at <EOS> and all at ``max_len`` tokens."""
         max_len = self._check_max_len(max_len)
         encoded, ids = self._start(self.encode(data_times, data_values, symbol_ids, symbol_mask), 1)
@@ -431,8 +461,9 @@ class ProseModel(nn.Module):
         return SymbolDecoding(tokens[:, None], lengths[:, None], scores[:, None])
 
     @torch.no_grad()
-    def beam_search(self, data_times, data_values, symbol_ids=None, symbol_mask=None, *,
-                    beam_size: int, max_len: int | None = None) -> SymbolDecoding:
+    def beam_search(
+        self, data_times, data_values, symbol_ids=None, symbol_mask=None, *, beam_size: int, max_len: int | None = None
+    ) -> SymbolDecoding:
         """Beam search on summed log-probabilities, batched over batch x beam.
 
         A finished beam stays in the beam with its score frozen (it can only continue with <PAD>
@@ -469,15 +500,17 @@ class ProseModel(nn.Module):
 
 
 # --- losses -------------------------------------------------------------------------------------
-def trajectory_loss(predicted: torch.Tensor, target: torch.Tensor,
-                    dim_mask: torch.Tensor | None = None) -> torch.Tensor:
+def trajectory_loss(
+    predicted: torch.Tensor, target: torch.Tensor, dim_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """L_data = mean_b ||û_b - u_b||² / (||u_b||² + 1e-5), norms over times and valid dims.
 
     ``dim_mask`` (B, d_max) is True for a family's real components (padded ones are excluded).
     """
     if predicted.shape != target.shape:
-        raise InputError(f"predicted trajectory {tuple(predicted.shape)} and target "
-                         f"{tuple(target.shape)} must have the same shape")
+        raise InputError(
+            f"predicted trajectory {tuple(predicted.shape)} and target {tuple(target.shape)} must have the same shape"
+        )
     mask = torch.ones_like(target) if dim_mask is None else dim_mask[:, None, :].to(target.dtype)
     error = ((predicted - target) ** 2 * mask).sum(dim=(1, 2))
     norm = (target**2 * mask).sum(dim=(1, 2))
@@ -498,8 +531,13 @@ class ProseLosses:
     symbol: torch.Tensor | None
 
 
-def prose_loss(output: ProseOutput, target_trajectory: torch.Tensor, dim_mask: torch.Tensor | None,
-               target_ids: torch.Tensor | None, pad_id: int = 2) -> ProseLosses:
+def prose_loss(
+    output: ProseOutput,
+    target_trajectory: torch.Tensor,
+    dim_mask: torch.Tensor | None,
+    target_ids: torch.Tensor | None,
+    pad_id: int = 2,
+) -> ProseLosses:
     """L = 6.0 · L_data + 1.0 · L_sym (the reference's weights); L_data alone when there are no symbol logits."""
     data = trajectory_loss(output.trajectory, target_trajectory, dim_mask)
     if output.symbol_logits is None:
@@ -509,14 +547,16 @@ def prose_loss(output: ProseOutput, target_trajectory: torch.Tensor, dim_mask: t
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def batch_token_ids(sequences: Sequence[Sequence[int]], *, pad_id: int, bos_id: int | None = None,
-                    eos_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_token_ids(
+    sequences: Sequence[Sequence[int]], *, pad_id: int, bos_id: int | None = None, eos_id: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists into (ids, mask) of shape (B, L); optionally wrap each in <BOS> ... <EOS>.
 
     Symbol-encoder inputs are bare skeletons (no BOS/EOS); decoder targets get both, as in the reference.
     """
-    wrapped = [([bos_id] if bos_id is not None else []) + list(s) + ([eos_id] if eos_id is not None else [])
-               for s in sequences]
+    wrapped = [
+        ([bos_id] if bos_id is not None else []) + list(s) + ([eos_id] if eos_id is not None else []) for s in sequences
+    ]
     if not wrapped or min(len(s) for s in wrapped) == 0:
         raise InputError("batch_token_ids needs a non-empty list of non-empty sequences")
     length = max(len(s) for s in wrapped)

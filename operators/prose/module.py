@@ -25,7 +25,7 @@ import torch
 
 from operators.prose.config import ProseTrainableConfig
 from operators.prose.model import ProseModel, ProseOutput, count_parameters, prose_loss
-from operators.prose.samples import corrupted_inputs, load_data, make_batch
+from operators.prose.samples import corrupted_inputs, load_data, make_batch, run_model
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary
 from workbench.batches import step_loader
@@ -48,12 +48,11 @@ def inverse_sqrt_lr(step: int, lr: float, warmup_steps: int, warmup_init_lr: flo
 
 def forward_losses(model, batch: dict):
     """ProseLosses of one batch (the trajectory in float32 for the relative L²)."""
-    symbols = "symbol_ids" in batch
-    output = model(batch["data_times"], batch["data_values"], batch.get("symbol_ids"), batch.get("symbol_mask"),
-                   query_times=batch["query_times"], target_ids=batch.get("target_ids") if symbols else None)
+    output = run_model(model, batch, teacher_forcing="symbol_ids" in batch)
     output = ProseOutput(output.trajectory.float(), output.symbol_logits)
-    return prose_loss(output, batch["target"].float(), batch["dim_mask"], batch.get("target_ids"),
-                      pad_id=model.cfg.pad_id)
+    return prose_loss(
+        output, batch["target"].float(), batch["dim_mask"], batch.get("target_ids"), pad_id=model.cfg.pad_id
+    )
 
 
 class Prose(pl.LightningModule):
@@ -68,8 +67,9 @@ class Prose(pl.LightningModule):
         self.train_data, val = load_data(config)
         self.val_data = val.subset(np.arange(min(config.eval_samples, len(val))))
         # The validation corruption is drawn once, from seed 42 (the official --test_env_seed).
-        self.val_inputs = corrupted_inputs(self.val_data, range(len(self.val_data)), self.corruptor,
-                                           np.random.default_rng(TEST_CORRUPTION_SEED))
+        self.val_inputs = corrupted_inputs(
+            self.val_data, range(len(self.val_data)), self.corruptor, np.random.default_rng(TEST_CORRUPTION_SEED)
+        )
         self.evaluations: dict[int, tuple[float, float]] = {}  # filled by PeriodicEvaluation
 
     def draw(self, rng: np.random.Generator, step: int) -> tuple[np.ndarray, list | None]:
@@ -81,12 +81,24 @@ class Prose(pl.LightningModule):
     def build_batch(self, share: tuple[np.ndarray, list | None]) -> dict:
         """Tensors of this rank's rows (run in the DataLoader's workers)."""
         rows, inputs = share
-        return make_batch(self.train_data, rows, inputs, input_len=self.config.input_len, d_max=self.config.d_max,
-                          vocabulary=self.vocabulary, with_symbols=self.with_symbols)
+        return make_batch(
+            self.train_data,
+            rows,
+            inputs,
+            input_len=self.config.input_len,
+            d_max=self.config.d_max,
+            vocabulary=self.vocabulary,
+            with_symbols=self.with_symbols,
+        )
 
     def train_dataloader(self):
-        return step_loader(self, self.draw, batch_size=self.config.batch_size, build=self.build_batch,
-                           workers=self.config.loader_workers)
+        return step_loader(
+            self,
+            self.draw,
+            batch_size=self.config.batch_size,
+            build=self.build_batch,
+            workers=self.config.loader_workers,
+        )
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -96,9 +108,15 @@ class Prose(pl.LightningModule):
         totals, n = np.zeros(2), len(self.val_data)
         for start in range(0, n, self.config.batch_size):
             rows = np.arange(start, min(n, start + self.config.batch_size))
-            batch = make_batch(self.val_data, rows, [self.val_inputs[i] for i in rows],
-                               input_len=self.config.input_len, d_max=self.config.d_max,
-                               vocabulary=self.vocabulary, with_symbols=self.with_symbols)
+            batch = make_batch(
+                self.val_data,
+                rows,
+                [self.val_inputs[i] for i in rows],
+                input_len=self.config.input_len,
+                d_max=self.config.d_max,
+                vocabulary=self.vocabulary,
+                with_symbols=self.with_symbols,
+            )
             batch = {k: v.to(self.device) for k, v in batch.items()}
             losses = forward_losses(self.model, batch)
             sym = float("nan") if losses.symbol is None else float(losses.symbol)
@@ -120,11 +138,13 @@ class Prose(pl.LightningModule):
         ds["val_data_loss"] = ("eval_step", values[:, 0])
         ds["val_data_loss"].attrs["description"] = (
             f"relative squared L2 of the trajectory on {len(self.val_data)} fixed validation "
-            "samples (noisy targets), after eval_step optimizer steps")
+            "samples (noisy targets), after eval_step optimizer steps"
+        )
         ds["val_symbol_loss"] = ("eval_step", values[:, 1])
         ds["val_symbol_loss"].attrs["description"] = (
             "teacher-forced token cross-entropy on the same samples, skeleton corruption "
-            "drawn once with seed 42; NaN for data_only")
+            "drawn once with seed 42; NaN for data_only"
+        )
         ds["final_val_data_loss"] = ((), values[-1, 0] if len(values) else np.nan)
         ds["final_val_symbol_loss"] = ((), values[-1, 1] if len(values) else np.nan)
         ds["params"] = ((), np.int64(self.counts["total"]))
@@ -141,8 +161,10 @@ class Prose(pl.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps,
-                                      weight_decay=c.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps, weight_decay=c.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: inverse_sqrt_lr(step, c.lr, c.warmup_steps, c.warmup_init_lr) / c.lr)
+            optimizer, lambda step: inverse_sqrt_lr(step, c.lr, c.warmup_steps, c.warmup_init_lr) / c.lr
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

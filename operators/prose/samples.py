@@ -32,7 +32,7 @@ from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary, tokenize
 from workbench.errors import InputError
 
-__all__ = ["ProseData", "corrupted_inputs", "load_data", "make_batch", "pad_ids", "prepare_data"]
+__all__ = ["ProseData", "corrupted_inputs", "load_data", "make_batch", "pad_ids", "prepare_data", "run_model"]
 
 
 @dataclass
@@ -58,10 +58,17 @@ class ProseData:
 
     def subset(self, rows) -> ProseData:
         rows = np.asarray(rows, dtype=np.int64)
-        return ProseData(self.t, self.noisy[rows], self.clean[rows], self.dim[rows], self.family[rows],
-                         self.families, [self.tokens[i] for i in rows],
-                         [self.target_ids[i] for i in rows] if self.target_ids else [],
-                         [self.terms[i] for i in rows] if self.terms else [])
+        return ProseData(
+            self.t,
+            self.noisy[rows],
+            self.clean[rows],
+            self.dim[rows],
+            self.family[rows],
+            self.families,
+            [self.tokens[i] for i in rows],
+            [self.target_ids[i] for i in rows] if self.target_ids else [],
+            [self.terms[i] for i in rows] if self.terms else [],
+        )
 
 
 def _family_tokens(raw: dict) -> list[list[str]]:
@@ -79,8 +86,9 @@ def prepare_data(raw: dict, d_max: int, *, source: str = "data") -> ProseData:
     if noisy.ndim != 3:
         raise InputError(f"{source}: trajectories must have shape (n, T, d), got {noisy.shape}")
     if noisy.shape[2] > d_max:
-        raise InputError(f"{source} has {noisy.shape[2]}-dimensional states but d_max = {d_max}; "
-                         f"set d_max: {noisy.shape[2]}")
+        raise InputError(
+            f"{source} has {noisy.shape[2]}-dimensional states but d_max = {d_max}; set d_max: {noisy.shape[2]}"
+        )
     pad = ((0, 0), (0, 0), (0, d_max - noisy.shape[2]))
     tokens = raw.get("tokens")
     if tokens is None:
@@ -88,9 +96,15 @@ def prepare_data(raw: dict, d_max: int, *, source: str = "data") -> ProseData:
     tokens = [t.split() if isinstance(t, str) else list(t) for t in tokens]
     if len(tokens) != noisy.shape[0]:
         raise InputError(f"{source}: {len(tokens)} token lists for {noisy.shape[0]} trajectories")
-    data = ProseData(np.asarray(raw["t"], dtype=np.float64), np.pad(noisy, pad).astype(np.float32),
-                     np.pad(clean, pad).astype(np.float32), np.asarray(raw["dim"], dtype=np.int64),
-                     np.asarray(raw["family"], dtype=np.int64), tuple(raw["families"]), tokens)
+    data = ProseData(
+        np.asarray(raw["t"], dtype=np.float64),
+        np.pad(noisy, pad).astype(np.float32),
+        np.pad(clean, pad).astype(np.float32),
+        np.asarray(raw["dim"], dtype=np.int64),
+        np.asarray(raw["family"], dtype=np.int64),
+        tuple(raw["families"]),
+        tokens,
+    )
     vocabulary = Vocabulary(max_dim=d_max)
     corruptor = SkeletonCorruptor(vocabulary)
     data.target_ids = [vocabulary.encode(t) for t in tokens]
@@ -124,8 +138,9 @@ def _hold_out(data: ProseData, n_val: int) -> tuple[ProseData, ProseData]:
     is_val = np.zeros(len(data), dtype=bool)
     is_val[val_rows] = True
     if is_val.all() or not is_val.any():
-        raise InputError(f"cannot hold out n_val = {n_val} samples per family from {len(data)} samples; "
-                         "lower n_val or give val_data")
+        raise InputError(
+            f"cannot hold out n_val = {n_val} samples per family from {len(data)} samples; lower n_val or give val_data"
+        )
     return data.subset(np.flatnonzero(~is_val)), data.subset(np.flatnonzero(is_val))
 
 
@@ -134,20 +149,23 @@ def load_data(config: ProseTrainableConfig) -> tuple[ProseData, ProseData]:
     if not config.data:
         key = (config.families, config.n_train + config.n_val, config.data_seed, config.data_workers, config.engine)
         if (key, config.d_max) not in _PREPARED:
-            raw = generate(config.families, key[1], config.data_seed, workers=config.data_workers,
-                           engine=config.engine)
-            _PREPARED[(key, config.d_max)] = _hold_out(prepare_data(raw, config.d_max, source="generated data"),
-                                                       config.n_val)
+            raw = generate(config.families, key[1], config.data_seed, workers=config.data_workers, engine=config.engine)
+            _PREPARED[(key, config.d_max)] = _hold_out(
+                prepare_data(raw, config.d_max, source="generated data"), config.n_val
+            )
         train, val = _PREPARED[(key, config.d_max)]
     elif config.val_data or _has_split(config.data, "val"):
-        train, val = _loaded(config.data, "train", config.d_max), _loaded(config.val_data or config.data, "val",
-                                                                         config.d_max)
+        train, val = (
+            _loaded(config.data, "train", config.d_max),
+            _loaded(config.val_data or config.data, "val", config.d_max),
+        )
     else:
         train, val = _hold_out(_loaded(config.data, "train", config.d_max), config.n_val)
     for name, part in (("data", train), ("validation data", val)):
         if config.input_len >= len(part.t):
-            raise InputError(f"{name} has {len(part.t)} time points; input_len = {config.input_len} "
-                             "must leave query times")
+            raise InputError(
+                f"{name} has {len(part.t)} time points; input_len = {config.input_len} must leave query times"
+            )
     return train, val
 
 
@@ -167,8 +185,9 @@ def pad_ids(sequences, pad_id: int, *, bos_id: int | None = None, eos_id: int | 
     return ids, ids != pad_id
 
 
-def make_batch(data: ProseData, rows, symbol_inputs, *, input_len: int, d_max: int, vocabulary,
-               with_symbols: bool) -> dict:
+def make_batch(
+    data: ProseData, rows, symbol_inputs, *, input_len: int, d_max: int, vocabulary, with_symbols: bool
+) -> dict:
     """Tensors of one batch. `symbol_inputs` are the (corrupted) skeleton ids of `rows`."""
     rows = np.asarray(rows, dtype=np.int64)
     t = data.t.astype(np.float32)
@@ -181,11 +200,21 @@ def make_batch(data: ProseData, rows, symbol_inputs, *, input_len: int, d_max: i
     }
     if with_symbols:
         ids, mask = pad_ids(symbol_inputs, vocabulary.pad_id)
-        target, _ = pad_ids([data.target_ids[i] for i in rows], vocabulary.pad_id,
-                            bos_id=vocabulary.bos_id, eos_id=vocabulary.eos_id)
-        batch.update(symbol_ids=torch.from_numpy(ids), symbol_mask=torch.from_numpy(mask),
-                     target_ids=torch.from_numpy(target))
+        target, _ = pad_ids(
+            [data.target_ids[i] for i in rows], vocabulary.pad_id, bos_id=vocabulary.bos_id, eos_id=vocabulary.eos_id
+        )
+        batch.update(
+            symbol_ids=torch.from_numpy(ids), symbol_mask=torch.from_numpy(mask), target_ids=torch.from_numpy(target)
+        )
     return batch
+
+
+def run_model(model, batch: dict, *, teacher_forcing: bool = False):
+    """The model's output on a `make_batch` batch; with `teacher_forcing`, the symbol decoder reads
+    the target tokens (training and validation losses), else only the trajectory is predicted."""
+    return model(batch["data_times"], batch["data_values"], batch.get("symbol_ids"), batch.get("symbol_mask"),
+                 query_times=batch["query_times"],
+                 target_ids=batch.get("target_ids") if teacher_forcing else None)  # fmt: skip
 
 
 def corrupted_inputs(data: ProseData, rows, corruptor, rng: np.random.Generator) -> list[list[int]]:

@@ -25,15 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from operators.prose.tokens import (
-    BINARY,
-    PLACEHOLDER,
-    SEPARATOR,
-    SIGNS,
-    UNARY,
-    Vocabulary,
-    variables,
-)
+from operators.prose.tokens import BINARY, PLACEHOLDER, SEPARATOR, SIGNS, UNARY, Vocabulary, variables
 from workbench.errors import InputError
 
 __all__ = ["SkeletonCorruptor", "component_terms", "join_terms", "split_components"]
@@ -135,8 +127,9 @@ class SkeletonCorruptor:
             words = [[PLACEHOLDER], *(["mul", PLACEHOLDER, v] for v in u)]
             for i in range(dim):
                 for j in range(i, dim):
-                    words.append(["mul", PLACEHOLDER, "pow2", u[i]] if i == j
-                                 else ["mul", PLACEHOLDER, "mul", u[i], u[j]])
+                    words.append(
+                        ["mul", PLACEHOLDER, "pow2", u[i]] if i == j else ["mul", PLACEHOLDER, "mul", u[i], u[j]]
+                    )
             self._shapes[dim] = [self.vocabulary.encode(w) for w in words]
         return self._shapes[dim]
 
@@ -144,8 +137,10 @@ class SkeletonCorruptor:
         """Once per sample: the target's per-component terms as skeleton ids (constants -> placeholder)."""
         from operators.prose.tokens import skeletonize
 
-        return [[(sign, self.vocabulary.encode(skeletonize(body))) for sign, body in component]
-                for component in component_terms(target_tokens)]
+        return [
+            [(sign, self.vocabulary.encode(skeletonize(body))) for sign, body in component]
+            for component in component_terms(target_tokens)
+        ]
 
     def skeleton(self, terms: Sequence[Sequence[tuple[int, list[int]]]]) -> list[int]:
         """Prepared terms -> skeleton ids, components joined by ``|``."""
@@ -156,8 +151,9 @@ class SkeletonCorruptor:
             out += join_terms(component, self.add, self.sub, self.neg)
         return out
 
-    def corrupt(self, terms: Sequence[Sequence[tuple[int, list[int]]]], rng: np.random.Generator,
-                dim: int | None = None) -> tuple[list[int], str]:
+    def corrupt(
+        self, terms: Sequence[Sequence[tuple[int, list[int]]]], rng: np.random.Generator, dim: int | None = None
+    ) -> tuple[list[int], str]:
         """One corruption draw: (skeleton ids, "add" | "delete" | "none").
 
         Add (p = add_prob): a term of a uniformly drawn shape at a random position of a random
@@ -174,7 +170,7 @@ class SkeletonCorruptor:
             component = int(rng.integers(len(terms)))
             changed = list(terms[component])
             changed.insert(int(rng.integers(len(changed) + 1)), (1, shape))
-            return self.skeleton([*terms[:component], changed, *terms[component + 1:]]), "add"
+            return self.skeleton([*terms[:component], changed, *terms[component + 1 :]]), "add"
         if draw < self.add_prob + self.miss_prob:
             eligible = [i for i, component in enumerate(terms) if len(component) >= 2]
             if not eligible:
@@ -182,5 +178,5 @@ class SkeletonCorruptor:
             component = eligible[int(rng.integers(len(eligible)))]
             changed = list(terms[component])
             changed.pop(int(rng.integers(len(changed))))
-            return self.skeleton([*terms[:component], changed, *terms[component + 1:]]), "delete"
+            return self.skeleton([*terms[:component], changed, *terms[component + 1 :]]), "delete"
         return self.skeleton(terms), "none"

@@ -96,20 +96,13 @@ def encode_float(value: float) -> list[str]:
     if exponent < -MAX_EXPONENT:
         digits, exponent = "0" * MANTISSA_DIGITS, 0
     if exponent > MAX_EXPONENT:
-        raise InputError(
-            f"constant {value:g} is too large for the float tokens (|x| must be below 9.995e12)"
-        )
+        raise InputError(f"constant {value:g} is too large for the float tokens (|x| must be below 9.995e12)")
     return [sign, f"N{digits}", f"E{exponent}"]
 
 
 def decode_float(tokens: Sequence[str]) -> float:
     """``[sign, Nmmm, Ee]`` -> float. Raises InputError if the three words are not a float."""
-    if (
-        len(tokens) != 3
-        or tokens[0] not in SIGNS
-        or tokens[1] not in _MANTISSA_SET
-        or tokens[2] not in _EXPONENT_SET
-    ):
+    if len(tokens) != 3 or tokens[0] not in SIGNS or tokens[1] not in _MANTISSA_SET or tokens[2] not in _EXPONENT_SET:
         raise InputError(f"not a float token triple: {list(tokens)!r}")
     return float(f"{tokens[0]}{tokens[1][1:]}e{tokens[2][1:]}")
 
@@ -232,9 +225,7 @@ def _encode(expr: sympy.Expr, max_dim: int) -> list[str]:
     if expr.is_Symbol:
         match = _VARIABLE.fullmatch(expr.name)
         if not match or int(match.group(1)) >= max_dim:
-            raise InputError(
-                f"unknown variable {expr.name!r}: state variables are u_0 ... u_{max_dim - 1}"
-            )
+            raise InputError(f"unknown variable {expr.name!r}: state variables are u_0 ... u_{max_dim - 1}")
         return [expr.name]
     if expr.is_Add:
         return _encode_sum(sympy.Add.make_args(expr), max_dim)
@@ -242,15 +233,11 @@ def _encode(expr: sympy.Expr, max_dim: int) -> list[str]:
         return _encode_product(expr, max_dim)
     if expr.is_Pow:
         if not expr.exp.is_Integer:
-            raise InputError(
-                f"cannot encode {expr}: only integer powers have words (pow2, pow3, inv)"
-            )
+            raise InputError(f"cannot encode {expr}: only integer powers have words (pow2, pow3, inv)")
         return _encode_power(expr.base, int(expr.exp), max_dim)
     if isinstance(expr, (sympy.sin, sympy.cos)):
         return [type(expr).__name__, *_encode(expr.args[0], max_dim)]
-    raise InputError(
-        f"cannot encode {expr}: supported are + - * / integer powers, sin, cos, numbers and u_i"
-    )
+    raise InputError(f"cannot encode {expr}: supported are + - * / integer powers, sin, cos, numbers and u_i")
 
 
 def tokenize(exprs: Sequence[Any], *, skeleton: bool = False, max_dim: int = MAX_DIM) -> list[str]:
@@ -297,9 +284,7 @@ class Vocabulary:
         if not isinstance(max_dim, int) or max_dim < 1:
             raise InputError(f"max_dim must be a positive integer, got {max_dim!r}")
         self.max_dim = max_dim
-        self.words: tuple[str, ...] = (
-            SPECIALS + (SEPARATOR,) + BINARY + UNARY + variables(max_dim) + FLOAT_WORDS
-        )
+        self.words: tuple[str, ...] = SPECIALS + (SEPARATOR,) + BINARY + UNARY + variables(max_dim) + FLOAT_WORDS
         self._ids = {word: index for index, word in enumerate(self.words)}
 
     def __len__(self) -> int:
@@ -439,9 +424,7 @@ def _parse_component(tokens: list[str], start: int, variable_words: frozenset[st
             raise _Invalid(f"unknown token {word!r} at position {where}")
         position += 1
     if needed > 0:
-        raise _Invalid(
-            f"truncated tree ending at position {start + len(tokens)}: {needed} operand(s) missing"
-        )
+        raise _Invalid(f"truncated tree ending at position {start + len(tokens)}: {needed} operand(s) missing")
     # Pass 2: evaluate right to left with a stack; arities are known to balance.
     stack: list[sympy.Expr] = []
     for kind, item in reversed(units):
@@ -495,7 +478,7 @@ def detokenize(tokens: Any, *, dim: int | None = None, max_dim: int = MAX_DIM) -
         return Decoded(False, None, str(reason))
     except ZeroDivisionError:  # mpmath raises instead of returning zoo for Float(x)/Float(0)
         return Decoded(False, None, "division by zero")
-    except Exception as reason:  # noqa: BLE001 - model output must never crash the caller
+    except Exception as reason:
         return Decoded(False, None, f"{type(reason).__name__} while decoding: {reason}"[:200])
 
 

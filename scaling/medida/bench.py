@@ -3,10 +3,11 @@
 Two things are measured, side by side in this process:
 
 - **ETDRK4 throughput** (Kassam & Trefethen 2005; MEDIDA's preset grid L = 100, N = 1,024, truth
-  step h = 1e-3, from the public code's `experiments/KS/main.py`). The batched torch solver (`operators/ks.py`: on the CPU, cache-sized chunks of
-  members with one batched rfft per stage, spread over torch's thread count; on a GPU, the whole
-  ensemble at once) on a batch of 1,024 perturbed states against a loop over members of a plain
-  numpy ETDRK4 for one state (`operators/ks_reference.py`, the per-member loop of the public code),
+  step h = 1e-3, from the public code's `experiments/KS/main.py`). The batched torch solver
+  (`operators/ks.py`: on the CPU, cache-sized chunks of members with one batched rfft per stage,
+  spread over torch's thread count; on a GPU, the whole ensemble at once) on a batch of 1,024
+  perturbed states against a loop over members of a plain numpy ETDRK4 for one state
+  (`operators/ks_reference.py`, the per-member loop of the public code),
   in member-steps per second, each side the best of 3 runs. The loop's cost per member-step does
   not depend on how many members it runs, so it runs on the first `ref_members` members; the goal
   is ≥ 10× on 2 cores. Agreement: the same members after the same steps, max |Δu| (the two differ
@@ -39,9 +40,9 @@ from operators.ks import ETDRK4, KSEquation, KSGrid, initial_condition
 from operators.ks_reference import NumpyETDRK4
 from scaling.medida.enkf import EnKFConfig, analysis
 
-L, N, H = 100.0, 1024, 1e-3           # the public MEDIDA preset (`experiments/KS/main.py`): grid and truth step
-SIGMA_B, NOISE_MAG = 0.25, 0.01       # its EnKF forecast spread (`EnKF.py`) and its README's noise level
-STATE_TOL, MEAN_TOL = 1e-9, 1e-8      # "agree": round-off level, far below any KS/EnKF signal
+L, N, H = 100.0, 1024, 1e-3  # the public MEDIDA preset (`experiments/KS/main.py`): grid and truth step
+SIGMA_B, NOISE_MAG = 0.25, 0.01  # its EnKF forecast spread (`EnKF.py`) and its README's noise level
+STATE_TOL, MEAN_TOL = 1e-9, 1e-8  # "agree": round-off level, far below any KS/EnKF signal
 
 
 def _sync(device: str):
@@ -87,17 +88,29 @@ def bench_etdrk4(quick: bool = False, device: str = "cpu", seed: int = 0) -> dic
 
     reference = NumpyETDRK4(L, N, H)
     reference.run(states[0], 1)
-    t_loop, looped = _best_time(lambda: np.stack([reference.run(states[i], steps) for i in range(ref_members)]),
-                                repeats)
+    t_loop, looped = _best_time(
+        lambda: np.stack([reference.run(states[i], steps) for i in range(ref_members)]), repeats
+    )
 
     diff = float(np.max(np.abs(batched[:ref_members] - looped)))
     diff32 = float(np.max(np.abs(batched32[:ref_members] - looped)))
     rate = {"numpy_loop": ref_members * steps / t_loop, "torch_batched": members * steps / t_batched}
     rate32 = members * steps / t_batched32
-    return {"N": N, "L": L, "h": H, "steps": steps, "members": members, "ref_members": ref_members,
-            "repeats": repeats, "member_steps_per_s": rate, "ratio": rate["torch_batched"] / rate["numpy_loop"],
-            "goal_ratio": 10.0, "max_abs_diff": diff, "agree": diff < STATE_TOL,
-            "float32": {"member_steps_per_s": rate32, "ratio": rate32 / rate["numpy_loop"], "max_abs_diff": diff32}}
+    return {
+        "N": N,
+        "L": L,
+        "h": H,
+        "steps": steps,
+        "members": members,
+        "ref_members": ref_members,
+        "repeats": repeats,
+        "member_steps_per_s": rate,
+        "ratio": rate["torch_batched"] / rate["numpy_loop"],
+        "goal_ratio": 10.0,
+        "max_abs_diff": diff,
+        "agree": diff < STATE_TOL,
+        "float32": {"member_steps_per_s": rate32, "ratio": rate32 / rate["numpy_loop"], "max_abs_diff": diff32},
+    }
 
 
 def _time_analysis(forecast, obs, obs_std, form: str, seed: int, device: str):
@@ -126,9 +139,18 @@ def bench_enkf(quick: bool = False, device: str = "cpu", seed: int = 0) -> dict:
         # Spectral localisation is a different (localised) analysis: timed, not compared.
         t_spectral, _ = _time_analysis(forecast, obs, obs_std, "spectral", seed, device)
         diff = float(np.max(np.abs(mean_auto - mean_explicit)))
-        runs.append({"members": m, "form": "state" if m >= N else "ensemble", "auto_s": t_auto,
-                     "explicit_s": t_explicit, "spectral_s": t_spectral, "ratio": t_explicit / t_auto, "max_abs_mean_diff": diff,
-                     "agree": diff < MEAN_TOL})
+        runs.append(
+            {
+                "members": m,
+                "form": "state" if m >= N else "ensemble",
+                "auto_s": t_auto,
+                "explicit_s": t_explicit,
+                "spectral_s": t_spectral,
+                "ratio": t_explicit / t_auto,
+                "max_abs_mean_diff": diff,
+                "agree": diff < MEAN_TOL,
+            }
+        )
         del forecast
     return {"n": N, "obs_std": obs_std, "sigma_b": SIGMA_B, "runs": runs, "agree": all(r["agree"] for r in runs)}
 
@@ -138,31 +160,45 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     ks = bench_etdrk4(quick, device)
     enkf = bench_enkf(quick, device)
     # `same_optimum` is what `workbench bench` checks for its exit status: 1 when the sides disagree.
-    return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
-            "etdrk4": ks, "enkf": enkf, "same_optimum": bool(ks["agree"] and enkf["agree"])}
+    return {
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
+        "etdrk4": ks,
+        "enkf": enkf,
+        "same_optimum": bool(ks["agree"] and enkf["agree"]),
+    }
 
 
 def format_result(result: dict) -> str:
     k = result["etdrk4"]
     rate = k["member_steps_per_s"]
-    lines = [f"KS ETDRK4, N = {k['N']}, L = {k['L']:g}, h = {k['h']:g}, {k['steps']} steps on {result['device']} "
-             f"(torch {result['torch']}, {result['threads']} threads, {result['cpus']} CPUs)",
-             f"{'':34}{'members':>8}{'member-steps/s':>16}{'ratio':>8}   (best of {k['repeats']} runs each)",
-             f"{'numpy ETDRK4, loop over members':34}{k['ref_members']:>8}{rate['numpy_loop']:>16,.0f}{1.0:>7.1f}x",
-             f"{'torch ETDRK4, batched':34}{k['members']:>8}{rate['torch_batched']:>16,.0f}{k['ratio']:>7.1f}x",
-             f"{'  (float32, not the headline)':34}{k['members']:>8}{k['float32']['member_steps_per_s']:>16,.0f}"
-             f"{k['float32']['ratio']:>7.1f}x   max |du| {k['float32']['max_abs_diff']:.1e}",
-             f"goal >= {k['goal_ratio']:.0f}x: {'met' if k['ratio'] >= k['goal_ratio'] else 'NOT met'}; "
-             f"same members, max |du| {k['max_abs_diff']:.1e} -> {'agree' if k['agree'] else 'DISAGREE'}"]
+    lines = [
+        f"KS ETDRK4, N = {k['N']}, L = {k['L']:g}, h = {k['h']:g}, {k['steps']} steps on {result['device']} "
+        f"(torch {result['torch']}, {result['threads']} threads, {result['cpus']} CPUs)",
+        f"{'':34}{'members':>8}{'member-steps/s':>16}{'ratio':>8}   (best of {k['repeats']} runs each)",
+        f"{'numpy ETDRK4, loop over members':34}{k['ref_members']:>8}{rate['numpy_loop']:>16,.0f}{1.0:>7.1f}x",
+        f"{'torch ETDRK4, batched':34}{k['members']:>8}{rate['torch_batched']:>16,.0f}{k['ratio']:>7.1f}x",
+        f"{'  (float32, not the headline)':34}{k['members']:>8}{k['float32']['member_steps_per_s']:>16,.0f}"
+        f"{k['float32']['ratio']:>7.1f}x   max |du| {k['float32']['max_abs_diff']:.1e}",
+        f"goal >= {k['goal_ratio']:.0f}x: {'met' if k['ratio'] >= k['goal_ratio'] else 'NOT met'}; "
+        f"same members, max |du| {k['max_abs_diff']:.1e} -> {'agree' if k['agree'] else 'DISAGREE'}",
+    ]
     e = result["enkf"]
-    lines.append(f"EnKF analysis, n = {e['n']}, sigma_b = {e['sigma_b']}, obs std {e['obs_std']:.4f} "
-                 f"(auto form vs explicit inverse K = B(B+R)^-1, same seed)")
-    lines.append(f"{'members':>8}{'auto form':>11}{'auto s':>10}{'explicit s':>12}{'ratio':>8}{'max |d mean|':>14}"
-                 f"{'spectral-localised s':>22}")
+    lines.append(
+        f"EnKF analysis, n = {e['n']}, sigma_b = {e['sigma_b']}, obs std {e['obs_std']:.4f} "
+        f"(auto form vs explicit inverse K = B(B+R)^-1, same seed)"
+    )
+    lines.append(
+        f"{'members':>8}{'auto form':>11}{'auto s':>10}{'explicit s':>12}{'ratio':>8}{'max |d mean|':>14}"
+        f"{'spectral-localised s':>22}"
+    )
     for r in e["runs"]:
-        lines.append(f"{r['members']:>8}{r['form']:>11}{r['auto_s']:>10.3f}{r['explicit_s']:>12.3f}"
-                     f"{r['ratio']:>7.1f}x{r['max_abs_mean_diff']:>14.1e}{r.get('spectral_s', float('nan')):>22.3f}")
+        lines.append(
+            f"{r['members']:>8}{r['form']:>11}{r['auto_s']:>10.3f}{r['explicit_s']:>12.3f}"
+            f"{r['ratio']:>7.1f}x{r['max_abs_mean_diff']:>14.1e}{r.get('spectral_s', float('nan')):>22.3f}"
+        )
     lines.append(f"analysis means {'agree' if e['agree'] else 'DISAGREE'} (tolerance {MEAN_TOL:g})")
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from workbench.cli import add_area, add_parser, emit
+from workbench.cli import add_area, add_job_flags, add_parser, add_set_flag, emit
 from workbench.errors import ConfigError, InputError
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -22,20 +22,12 @@ def register(areas, name: str, help_text: str) -> None:
 
     p = add_parser(verbs, "run", _run, json=True)
     p.add_argument("target", metavar="CASE|CONFIG", help="a built-in case name or a config file")
-    _add_set(p, "pairs=2")
+    add_set_flag(p, "pairs=2")
 
-    p = add_parser(verbs, "cases", _cases, json=True)
+    add_parser(verbs, "cases", _cases, json=True)
 
-    p = add_parser(verbs, "sweep", _sweep, json=True)
-    p.add_argument("config", help="a sweep config (YAML/JSON)")
-    _add_set(p, "base.pairs=2")
-    p.add_argument("--executor", default="auto", choices=("auto", "local", "slurm", "debug"),
-                   help="where members run: a SLURM array, local processes, or in this process (debug)")
-
-
-def _add_set(parser, example: str) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a config key (repeatable), e.g. --set {example}")
+    p = add_parser(verbs, "sweep", _sweep)
+    add_job_flags(p, config_help="a sweep config (YAML/JSON)", set_example="base.pairs=2")
 
 
 def _overrides(items: list[str]) -> list[str]:
@@ -69,8 +61,10 @@ def load_run_config(target: str, overrides: list[str]):
             raise InputError(f"{exc} (in {target})") from None
     else:
         if target.strip().lower() not in {c.lower() for c in CASES}:
-            raise InputError(f"{target!r} is neither a built-in MEDIDA case nor a config file (.yaml/.json); "
-                             f"`workbench medida cases` lists the cases ({', '.join(list(CASES)[:3])}, …)")
+            raise InputError(
+                f"{target!r} is neither a built-in MEDIDA case nor a config file (.yaml/.json); "
+                f"`workbench medida cases` lists the cases ({', '.join(list(CASES)[:3])}, …)"
+            )
         config = MedidaConfig(case=canonical_case(target))
     if overrides:
         overrides = _overrides(overrides)
@@ -113,25 +107,39 @@ def _run(args) -> int:
     # The corrected model's LHS coefficient of each term: λ_model − ξ (RHS error ξ, LHS = −RHS).
     lhs_terms = [t for t in result.terms if t in model_rhs or t in truth_rhs or t in result.discovered]
     lhs_terms += sorted((set(model_rhs) | set(truth_rhs)) - set(lhs_terms))
-    corrected = {t: {"model": 0.0 - model_rhs.get(t, 0.0),
-                     "corrected": 0.0 - model_rhs.get(t, 0.0) - result.discovered.get(t, {"coef": 0.0})["coef"],
-                     "truth": 0.0 - truth_rhs.get(t, 0.0)} for t in lhs_terms}
+    corrected = {
+        t: {
+            "model": 0.0 - model_rhs.get(t, 0.0),
+            "corrected": 0.0 - model_rhs.get(t, 0.0) - result.discovered.get(t, {"coef": 0.0})["coef"],
+            "truth": 0.0 - truth_rhs.get(t, 0.0),
+        }
+        for t in lhs_terms
+    }
 
     payload = result.to_json()
-    payload.update(case=config.case or None, max_relative_error=result.max_relative_error(),
-                   corrected_lhs=corrected, sympy=str(expr),
-                   config=_plain_config(config))
+    payload.update(
+        case=config.case or None,
+        max_relative_error=result.max_relative_error(),
+        corrected_lhs=corrected,
+        sympy=str(expr),
+        config=_plain_config(config),
+    )
 
-    da = (f"EnKF {config.ensemble} members" if config.noise > 0 and config.ensemble is not None
-          else "no data assimilation")
+    da = (
+        f"EnKF {config.ensemble} members"
+        if config.noise > 0 and config.ensemble is not None
+        else "no data assimilation"
+    )
     lam = ", ".join(_fmt(0.0 - model_rhs.get(t, 0.0)) for t in ("u*u_x", "u_xx", "u_xxxx"))
     extra = "".join(f" + {_fmt(-model_rhs[t])}·{t}" for t in ("u_xxx", "u^2*u_x") if t in model_rhs)
-    lines = [f"MEDIDA {config.case or Path(args.target).name}: model u_t + [{lam}]·(u·u_x, u_xx, u_xxxx){extra} = 0, "
-             f"truth λ = [{', '.join(_fmt(v) for v in config.lambda_true)}]",
-             f"noise {config.noise:g}·std(u), {da}, {config.pairs} pairs, Δt {config.dt:g}, {config.estimate}, "
-             f"library {len(result.terms)} terms ({config.library.derivatives}), {config.regression.method}",
-             "",
-             f"  {'term':<10} {'true error':>12} {'discovered (coef ± std)':>30} {'rel. error':>11}"]
+    lines = [
+        f"MEDIDA {config.case or Path(args.target).name}: model u_t + [{lam}]·(u·u_x, u_xx, u_xxxx){extra} = 0, "
+        f"truth λ = [{', '.join(_fmt(v) for v in config.lambda_true)}]",
+        f"noise {config.noise:g}·std(u), {da}, {config.pairs} pairs, Δt {config.dt:g}, {config.estimate}, "
+        f"library {len(result.terms)} terms ({config.library.derivatives}), {config.regression.method}",
+        "",
+        f"  {'term':<10} {'true error':>12} {'discovered (coef ± std)':>30} {'rel. error':>11}",
+    ]
     shown = list(result.true) + [t for t in result.discovered if t not in result.true]
     for t in shown:
         true = _fmt(result.true[t]) if t in result.true else "0"
@@ -141,8 +149,12 @@ def _run(args) -> int:
         lines.append(f"  {t:<10} {true:>12} {found_text:>30} {err:>11}")
     spurious = result.spurious()
     lines.append(f"spurious terms: {', '.join(spurious) if spurious else 'none'}")
-    lines.append("corrected model LHS coefficients (λ_model − ξ → truth): " + ", ".join(
-        f"{t} {_fmt(c['model'])} → {_fmt(c['corrected'])} ({_fmt(c['truth'])})" for t, c in corrected.items()))
+    lines.append(
+        "corrected model LHS coefficients (λ_model − ξ → truth): "
+        + ", ".join(
+            f"{t} {_fmt(c['model'])} → {_fmt(c['corrected'])} ({_fmt(c['truth'])})" for t, c in corrected.items()
+        )
+    )
     lines.append(f"discovered error (RHS): u_t(truth) − u_t(model) = {expr}")
     d = result.diagnostics
     parts = [f"state relative rmse {d['state_relative_rmse']:.3g}", f"residual std {d['residual_std']:.3g}"]
@@ -177,14 +189,23 @@ def _cases(args) -> int:
     rows, lines = [], [f"  {'case':<14} {'model [λ0, λ1, λ2] + extra':<32} {'true error (RHS)':<34} note"]
     for name, case in CASES.items():
         error = true_error(*equations(MedidaConfig(case=name)))
-        rows.append({"case": name, "lambda_model": case["lambda_model"], "extra_model": case["extra_model"],
-                     "true_error": error, "note": case["note"]})
+        rows.append(
+            {
+                "case": name,
+                "lambda_model": case["lambda_model"],
+                "extra_model": case["extra_model"],
+                "true_error": error,
+                "note": case["note"],
+            }
+        )
         model = f"[{', '.join(_fmt(v) for v in case['lambda_model'])}]" + "".join(
-            f" + {_fmt(v)}·{t}" for t, v in case["extra_model"].items())
+            f" + {_fmt(v)}·{t}" for t, v in case["extra_model"].items()
+        )
         err = " ".join(f"{'+' if c >= 0 else '−'}{_fmt(abs(c))}·{t}" for t, c in error.items()) or "0"
         lines.append(f"  {name:<14} {model:<32} {err:<34} {case['note']}")
-    lines.append("truth: standard KS u_t + u·u_x + u_xx + u_xxxx = 0; model: u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx "
-                 "(+ extra) = 0")
+    lines.append(
+        "truth: standard KS u_t + u·u_x + u_xx + u_xxxx = 0; model: u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx (+ extra) = 0"
+    )
     emit(args, "\n".join(lines), {"cases": rows})
     return 0
 
@@ -206,9 +227,9 @@ def _sweep(args) -> int:
     if not args.config.lower().endswith(_CONFIG_SUFFIXES) and not Path(args.config).is_file():
         raise InputError(f"sweep config {args.config!r} must be a .yaml/.yml/.json file")
     config = load_experiment_config(sweep.MedidaSweepConfig, args.config, _overrides(args.overrides))
-    experiment = Experiment(items=sweep.items, member=sweep.member_batch, finish=sweep.finish,
-                            folder=sweep.submitit_folder, job=sweep.job_spec, flatten=True,
-                            describe=sweep.describe_batch)
+    # Members run batches of cases (flatten); the job name defaults to the sweep's name.
+    experiment = Experiment(sweep.items, sweep.member_batch, sweep.finish, sweep.submitit_folder, sweep.job_spec,
+                            flatten=True, describe=sweep.describe_batch)  # fmt: skip
     text, payload = run_experiment(experiment, config, args.executor, progress=say)
     emit(args, text, payload)
     return 0

@@ -57,8 +57,9 @@ class EnKFConfig:
         if self.form not in ("auto", "ensemble", "state", "explicit", "spectral"):
             raise InputError(f"EnKF form {self.form!r}: choose auto, ensemble, state, explicit or spectral")
         if self.form == "spectral" and self.localisation > 0:
-            raise InputError("EnKF: spectral localisation (form: spectral) and a physical localisation "
-                             "half-width exclude each other")
+            raise InputError(
+                "EnKF: spectral localisation (form: spectral) and a physical localisation half-width exclude each other"
+            )
 
 
 def gaspari_cohn(z: np.ndarray) -> np.ndarray:
@@ -67,10 +68,10 @@ def gaspari_cohn(z: np.ndarray) -> np.ndarray:
     out = np.zeros_like(z)
     a = z <= 1
     za = z[a]
-    out[a] = -0.25 * za ** 5 + 0.5 * za ** 4 + 0.625 * za ** 3 - 5 / 3 * za ** 2 + 1
+    out[a] = -0.25 * za**5 + 0.5 * za**4 + 0.625 * za**3 - 5 / 3 * za**2 + 1
     b = (z > 1) & (z < 2)
     zb = z[b]
-    out[b] = (zb ** 5 / 12 - 0.5 * zb ** 4 + 0.625 * zb ** 3 + 5 / 3 * zb ** 2 - 5 * zb + 4 - 2 / (3 * zb))
+    out[b] = zb**5 / 12 - 0.5 * zb**4 + 0.625 * zb**3 + 5 / 3 * zb**2 - 5 * zb + 4 - 2 / (3 * zb)
     return out
 
 
@@ -83,8 +84,15 @@ def periodic_taper(n: int, length: float, half_width: float) -> np.ndarray:
     return gaspari_cohn(d / half_width)
 
 
-def analysis(forecast: torch.Tensor, obs: torch.Tensor, obs_std: float, config: EnKFConfig, *,
-             generator: torch.Generator | None = None, length: float | None = None) -> torch.Tensor:
+def analysis(
+    forecast: torch.Tensor,
+    obs: torch.Tensor,
+    obs_std: float,
+    config: EnKFConfig,
+    *,
+    generator: torch.Generator | None = None,
+    length: float | None = None,
+) -> torch.Tensor:
     """The analysis ensemble (m, n) from a forecast ensemble (m, n) and one observation (n,).
 
     `length` (the domain length) is needed for localisation.
@@ -94,7 +102,7 @@ def analysis(forecast: torch.Tensor, obs: torch.Tensor, obs_std: float, config: 
     y = torch.as_tensor(obs, dtype=X.dtype, device=X.device)
     X, apply_gain = kalman_gain(X, obs_std, config, length=length)
     eta = torch.randn(m, n, generator=generator, dtype=X.dtype, device="cpu").to(X.device)
-    D = (y + float(obs_std) * eta) - X   # innovations w_i − x_i, one row per member
+    D = (y + float(obs_std) * eta) - X  # innovations w_i − x_i, one row per member
     return X + apply_gain(D)
 
 

@@ -25,8 +25,16 @@ import numpy as np
 
 from workbench.errors import InputError
 
-__all__ = ["term_name", "library_terms", "derivative_stack", "build_library", "RegressionConfig",
-           "Fit", "sparse_regression", "term_powers"]
+__all__ = [
+    "term_name",
+    "library_terms",
+    "derivative_stack",
+    "build_library",
+    "RegressionConfig",
+    "Fit",
+    "sparse_regression",
+    "term_powers",
+]
 
 
 def term_name(p: int, d: int) -> str:
@@ -66,22 +74,24 @@ def _fd_first(f: np.ndarray, dx: float) -> np.ndarray:
 
 def _fd_second(f: np.ndarray, dx: float) -> np.ndarray:
     out = np.empty_like(f)
-    out[..., 1:-1] = (f[..., 2:] - 2 * f[..., 1:-1] + f[..., :-2]) / dx ** 2
-    out[..., 0] = (2 * f[..., 0] - 5 * f[..., 1] + 4 * f[..., 2] - f[..., 3]) / dx ** 2
-    out[..., -1] = (2 * f[..., -1] - 5 * f[..., -2] + 4 * f[..., -3] - f[..., -4]) / dx ** 2
+    out[..., 1:-1] = (f[..., 2:] - 2 * f[..., 1:-1] + f[..., :-2]) / dx**2
+    out[..., 0] = (2 * f[..., 0] - 5 * f[..., 1] + 4 * f[..., 2] - f[..., 3]) / dx**2
+    out[..., -1] = (2 * f[..., -1] - 5 * f[..., -2] + 4 * f[..., -3] - f[..., -4]) / dx**2
     return out
 
 
 def _fd_third(f: np.ndarray, dx: float) -> np.ndarray:
     out = np.empty_like(f)
-    out[..., 2:-2] = (f[..., 4:] / 2 - f[..., 3:-1] + f[..., 1:-3] - f[..., :-4] / 2) / dx ** 3
+    out[..., 2:-2] = (f[..., 4:] / 2 - f[..., 3:-1] + f[..., 1:-3] - f[..., :-4] / 2) / dx**3
     for i in (0, 1):
-        out[..., i] = (-2.5 * f[..., i] + 9 * f[..., i + 1] - 12 * f[..., i + 2] + 7 * f[..., i + 3]
-                       - 1.5 * f[..., i + 4]) / dx ** 3
+        out[..., i] = (
+            -2.5 * f[..., i] + 9 * f[..., i + 1] - 12 * f[..., i + 2] + 7 * f[..., i + 3] - 1.5 * f[..., i + 4]
+        ) / dx**3
     n = f.shape[-1]
     for i in (n - 1, n - 2):
-        out[..., i] = (2.5 * f[..., i] - 9 * f[..., i - 1] + 12 * f[..., i - 2] - 7 * f[..., i - 3]
-                       + 1.5 * f[..., i - 4]) / dx ** 3
+        out[..., i] = (
+            2.5 * f[..., i] - 9 * f[..., i - 1] + 12 * f[..., i - 2] - 7 * f[..., i - 3] + 1.5 * f[..., i - 4]
+        ) / dx**3
     return out
 
 
@@ -119,8 +129,9 @@ def derivative_stack(u: np.ndarray, max_derivative: int, L: float, method: str =
     raise InputError(f"unknown derivative method {method!r}; choose spectral or fd")
 
 
-def build_library(u: np.ndarray, L: float, *, max_power: int = 4, max_derivative: int = 4,
-                  method: str = "spectral") -> tuple[np.ndarray, list[str]]:
+def build_library(
+    u: np.ndarray, L: float, *, max_power: int = 4, max_derivative: int = 4, method: str = "spectral"
+) -> tuple[np.ndarray, list[str]]:
     """Θ(u): one row per grid point of every state in u (..., N), one column per term."""
     derivs = derivative_stack(u, max_derivative, L, method)
     u = derivs[0]
@@ -139,12 +150,12 @@ class RegressionConfig:
     """Sparse regression settings. `threshold` is ARD's pruning precision (threshold_lambda; the
     public code's threshold_alpha = 1e2 in `experiments/KS/main.py`) or STLSQ's coefficient cut-off."""
 
-    method: str = "ard"          # ard (sparse Bayesian / RVM) or stlsq
+    method: str = "ard"  # ard (sparse Bayesian / RVM) or stlsq
     threshold: float = 1e2
-    standardise: bool = False    # divide each column by its RMS before fitting
+    standardise: bool = False  # divide each column by its RMS before fitting
     tol: float = 1e-3
     max_iter: int = 3000
-    ridge: float = 0.0           # STLSQ's ridge penalty (0: plain least squares)
+    ridge: float = 0.0  # STLSQ's ridge penalty (0: plain least squares)
 
     def __post_init__(self):
         if self.method not in ("ard", "stlsq"):
@@ -155,10 +166,10 @@ class RegressionConfig:
 
 @dataclasses.dataclass
 class Fit:
-    coef: np.ndarray   # (terms,), zero where pruned, in the units of the unscaled library
-    std: np.ndarray    # posterior standard deviations (ARD) or OLS standard errors (STLSQ); 0 if pruned
+    coef: np.ndarray  # (terms,), zero where pruned, in the units of the unscaled library
+    std: np.ndarray  # posterior standard deviations (ARD) or OLS standard errors (STLSQ); 0 if pruned
     active: np.ndarray  # bool (terms,)
-    noise_std: float   # fitted residual noise standard deviation
+    noise_std: float  # fitted residual noise standard deviation
     iterations: int
 
 
@@ -167,9 +178,11 @@ def sparse_regression(theta: np.ndarray, y: np.ndarray, config: RegressionConfig
     theta = np.asarray(theta, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if not (np.all(np.isfinite(theta)) and np.all(np.isfinite(y))):
-        raise InputError("MEDIDA regression: the library or the target has non-finite values "
-                         "(a model forecast blew up? check the CN pole warning and the step Δt)")
-    scale = np.sqrt(np.mean(theta ** 2, axis=0)) if config.standardise else np.ones(theta.shape[1])
+        raise InputError(
+            "MEDIDA regression: the library or the target has non-finite values "
+            "(a model forecast blew up? check the CN pole warning and the step Δt)"
+        )
+    scale = np.sqrt(np.mean(theta**2, axis=0)) if config.standardise else np.ones(theta.shape[1])
     scale = np.where(scale > 0, scale, 1.0)
     X = theta / scale
     if config.method == "ard":
@@ -187,8 +200,9 @@ def _ard(X, y, config):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import ARDRegression
 
-    model = ARDRegression(fit_intercept=False, threshold_lambda=config.threshold, tol=config.tol,
-                          max_iter=config.max_iter)
+    model = ARDRegression(
+        fit_intercept=False, threshold_lambda=config.threshold, tol=config.tol, max_iter=config.max_iter
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
@@ -204,7 +218,7 @@ def _stlsq(X, y, config):
     active = np.ones(n_terms, dtype=bool)
     coef = np.zeros(n_terms)
     iters = 0
-    for iters in range(1, config.max_iter + 1):
+    for iters in range(1, config.max_iter + 1):  # noqa: B007 - the count is reported after the loop
         coef = np.zeros(n_terms)
         if active.any():
             A = X[:, active]

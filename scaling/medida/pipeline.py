@@ -44,12 +44,29 @@ import torch
 from operators.ks import ETDRK4, KSEquation, KSGrid, cn_pole_wavenumber, cnab2_step, initial_condition
 from scaling.medida.cases import case_model
 from scaling.medida.enkf import EnKFConfig, analysis, kalman_gain
-from scaling.medida.library import RegressionConfig, build_library, library_terms, sparse_regression, \
-    term_name, term_powers
+from scaling.medida.library import (
+    RegressionConfig,
+    build_library,
+    library_terms,
+    sparse_regression,
+    term_name,
+    term_powers,
+)
 from workbench.errors import InputError
 
-__all__ = ["MedidaConfig", "LibraryConfig", "MedidaResult", "run", "equations", "true_error",
-           "check_library_covers", "truth_windows", "observe", "one_step_error", "EXTRA_TERMS"]
+__all__ = [
+    "MedidaConfig",
+    "LibraryConfig",
+    "MedidaResult",
+    "run",
+    "equations",
+    "true_error",
+    "check_library_covers",
+    "truth_windows",
+    "observe",
+    "one_step_error",
+    "EXTRA_TERMS",
+]
 
 # Extra LHS terms a config may add to the truth or the model, and the KSEquation field each sets.
 EXTRA_TERMS = {"u_xxx": "lam3", "u^2*u_x": "cubic"}
@@ -82,13 +99,13 @@ class MedidaConfig:
     pairs: int = 10
     dt: float = 5e-3
     estimate: str = "one_step"  # one_step (CNAB2, the public protocol) or richardson
-    model_substeps: int = 5     # ETDRK4 substeps per Δt of the model forecast (richardson)
-    noise: float = 0.0          # observation noise std as a fraction of std(u)
+    model_substeps: int = 5  # ETDRK4 substeps per Δt of the model forecast (richardson)
+    noise: float = 0.0  # observation noise std as a fraction of std(u)
     ensemble: int | None = None  # EnKF members; None: no data assimilation
     inflation: float = 1.0
-    localisation: float = 0.0   # Gaspari–Cohn half-width (length units); 0 = none
+    localisation: float = 0.0  # Gaspari–Cohn half-width (length units); 0 = none
     assimilation: str = "climatology"  # climatology (static ensemble, every observation analysed) or public
-    sigma_b: float = 0.25       # public: spread of the background members around u(t−Δt)
+    sigma_b: float = 0.25  # public: spread of the background members around u(t−Δt)
     enkf_form: str = "auto"
     library: LibraryConfig = LibraryConfig()
     regression: RegressionConfig = RegressionConfig()
@@ -99,8 +116,9 @@ class MedidaConfig:
         if self.noise < 0 or not math.isfinite(self.noise):
             raise InputError(f"noise must be a fraction ≥ 0 of std(u) (0.01 = 1 %), got {self.noise}")
         if self.ensemble is not None and (not isinstance(self.ensemble, int) or self.ensemble < 2):
-            raise InputError(f"ensemble must be an integer ≥ 2 (or null for no data assimilation), "
-                             f"got {self.ensemble!r}")
+            raise InputError(
+                f"ensemble must be an integer ≥ 2 (or null for no data assimilation), got {self.ensemble!r}"
+            )
         if self.pairs < 1:
             raise InputError(f"pairs must be ≥ 1, got {self.pairs}")
         if not (self.dt > 0 and self.truth_dt > 0 and self.coarse_dt > 0):
@@ -116,7 +134,7 @@ class MedidaConfig:
             if lam is not None and len(lam) != 3:
                 raise InputError(f"{name} must be [λ0, λ1, λ2], got {lam!r}")
         for name, extra in (("extra_true", self.extra_true), ("extra_model", self.extra_model)):
-            for term in (extra or {}):
+            for term in extra or {}:
                 if term not in EXTRA_TERMS:
                     raise InputError(f"{name}: unknown extra term {term!r}; choose from {', '.join(EXTRA_TERMS)}")
         if self.noise > 0 and self.ensemble is not None:
@@ -156,14 +174,26 @@ def check_library_covers(error: dict[str, float], lib: LibraryConfig) -> None:
     if missing:
         need_p = max(term_powers(t)[0] for t in error)
         need_d = max(term_powers(t)[1] for t in error)
-        raise InputError(f"library (max_power {lib.max_power}, max_derivative {lib.max_derivative}) cannot "
-                         f"express the true error terms {', '.join(missing)}; it needs max_power ≥ "
-                         f"{max(need_p, 1)} and max_derivative ≥ {need_d}")
+        raise InputError(
+            f"library (max_power {lib.max_power}, max_derivative {lib.max_derivative}) cannot "
+            f"express the true error terms {', '.join(missing)}; it needs max_power ≥ "
+            f"{max(need_p, 1)} and max_derivative ≥ {need_d}"
+        )
 
 
 @functools.lru_cache(maxsize=8)
-def _truth_cached(truth: KSEquation, L: float, N: int, truth_dt: float, coarse_dt: float, spinup: float,
-                  spacing: float, pairs: int, dt: float, device: str) -> np.ndarray:
+def _truth_cached(
+    truth: KSEquation,
+    L: float,
+    N: int,
+    truth_dt: float,
+    coarse_dt: float,
+    spinup: float,
+    spacing: float,
+    pairs: int,
+    dt: float,
+    device: str,
+) -> np.ndarray:
     grid = KSGrid(L, N)
     steps_per_dt = int(round(dt / truth_dt))
     fine = ETDRK4(truth, grid, truth_dt, device=device)
@@ -188,9 +218,18 @@ def _truth_cached(truth: KSEquation, L: float, N: int, truth_dt: float, coarse_d
 
 def truth_windows(truth: KSEquation, config: MedidaConfig) -> np.ndarray:
     """(pairs, 3, N): u(t−2Δt), u(t−Δt), u(t) for t = spinup + j·spacing."""
-    return _truth_cached(truth, float(config.L), int(config.N), float(config.truth_dt), float(config.coarse_dt),
-                         float(config.spinup), float(config.spacing), int(config.pairs), float(config.dt),
-                         str(config.device)).copy()
+    return _truth_cached(
+        truth,
+        float(config.L),
+        int(config.N),
+        float(config.truth_dt),
+        float(config.coarse_dt),
+        float(config.spinup),
+        float(config.spacing),
+        int(config.pairs),
+        float(config.dt),
+        str(config.device),
+    ).copy()
 
 
 def observe(windows: np.ndarray, noise: float, seed: int) -> tuple[np.ndarray, float]:
@@ -202,8 +241,9 @@ def observe(windows: np.ndarray, noise: float, seed: int) -> tuple[np.ndarray, f
     return windows + sigma * rng.standard_normal(windows.shape), sigma
 
 
-def one_step_error(obs: np.ndarray, model: KSEquation, grid: KSGrid, config: MedidaConfig,
-                   sigma_obs: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def one_step_error(
+    obs: np.ndarray, model: KSEquation, grid: KSGrid, config: MedidaConfig, sigma_obs: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(state u_a(t) per window, target y per window, diagnostics), shapes (pairs, N)."""
     info: dict[str, Any] = {}
     states = obs
@@ -253,8 +293,11 @@ def _public_enkf(obs, model, grid, config, enkf, sigma_obs, gen):
         states.append(u_a)
         targets.append((u_a - u_f) / dt)
         spread.append(float(post.std(0).mean()))
-    return (torch.stack(states).cpu().numpy(), torch.stack(targets).cpu().numpy(),
-            {"analysis_spread": float(np.mean(spread))})
+    return (
+        torch.stack(states).cpu().numpy(),
+        torch.stack(targets).cpu().numpy(),
+        {"analysis_spread": float(np.mean(spread))},
+    )
 
 
 def climatological_spectrum(obs: np.ndarray, sigma_obs: float) -> np.ndarray:
@@ -264,7 +307,7 @@ def climatological_spectrum(obs: np.ndarray, sigma_obs: float) -> np.ndarray:
     snaps = obs.reshape(-1, obs.shape[-1])
     n = snaps.shape[-1]
     power = np.mean(np.abs(np.fft.rfft(snaps - snaps.mean(), axis=-1)) ** 2, axis=0)
-    return np.clip(power - n * sigma_obs ** 2, 0.0, None)
+    return np.clip(power - n * sigma_obs**2, 0.0, None)
 
 
 def _draw_climatology(spectrum: np.ndarray, mean: float, m: int, n: int, gen) -> torch.Tensor:
@@ -354,17 +397,21 @@ class MedidaResult:
         expr, stds = sp.Integer(0), {}
         for name, entry in self.discovered.items():
             p, d = term_powers(name)
-            term = u ** p * (sp.Derivative(u, (x, d)) if d else u)
+            term = u**p * (sp.Derivative(u, (x, d)) if d else u)
             c = sp.Float(entry["coef"], 6)
             expr += c * term
             stds[term] = entry["std"]
         return expr, stds
 
     def to_json(self) -> dict[str, Any]:
-        return {"true": self.true, "discovered": self.discovered,
-                "relative_error": self.relative_errors(), "error_term_relative": self.error_term_relative(),
-                "spurious": self.spurious(),
-                "diagnostics": self.diagnostics}
+        return {
+            "true": self.true,
+            "discovered": self.discovered,
+            "relative_error": self.relative_errors(),
+            "error_term_relative": self.error_term_relative(),
+            "spurious": self.spurious(),
+            "diagnostics": self.diagnostics,
+        }
 
 
 def run(config: MedidaConfig) -> MedidaResult:
@@ -381,16 +428,29 @@ def run(config: MedidaConfig) -> MedidaResult:
     t0 = time.perf_counter()
     state, target, info = one_step_error(obs, model, grid, config, sigma)
     timings["estimate_s"] = time.perf_counter() - t0
-    theta, names = build_library(state, config.L, max_power=config.library.max_power,
-                                 max_derivative=config.library.max_derivative, method=config.library.derivatives)
+    theta, names = build_library(
+        state,
+        config.L,
+        max_power=config.library.max_power,
+        max_derivative=config.library.max_derivative,
+        method=config.library.derivatives,
+    )
     t0 = time.perf_counter()
     fit = sparse_regression(theta, target.reshape(-1), config.regression)
     timings["regression_s"] = time.perf_counter() - t0
-    discovered = {n: {"coef": float(c), "std": float(s)}
-                  for n, c, s, a in zip(names, fit.coef, fit.std, fit.active) if a}
+    discovered = {
+        n: {"coef": float(c), "std": float(s)} for n, c, s, a in zip(names, fit.coef, fit.std, fit.active) if a
+    }
     pole = cn_pole_wavenumber(model, grid, config.dt) if config.estimate == "one_step" else None
     analysis_rmse = float(np.sqrt(np.mean((state - windows[:, 2]) ** 2)) / np.std(windows[:, 2]))
-    diagnostics = {"noise_std": sigma, "std_u": float(np.std(windows)), "state_relative_rmse": analysis_rmse,
-                   "cn_pole_k": pole, "regression_iterations": fit.iterations, "residual_std": fit.noise_std,
-                   **info, **timings}
+    diagnostics = {
+        "noise_std": sigma,
+        "std_u": float(np.std(windows)),
+        "state_relative_rmse": analysis_rmse,
+        "cn_pole_k": pole,
+        "regression_iterations": fit.iterations,
+        "residual_std": fit.noise_std,
+        **info,
+        **timings,
+    }
     return MedidaResult(config, error, discovered, names, fit.coef, fit.std, diagnostics, truth.rhs_terms())

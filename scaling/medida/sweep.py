@@ -38,14 +38,33 @@ from workbench.errors import ConfigError, InputError
 from workbench.jobspec import SAFE_PATH_NAME, JobSpec, check_name
 from workbench.store import atomic_write_netcdf
 
-__all__ = ["MedidaSweepConfig", "member_configs", "member_chunks", "member", "member_batch", "assemble",
-           "canonical_case", "validate", "items", "finish", "output_dir", "job_spec", "submitit_folder",
-           "describe_batch"]
+__all__ = [
+    "MedidaSweepConfig",
+    "member_configs",
+    "member_chunks",
+    "member",
+    "member_batch",
+    "assemble",
+    "canonical_case",
+    "validate",
+    "items",
+    "finish",
+    "output_dir",
+    "job_spec",
+    "submitit_folder",
+    "describe_batch",
+]
 
 NO_DA = 0  # the ensemble coordinate meaning "no data assimilation"
 _GENERIC_JOB_NAME = JobSpec().name
-_BASE_SET_BY_SWEEP = {"case": "cases", "lambda_model": "cases", "extra_model": "cases", "noise": "noise",
-                      "ensemble": "ensemble", "seed": "seeds"}
+_BASE_SET_BY_SWEEP = {
+    "case": "cases",
+    "lambda_model": "cases",
+    "extra_model": "cases",
+    "noise": "noise",
+    "ensemble": "ensemble",
+    "seed": "seeds",
+}
 
 
 def canonical_case(name: str) -> str:
@@ -68,8 +87,9 @@ def _ensemble_size(value: Any) -> int:
         return NO_DA
     if isinstance(value, int) and not isinstance(value, bool) and (value == NO_DA or value >= 2):
         return int(value)
-    raise ConfigError(f"ensemble value {value!r} in the sweep: use an integer ≥ 2, or none / 0 for no data "
-                      "assimilation")
+    raise ConfigError(
+        f"ensemble value {value!r} in the sweep: use an integer ≥ 2, or none / 0 for no data assimilation"
+    )
 
 
 @dataclass(frozen=True)
@@ -125,19 +145,25 @@ def member_configs(config: MedidaSweepConfig) -> list[MedidaConfig]:
             for size in config.ensemble:
                 for seed in range(config.seeds):
                     try:
-                        member_config = dataclasses.replace(config.base, case=case, noise=float(noise),
-                                                            ensemble=config.ensemble_members(size), seed=seed)
+                        member_config = dataclasses.replace(
+                            config.base,
+                            case=case,
+                            noise=float(noise),
+                            ensemble=config.ensemble_members(size),
+                            seed=seed,
+                        )
                         out.append(validate(member_config))
                     except InputError as exc:
-                        raise type(exc)(f"{exc} (sweep member case {case}, noise {noise:g}, ensemble "
-                                        f"{size or 'none'}, seed {seed})") from None
+                        raise type(exc)(
+                            f"{exc} (sweep member case {case}, noise {noise:g}, ensemble {size or 'none'}, seed {seed})"
+                        ) from None
     return out
 
 
 def member_chunks(config: MedidaSweepConfig) -> list[list[dict[str, Any]]]:
     """Members as plain-dict configs, `per_job` to a job."""
     plain = [to_dict(c) for c in member_configs(config)]
-    return [plain[i:i + config.per_job] for i in range(0, len(plain), config.per_job)]
+    return [plain[i : i + config.per_job] for i in range(0, len(plain), config.per_job)]
 
 
 def member(config: MedidaConfig | dict[str, Any]) -> dict[str, Any]:
@@ -147,13 +173,19 @@ def member(config: MedidaConfig | dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     result = run(config)
     wall = time.perf_counter() - start
-    return {"case": config.case, "noise": float(config.noise),
-            "ensemble": NO_DA if config.ensemble is None else int(config.ensemble), "seed": int(config.seed),
-            "true": dict(result.true), "discovered": {t: dict(v) for t, v in result.discovered.items()},
-            "relative_error": result.relative_errors(), "spurious": result.spurious(),
-            "max_relative_error": float(result.max_relative_error()),
-            "diagnostics": {k: v for k, v in result.diagnostics.items() if isinstance(v, (int, float, type(None)))},
-            "wall_s": wall}
+    return {
+        "case": config.case,
+        "noise": float(config.noise),
+        "ensemble": NO_DA if config.ensemble is None else int(config.ensemble),
+        "seed": int(config.seed),
+        "true": dict(result.true),
+        "discovered": {t: dict(v) for t, v in result.discovered.items()},
+        "relative_error": result.relative_errors(),
+        "spurious": result.spurious(),
+        "max_relative_error": float(result.max_relative_error()),
+        "diagnostics": {k: v for k, v in result.diagnostics.items() if isinstance(v, (int, float, type(None)))},
+        "wall_s": wall,
+    }
 
 
 def member_batch(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -174,15 +206,20 @@ def assemble(config: MedidaSweepConfig, members: list[dict[str, Any]]):
     true_coef (case, term); relative_error: per true error term (NaN for other terms);
     spurious: number of discovered terms outside the true error; timing: seconds of the run.
     """
-    cases, noise, ens, seeds = list(config.cases), [float(n) for n in config.noise], list(config.ensemble), \
-        list(range(config.seeds))
+    cases, noise, ens, seeds = (
+        list(config.cases),
+        [float(n) for n in config.noise],
+        list(config.ensemble),
+        list(range(config.seeds)),
+    )
     terms = _term_order(config, {t for m in members for t in (*m["true"], *m["discovered"])})
     shape = (len(cases), len(noise), len(ens), len(seeds))
     coef, std, rel = (np.full((*shape, len(terms)), np.nan) for _ in range(3))
     true = np.zeros((len(cases), len(terms)))
     spurious = np.full(shape, -1, dtype=np.int64)
-    scalars = {k: np.full(shape, np.nan) for k in ("max_relative_error", "timing", "state_relative_rmse",
-                                                    "residual_std")}
+    scalars = {
+        k: np.full(shape, np.nan) for k in ("max_relative_error", "timing", "state_relative_rmse", "residual_std")
+    }
     for m in members:
         i = (cases.index(m["case"]), noise.index(m["noise"]), ens.index(m["ensemble"]), seeds.index(m["seed"]))
         for k, t in enumerate(terms):
@@ -198,13 +235,23 @@ def assemble(config: MedidaSweepConfig, members: list[dict[str, Any]]):
             value = m["diagnostics"].get(key)
             scalars[key][i] = np.nan if value is None else value
     dims = ("case", "noise", "ensemble", "seed")
-    ds = xr.Dataset(coords={"case": cases, "noise": noise, "ensemble": np.asarray(ens, dtype=np.int64),
-                            "seed": seeds, "term": terms})
+    ds = xr.Dataset(
+        coords={
+            "case": cases,
+            "noise": noise,
+            "ensemble": np.asarray(ens, dtype=np.int64),
+            "seed": seeds,
+            "term": terms,
+        }
+    )
     ds["coef"] = (dims + ("term",), coef, {"description": "discovered RHS error coefficient (0: pruned)"})
     ds["std"] = (dims + ("term",), std, {"description": "posterior standard deviation (0: pruned)"})
     ds["true_coef"] = (("case", "term"), true, {"description": "true RHS error u_t(truth) - u_t(model)"})
-    ds["relative_error"] = (dims + ("term",), rel, {"description": "corrected-model coefficient error per "
-                                                    "true error term (MedidaResult.relative_errors)"})
+    ds["relative_error"] = (
+        dims + ("term",),
+        rel,
+        {"description": "corrected-model coefficient error per true error term (MedidaResult.relative_errors)"},
+    )
     ds["spurious"] = (dims, spurious, {"description": "discovered terms outside the true error (-1: missing)"})
     ds["max_relative_error"] = (dims, scalars["max_relative_error"])
     ds["timing"] = (dims, scalars["timing"], {"units": "s", "description": "wall time of the member's run"})
@@ -212,12 +259,16 @@ def assemble(config: MedidaSweepConfig, members: list[dict[str, Any]]):
     ds["residual_std"] = (dims, scalars["residual_std"])
     ds["ensemble"].attrs["description"] = "EnKF members; 0 = no data assimilation"
     ds["noise"].attrs["description"] = "observation noise std as a fraction of std(u)"
-    ds.attrs.update(name=config.name, description="MEDIDA model-error discovery sweep (KS)",
-                    base_config=json.dumps(to_dict(config.base)))
+    ds.attrs.update(
+        name=config.name,
+        description="MEDIDA model-error discovery sweep (KS)",
+        base_config=json.dumps(to_dict(config.base)),
+    )
     return ds
 
 
 # --- the steps of `workbench medida sweep` (run by jobs.experiment.run_experiment) -----------------
+
 
 def output_dir(config: MedidaSweepConfig) -> Path:
     """<root>/<name>: config.yaml, results.nc and (by default) submitit/."""
@@ -247,8 +298,11 @@ def items(config: MedidaSweepConfig) -> list[tuple[list[dict[str, Any]]]]:
 
 def describe_batch(item: tuple, members: list[dict[str, Any]]) -> str:
     """One progress line per finished job (in-process executor)."""
-    return "; ".join(f"{m['case']} noise {m['noise']:g} ensemble {m['ensemble'] or 'none'} seed {m['seed']}: "
-                     f"max rel. error {100 * m['max_relative_error']:.3g} %" for m in members)
+    return "; ".join(
+        f"{m['case']} noise {m['noise']:g} ensemble {m['ensemble'] or 'none'} seed {m['seed']}: "
+        f"max rel. error {100 * m['max_relative_error']:.3g} %"
+        for m in members
+    )
 
 
 def finish(config: MedidaSweepConfig, members: list[dict[str, Any]], executor: str) -> tuple[str, dict[str, Any]]:
@@ -257,19 +311,31 @@ def finish(config: MedidaSweepConfig, members: list[dict[str, Any]], executor: s
     out = output_dir(config)
     atomic_write_netcdf(ds, out / "results.nc")
     jobs = math.ceil(len(members) / config.per_job)
-    rows, lines = [], [f"MEDIDA sweep {config.name}: {len(members)} runs in {jobs} jobs, executor "
-                       f"{executor}; max relative coefficient error (mean over {config.seeds} seed"
-                       f"{'s' * (config.seeds > 1)}), spurious terms (mean), time"]
+    rows, lines = (
+        [],
+        [
+            f"MEDIDA sweep {config.name}: {len(members)} runs in {jobs} jobs, executor "
+            f"{executor}; max relative coefficient error (mean over {config.seeds} seed"
+            f"{'s' * (config.seeds > 1)}), spurious terms (mean), time"
+        ],
+    )
     lines.append(f"  {'case':<14} {'noise':>7} {'ensemble':>9} {'max rel. error':>15} {'spurious':>9} {'time':>8}")
     for case in config.cases:
         for noise in config.noise:
             for size in config.ensemble:
                 sel = ds.sel(case=case, noise=float(noise), ensemble=size)
-                row = {"case": case, "noise": float(noise), "ensemble": int(size),
-                       "max_relative_error": float(sel["max_relative_error"].mean()),
-                       "spurious": float(sel["spurious"].mean()), "timing_s": float(sel["timing"].mean())}
+                row = {
+                    "case": case,
+                    "noise": float(noise),
+                    "ensemble": int(size),
+                    "max_relative_error": float(sel["max_relative_error"].mean()),
+                    "spurious": float(sel["spurious"].mean()),
+                    "timing_s": float(sel["timing"].mean()),
+                }
                 rows.append(row)
-                lines.append(f"  {case:<14} {noise:>7g} {size or 'none':>9} {100 * row['max_relative_error']:>13.3g} %"
-                             f" {row['spurious']:>9.3g} {row['timing_s']:>6.2f} s")
+                lines.append(
+                    f"  {case:<14} {noise:>7g} {size or 'none':>9} {100 * row['max_relative_error']:>13.3g} %"
+                    f" {row['spurious']:>9.3g} {row['timing_s']:>6.2f} s"
+                )
     lines.append(f"wrote {out / 'results.nc'}")
     return "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"), "rows": rows}

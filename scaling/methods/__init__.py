@@ -1,9 +1,9 @@
 """The scaling methods of `workbench scaling fit`, by name.
 
-A method is one module that declares a `METHOD = Method(...)` (see `scaling.methods.base`): its
-flags, the fit from the run table and the parsed arguments, and the text, `--json` payload,
-`--out` Dataset and `--plot` figure of a fit. `scaling.cli` builds `workbench scaling fit` from
-this table alone; a new law is a new module and one entry below.
+A method is one module with a NAME, a one-line HELP and the functions `scaling.methods.base.Method`
+names: its flags, the fit from the run table and the parsed arguments, and the text, `--json`
+payload, `--out` Dataset and (optionally) `--plot` figure of a fit. `scaling.cli` builds
+`workbench scaling fit` from this table alone; a new law is a new module and one entry below.
 """
 
 from __future__ import annotations
@@ -14,4 +14,6 @@ from scaling.methods.base import Method
 __all__ = ["METHODS", "Method"]
 
 # In the order `--method` lists them; the first to declare a shared flag (--seed) places it in --help.
-METHODS: dict[str, Method] = {m.name: m for m in (parametric.METHOD, isoflop.METHOD, envelope.METHOD, kaplan.METHOD)}
+METHODS: dict[str, Method] = {
+    module.NAME: Method.from_module(module) for module in (parametric, isoflop, envelope, kaplan)
+}

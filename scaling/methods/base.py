@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from scaling.laws import CHINCHILLA_BUDGET
 
@@ -20,8 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
-__all__ = ["Method", "add_seed_flag", "add_target_compute_flag", "non_negative_int", "positive_float",
-           "progress_bar"]
+__all__ = ["Method", "add_seed_flag", "add_target_compute_flag", "non_negative_int", "positive_float", "progress_bar"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class Method:
     payload: Callable[[Any, argparse.Namespace], dict]
     dataset: Callable[[Any, argparse.Namespace], xr.Dataset]
     plot: Callable[[Any, argparse.Namespace, pd.DataFrame, Path], None] | None = None
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> Method:
+        """The method a module defines: NAME, HELP and functions named as the fields above."""
+        functions = {name: getattr(module, name) for name in ("add_flags", "fit", "text", "payload", "dataset")}
+        return cls(module.NAME, module.HELP, **functions, plot=getattr(module, "plot", None))
 
 
 # ---------------------------------------------------------------------------------- shared flags
@@ -77,8 +84,14 @@ def add_seed_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_target_compute_flag(parser: argparse.ArgumentParser) -> None:
-    _add_once(parser, "--target-compute", type=positive_float, default=CHINCHILLA_BUDGET, metavar="C",
-              help="report the compute-optimal N*, D* at this budget (FLOPs)")
+    _add_once(
+        parser,
+        "--target-compute",
+        type=positive_float,
+        default=CHINCHILLA_BUDGET,
+        metavar="C",
+        help="report the compute-optimal N*, D* at this budget (FLOPs)",
+    )
 
 
 # -------------------------------------------------------------------------------------- progress

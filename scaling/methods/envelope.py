@@ -7,13 +7,15 @@ import argparse
 from typing import TYPE_CHECKING
 
 from scaling import report
-from scaling.methods.base import Method
 
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
     from scaling.isoflop import EnvelopeFit
+
+NAME = "envelope"
+HELP = "Approach 1, the envelope of minimum loss vs compute (Hoffmann et al. 2022)"
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -31,11 +33,13 @@ def payload(fit: EnvelopeFit, args: argparse.Namespace) -> dict:
 
 
 def text(fit: EnvelopeFit, args: argparse.Namespace) -> str:
-    return "\n".join([
-        "Approach 1, envelope of minimum loss vs compute (runs better than every cheaper run)",
-        report.format_table(fit.points.to_dict("records"), [(k, k) for k in ("C", "N", "D", "loss")]),
-        f"a = {fit.a:.4f} (N ∝ C^a), b = {fit.b:.4f} (D ∝ C^b), R² {fit.N_law.r2:.4f}",
-    ])
+    return "\n".join(
+        [
+            "Approach 1, envelope of minimum loss vs compute (runs better than every cheaper run)",
+            report.format_table(fit.points.to_dict("records"), [(k, k) for k in ("C", "N", "D", "loss")]),
+            f"a = {fit.a:.4f} (N ∝ C^a), b = {fit.b:.4f} (D ∝ C^b), R² {fit.N_law.r2:.4f}",
+        ]
+    )
 
 
 def dataset(fit: EnvelopeFit, args: argparse.Namespace) -> xr.Dataset:
@@ -43,11 +47,15 @@ def dataset(fit: EnvelopeFit, args: argparse.Namespace) -> xr.Dataset:
     import xarray as xr
 
     pts = fit.points
-    return xr.Dataset({"N": (("C",), pts["N"].to_numpy()), "D": (("C",), pts["D"].to_numpy()),
-                       "loss": (("C",), pts["loss"].to_numpy()), "a": ((), fit.a), "b": ((), fit.b),
-                       "N_coef": ((), fit.N_law.coef), "r2": ((), fit.N_law.r2)},
-                      coords={"C": pts["C"].to_numpy()})
-
-
-METHOD = Method(name="envelope", help="Approach 1, the envelope of minimum loss vs compute (Hoffmann et al. 2022)",
-                add_flags=add_flags, fit=fit, text=text, payload=payload, dataset=dataset)
+    return xr.Dataset(
+        {
+            "N": (("C",), pts["N"].to_numpy()),
+            "D": (("C",), pts["D"].to_numpy()),
+            "loss": (("C",), pts["loss"].to_numpy()),
+            "a": ((), fit.a),
+            "b": ((), fit.b),
+            "N_coef": ((), fit.N_law.coef),
+            "r2": ((), fit.N_law.r2),
+        },
+        coords={"C": pts["C"].to_numpy()},
+    )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from scaling import report
-from scaling.methods.base import Method, add_seed_flag, add_target_compute_flag, non_negative_int
+from scaling.methods.base import add_seed_flag, add_target_compute_flag, non_negative_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,14 +26,27 @@ class IsoflopResult:
     noise_source: str  # where the seed-noise sigma of the bootstrap came from
 
 
+NAME = "isoflop"
+HELP = "Approach 2, IsoFLOP minima per budget (Porian et al. 2024 estimator)"
+
+
 def add_flags(p: argparse.ArgumentParser) -> None:
     add_seed_flag(p)
     add_target_compute_flag(p)
-    p.add_argument("--interp", choices=("akima", "parabola"), default="akima",
-                   help="isoflop: minimum per budget by Akima spline (Porian) or parabola (Hoffmann; biased)")
-    p.add_argument("--noise", type=float, default=None, metavar="SIGMA",
-                   help="isoflop: seed-noise std of the loss for the bootstrap (default: estimated from seed "
-                        "replicates, else 0.002 as Porian's RefinedWeb runs)")
+    p.add_argument(
+        "--interp",
+        choices=("akima", "parabola"),
+        default="akima",
+        help="isoflop: minimum per budget by Akima spline (Porian) or parabola (Hoffmann; biased)",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="isoflop: seed-noise std of the loss for the bootstrap (default: estimated from seed "
+        "replicates, else 0.002 as Porian's RefinedWeb runs)",
+    )
     p.add_argument("--replicates", type=non_negative_int, default=1000, help="isoflop: noise-bootstrap replicates")
     p.add_argument("--unweighted", action="store_true", help="isoflop: ordinary instead of weighted least squares")
 
@@ -43,35 +56,60 @@ def fit(runs: pd.DataFrame, args: argparse.Namespace) -> IsoflopResult:
 
     noise, noise_source = (args.noise, "given") if args.noise is not None else estimate_noise(runs)
     optima = isoflop_optima(runs, method=args.interp, noise=noise, replicates=args.replicates, seed=args.seed)
-    return IsoflopResult(fit_isoflop(optima, weighted=not args.unweighted, method=args.interp, noise=noise),
-                         noise_source)
+    return IsoflopResult(
+        fit_isoflop(optima, weighted=not args.unweighted, method=args.interp, noise=noise), noise_source
+    )
 
 
 def payload(result: IsoflopResult, args: argparse.Namespace) -> dict:
     fit = result.fit
     N_at, N_ci = fit.N_star_at(args.target_compute)
     return fit.summary() | {
-        "convention": args.convention, "noise_source": result.noise_source, "target_compute": args.target_compute,
-        "N_star_at_target": N_at, "N_star_at_target_ci": N_ci,
-        "budgets": [{"C": o.C, "n_sizes": o.n_sizes, "status": o.status, "N_star": o.N_star, "D_star": o.D_star,
-                     "loss_star": o.loss_star} for o in fit.budgets]}
+        "convention": args.convention,
+        "noise_source": result.noise_source,
+        "target_compute": args.target_compute,
+        "N_star_at_target": N_at,
+        "N_star_at_target_ci": N_ci,
+        "budgets": [
+            {
+                "C": o.C,
+                "n_sizes": o.n_sizes,
+                "status": o.status,
+                "N_star": o.N_star,
+                "D_star": o.D_star,
+                "loss_star": o.loss_star,
+            }
+            for o in fit.budgets
+        ],
+    }
 
 
 def text(result: IsoflopResult, args: argparse.Namespace) -> str:
     fit = result.fit
     N_at, N_ci = fit.N_star_at(args.target_compute)
-    rows = [{"C": o.C, "sizes": o.n_sizes, "N*": o.N_star, "D*": o.D_star, "loss*": o.loss_star,
-             "status": o.status if o.ok else f"refused: {o.reason}"} for o in fit.budgets]
+    rows = [
+        {
+            "C": o.C,
+            "sizes": o.n_sizes,
+            "N*": o.N_star,
+            "D*": o.D_star,
+            "loss*": o.loss_star,
+            "status": o.status if o.ok else f"refused: {o.reason}",
+        }
+        for o in fit.budgets
+    ]
     bias = "  (parabola: biased by grid width and off-centre sampling)" if args.interp == "parabola" else ""
-    return "\n".join([
-        f"Approach 2, IsoFLOP minima by {args.interp}{bias}; convention {args.convention}; "
-        f"noise sigma {fit.noise:.3g} ({result.noise_source}), {args.replicates} replicates",
-        report.format_table(rows, [(k, k) for k in ("C", "sizes", "N*", "D*", "loss*", "status")]),
-        f"a = {fit.a:.4f}  95% CI [{fit.a_ci[0]:.4f}, {fit.a_ci[1]:.4f}]   (N* ∝ C^a, R² {fit.N_law.r2:.4f}, "
-        f"{'weighted' if fit.weighted else 'unweighted'})",
-        f"b = {fit.b:.4f}  95% CI [{fit.b_ci[0]:.4f}, {fit.b_ci[1]:.4f}]   (D* ∝ C^b)",
-        f"N*({args.target_compute:.3g}) = {N_at:.4g}  95% CI [{N_ci[0]:.4g}, {N_ci[1]:.4g}]",
-    ])
+    return "\n".join(
+        [
+            f"Approach 2, IsoFLOP minima by {args.interp}{bias}; convention {args.convention}; "
+            f"noise sigma {fit.noise:.3g} ({result.noise_source}), {args.replicates} replicates",
+            report.format_table(rows, [(k, k) for k in ("C", "sizes", "N*", "D*", "loss*", "status")]),
+            f"a = {fit.a:.4f}  95% CI [{fit.a_ci[0]:.4f}, {fit.a_ci[1]:.4f}]   (N* ∝ C^a, R² {fit.N_law.r2:.4f}, "
+            f"{'weighted' if fit.weighted else 'unweighted'})",
+            f"b = {fit.b:.4f}  95% CI [{fit.b_ci[0]:.4f}, {fit.b_ci[1]:.4f}]   (D* ∝ C^b)",
+            f"N*({args.target_compute:.3g}) = {N_at:.4g}  95% CI [{N_ci[0]:.4g}, {N_ci[1]:.4g}]",
+        ]
+    )
 
 
 def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:
@@ -81,20 +119,38 @@ def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:
     fit = result.fit
     budgets = fit.budgets
     per_budget = {
-        "N_star": [o.N_star for o in budgets], "D_star": [o.D_star for o in budgets],
-        "loss_star": [o.loss_star for o in budgets], "log_N_star_std": [o.log_N_std for o in budgets],
-        "log_D_star_std": [o.log_D_std for o in budgets], "n_sizes": [o.n_sizes for o in budgets],
+        "N_star": [o.N_star for o in budgets],
+        "D_star": [o.D_star for o in budgets],
+        "loss_star": [o.loss_star for o in budgets],
+        "log_N_star_std": [o.log_N_std for o in budgets],
+        "log_D_star_std": [o.log_D_std for o in budgets],
+        "n_sizes": [o.n_sizes for o in budgets],
         "status": [o.status for o in budgets],
     }
     data = {k: (("C",), np.asarray(v)) for k, v in per_budget.items()}
     N_star, _ = fit.N_star_at()
-    data |= {"a": ((), fit.a), "b": ((), fit.b), "a_ci": (("bound",), fit.a_ci), "b_ci": (("bound",), fit.b_ci),
-             "N_coef": ((), fit.N_law.coef), "D_coef": ((), fit.D_law.coef), "r2": ((), fit.N_law.r2),
-             "N_star_at_5.88e23": ((), N_star), "a_draws": (("draw",), fit.a_draws),
-             "b_draws": (("draw",), fit.b_draws)}
-    return xr.Dataset(data, coords={"C": np.array([o.C for o in budgets]), "bound": ["lo", "hi"]},
-                      attrs={"noise_source": result.noise_source, "method": fit.method, "noise": fit.noise,
-                             "weighted": int(fit.weighted)})
+    data |= {
+        "a": ((), fit.a),
+        "b": ((), fit.b),
+        "a_ci": (("bound",), fit.a_ci),
+        "b_ci": (("bound",), fit.b_ci),
+        "N_coef": ((), fit.N_law.coef),
+        "D_coef": ((), fit.D_law.coef),
+        "r2": ((), fit.N_law.r2),
+        "N_star_at_5.88e23": ((), N_star),
+        "a_draws": (("draw",), fit.a_draws),
+        "b_draws": (("draw",), fit.b_draws),
+    }
+    return xr.Dataset(
+        data,
+        coords={"C": np.array([o.C for o in budgets]), "bound": ["lo", "hi"]},
+        attrs={
+            "noise_source": result.noise_source,
+            "method": fit.method,
+            "noise": fit.noise,
+            "weighted": int(fit.weighted),
+        },
+    )
 
 
 def plot(result: IsoflopResult, args: argparse.Namespace, runs: pd.DataFrame, path: Path) -> None:
@@ -119,12 +175,7 @@ def plot(result: IsoflopResult, args: argparse.Namespace, runs: pd.DataFrame, pa
     right.plot(grid, fit.N_law(grid), color="C3", label=f"N* ∝ C^{fit.a:.3f}")
     if fit.a_draws.size:
         band = fit.coef_draws[:, None] * grid[None, :] ** fit.a_draws[:, None]
-        right.fill_between(grid, np.quantile(band, 0.025, 0), np.quantile(band, 0.975, 0), color="C3", alpha=0.2,
-                           label=f"95% CI a ∈ [{fit.a_ci[0]:.3f}, {fit.a_ci[1]:.3f}]")
+        report.fill_band(right, grid, band, f"95% CI a ∈ [{fit.a_ci[0]:.3f}, {fit.a_ci[1]:.3f}]")
     right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="N*", title="compute-optimal size")
     right.legend(fontsize=8)
     report.save_figure(fig, path)
-
-
-METHOD = Method(name="isoflop", help="Approach 2, IsoFLOP minima per budget (Porian et al. 2024 estimator)",
-                add_flags=add_flags, fit=fit, text=text, payload=payload, dataset=dataset, plot=plot)

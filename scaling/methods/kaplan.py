@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from scaling.methods.base import Method
-
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
@@ -21,10 +19,17 @@ FORMS = {  # --form -> what the report calls it
 }
 CONSTANTS = ("N_c", "alpha_N", "D_c", "alpha_D")
 
+NAME = "kaplan"
+HELP = "Kaplan et al. 2020's L(N, D), L(N) or L(D)"
+
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--form", choices=tuple(FORMS), default="ND",
-                   help="kaplan: L(N, D) (Eq. 1.5), L(N) (Eq. 1.1, per-size frontier) or L(D) (Eq. 1.2)")
+    p.add_argument(
+        "--form",
+        choices=tuple(FORMS),
+        default="ND",
+        help="kaplan: L(N, D) (Eq. 1.5), L(N) (Eq. 1.1, per-size frontier) or L(D) (Eq. 1.2)",
+    )
 
 
 def fit(runs: pd.DataFrame, args: argparse.Namespace) -> KaplanFit:
@@ -45,8 +50,9 @@ def payload(fit: KaplanFit, args: argparse.Namespace) -> dict:
 def text(fit: KaplanFit, args: argparse.Namespace) -> str:
     shown = {k: v for k, v in payload(fit, args).items() if k in CONSTANTS and v == v}  # NaN: not fitted
     fitted = "runs" if args.form == "ND" else f"distinct {args.form}"  # L(N), L(D): the lowest loss of each
-    return (f"Kaplan {FORMS[args.form]}; {fit.n_points} {fitted}, convention {args.convention}\n"
-            + "   ".join(f"{k} = {v:.4g}" for k, v in shown.items()))
+    return f"Kaplan {FORMS[args.form]}; {fit.n_points} {fitted}, convention {args.convention}\n" + "   ".join(
+        f"{k} = {v:.4g}" for k, v in shown.items()
+    )
 
 
 def dataset(fit: KaplanFit, args: argparse.Namespace) -> xr.Dataset:
@@ -54,7 +60,3 @@ def dataset(fit: KaplanFit, args: argparse.Namespace) -> xr.Dataset:
     import xarray as xr
 
     return xr.Dataset({k: ((), float(v)) for k, v in payload(fit, args).items() if isinstance(v, (int, float))})
-
-
-METHOD = Method(name="kaplan", help="Kaplan et al. 2020's L(N, D), L(N) or L(D)",
-                add_flags=add_flags, fit=fit, text=text, payload=payload, dataset=dataset)

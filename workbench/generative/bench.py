@@ -83,8 +83,12 @@ def _training_steps(device: str, quick: bool) -> dict:
         for arm, step in steps.items():
             times[arm].append(_timed(step, repeats, sync))
     ratio = statistics.median(a / b for a, b in zip(times["pfgmpp_D128"], times["edm"]))
-    return {"batch": batch, "steps_per_s": {arm: 1 / statistics.median(t) for arm, t in times.items()},
-            "pfgmpp_over_edm": ratio - 1, "rounds": rounds}
+    return {
+        "batch": batch,
+        "steps_per_s": {arm: 1 / statistics.median(t) for arm, t in times.items()},
+        "pfgmpp_over_edm": ratio - 1,
+        "rounds": rounds,
+    }
 
 
 def _sampling(device: str, quick: bool) -> dict:
@@ -112,14 +116,16 @@ def _sampling(device: str, quick: bool) -> dict:
     def prior(D):
         return torch.from_numpy(pfgmpp.prior(count, IMAGE * IMAGE, D, 80.0, rng)).reshape(shape).to(device)
 
+    def discrete(sampler):  # DDIM / DDPM with a v-prediction model over the trailing timesteps
+        noise = torch.randn(shape, dtype=torch.float64, device=device)
+        return sampler(model, noise, alpha_bar, schedules.timesteps("trailing", 1000, nfe), "v_prediction")
+
     arms = {
         "heun_pfgmpp_D128": lambda: heun_sample(denoise, prior(128.0), edm_sigmas(heun_steps)),
         "heun_edm": lambda: heun_sample(denoise, prior(math.inf), edm_sigmas(heun_steps)),
         "euler_edm": lambda: heun_sample(denoise, prior(math.inf), edm_sigmas(nfe), heun=False),
-        "ddim": lambda: ddim_sample(model, torch.randn(shape, dtype=torch.float64, device=device), alpha_bar,
-                                    schedules.timesteps("trailing", 1000, nfe), "v_prediction"),
-        "ddpm": lambda: ddpm_sample(model, torch.randn(shape, dtype=torch.float64, device=device), alpha_bar,
-                                    schedules.timesteps("trailing", 1000, nfe), "v_prediction"),
+        "ddim": lambda: discrete(ddim_sample),
+        "ddpm": lambda: discrete(ddpm_sample),
     }
     for fn in arms.values():
         fn()
@@ -129,8 +135,12 @@ def _sampling(device: str, quick: bool) -> dict:
         for arm, fn in arms.items():
             times[arm].append(_timed(fn, 1, sync))
     ratio = statistics.median(a / b for a, b in zip(times["heun_pfgmpp_D128"], times["heun_edm"]))
-    return {"count": count, "nfe": nfe, "samples_per_s": {a: count / statistics.median(t) for a, t in times.items()},
-            "pfgmpp_over_edm": ratio - 1}
+    return {
+        "count": count,
+        "nfe": nfe,
+        "samples_per_s": {a: count / statistics.median(t) for a, t in times.items()},
+        "pfgmpp_over_edm": ratio - 1,
+    }
 
 
 def _quality_vs_nfe(quick: bool) -> dict:
@@ -140,37 +150,50 @@ def _quality_vs_nfe(quick: bool) -> dict:
     rows = []
     for D in (128.0, math.inf):
         denoise = pfgmpp_denoiser(points, D)
-        for nfe in ((5, 9, 17) if quick else (5, 9, 17, 35, 69)):
+        for nfe in (5, 9, 17) if quick else (5, 9, 17, 35, 69):
             x = torch.from_numpy(pfgmpp.prior(len(points), 2, D, 80.0, np.random.default_rng(2)))
             heun = heun_sample(denoise, x, edm_sigmas((nfe + 1) // 2)).numpy()
             euler = heun_sample(denoise, x, edm_sigmas(nfe), heun=False).numpy()
-            rows.append({"D": D, "nfe": nfe, "heun_swd": sliced_wasserstein(heun, points),
-                         "euler_swd": sliced_wasserstein(euler, points)})
+            rows.append(
+                {
+                    "D": D,
+                    "nfe": nfe,
+                    "heun_swd": sliced_wasserstein(heun, points),
+                    "euler_swd": sliced_wasserstein(euler, points),
+                }
+            )
     return {"rows": rows}
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
     on_gpu = device.startswith("cuda")
-    return {"device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "image": IMAGE, "unet_base": BASE,
-            "training": _training_steps(device, quick), "sampling": _sampling(device, quick),
-            "quality": _quality_vs_nfe(quick)}
+    return {
+        "device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "image": IMAGE,
+        "unet_base": BASE,
+        "training": _training_steps(device, quick),
+        "sampling": _sampling(device, quick),
+        "quality": _quality_vs_nfe(quick),
+    }
 
 
 def format_result(r: dict) -> str:
     t, s, q = r["training"], r["sampling"], r["quality"]
-    lines = [f"generative models on {r['device']} (torch {r['torch']}, {r['threads']} threads); "
-             f"UNet base {r['unet_base']} on {r['image']}x{r['image']}",
-             f"training steps/s (batch {t['batch']}, median of {t['rounds']} interleaved rounds): "
-             + ", ".join(f"{k} {v:.2f}" for k, v in t["steps_per_s"].items()),
-             f"  PFGM++ (D=128) extra cost per training step over EDM: {100 * t['pfgmpp_over_edm']:+.1f} % (goal <= 5 %)",
-             f"sampling samples/s at NFE {s['nfe']} ({s['count']} samples): "
-             + ", ".join(f"{k} {v:.1f}" for k, v in s["samples_per_s"].items()),
-             f"  PFGM++ (D=128) extra cost per sample over EDM, Heun: {100 * s['pfgmpp_over_edm']:+.1f} % (goal <= 5 %)",
-             "quality vs NFE, exact denoiser of an 8-mode 2-D mixture (sliced W1 of samples to its points):",
-             f"{'D':>8}{'NFE':>6}{'Heun':>10}{'Euler':>10}"]
+    lines = [
+        f"generative models on {r['device']} (torch {r['torch']}, {r['threads']} threads); "
+        f"UNet base {r['unet_base']} on {r['image']}x{r['image']}",
+        f"training steps/s (batch {t['batch']}, median of {t['rounds']} interleaved rounds): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in t["steps_per_s"].items()),
+        f"  PFGM++ (D=128) extra cost per training step over EDM: {100 * t['pfgmpp_over_edm']:+.1f} % (goal <= 5 %)",
+        f"sampling samples/s at NFE {s['nfe']} ({s['count']} samples): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in s["samples_per_s"].items()),
+        f"  PFGM++ (D=128) extra cost per sample over EDM, Heun: {100 * s['pfgmpp_over_edm']:+.1f} % (goal <= 5 %)",
+        "quality vs NFE, exact denoiser of an 8-mode 2-D mixture (sliced W1 of samples to its points):",
+        f"{'D':>8}{'NFE':>6}{'Heun':>10}{'Euler':>10}",
+    ]
     for row in q["rows"]:
         name = "inf" if math.isinf(row["D"]) else f"{row['D']:g}"
-        lines.append(f"{name:>8}{row['nfe']:>6}"
-                     f"{row['heun_swd']:>10.4f}{row['euler_swd']:>10.4f}")
+        lines.append(f"{name:>8}{row['nfe']:>6}{row['heun_swd']:>10.4f}{row['euler_swd']:>10.4f}")
     return "\n".join(lines)

@@ -44,8 +44,9 @@ class Arm:
 
     def timesteps(self, sample_steps: int, train_steps: int = 1000) -> np.ndarray:
         # steps_offset 1 for leading, as in the Stable Diffusion scheduler configs
-        return schedules.timesteps(self.spacing, train_steps, sample_steps,
-                                   steps_offset=1 if self.spacing == "leading" else 0)
+        return schedules.timesteps(
+            self.spacing, train_steps, sample_steps, steps_offset=1 if self.spacing == "leading" else 0
+        )
 
 
 ARMS = {
@@ -77,8 +78,9 @@ def brightness_metrics(samples: np.ndarray, data: np.ndarray) -> dict[str, float
     }
 
 
-def oracle_brightness(images: np.ndarray, arm: str | Arm, *, samples: int = 1000, sample_steps: int = 50,
-                      seed: int = 0) -> tuple[np.ndarray, dict[str, float]]:
+def oracle_brightness(
+    images: np.ndarray, arm: str | Arm, *, samples: int = 1000, sample_steps: int = 50, seed: int = 0
+) -> tuple[np.ndarray, dict[str, float]]:
     """Deterministic DDIM from x_T ~ N(0, I) with the exact denoiser of `images` (no training); returns the
     samples and `brightness_metrics` against the images."""
     arm = get_arm(arm) if isinstance(arm, str) else arm

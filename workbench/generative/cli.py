@@ -50,17 +50,28 @@ def _schedule(args) -> int:
     from workbench.generative import schedules
 
     start, end = DEFAULT_BETAS[args.betas]
-    betas = schedules.make_betas(args.betas, args.steps, start if args.beta_start is None else args.beta_start,
-                                 end if args.beta_end is None else args.beta_end)
+    betas = schedules.make_betas(
+        args.betas,
+        args.steps,
+        start if args.beta_start is None else args.beta_start,
+        end if args.beta_end is None else args.beta_end,
+    )
     if args.zero_terminal_snr:
         betas = schedules.rescale_zero_terminal_snr(betas)
     abar = schedules.alphas_cumprod(betas)
     terminal = float(schedules.snr(abar)[-1])
-    payload = {"betas": args.betas, "steps": args.steps, "zero_terminal_snr": args.zero_terminal_snr,
-               "alphas_cumprod": abar.tolist(), "terminal_snr": terminal}
-    text = (f"{args.betas}, T = {args.steps}{', zero terminal SNR' if args.zero_terminal_snr else ''}: "
-            f"ᾱ_0 = {abar[0]:.6f}, ᾱ_T−1 = {abar[-1]:.6g}, sqrt(ᾱ_T−1) = {abar[-1] ** 0.5:.6f}, "
-            f"SNR(T−1) = {terminal:.6g}")
+    payload = {
+        "betas": args.betas,
+        "steps": args.steps,
+        "zero_terminal_snr": args.zero_terminal_snr,
+        "alphas_cumprod": abar.tolist(),
+        "terminal_snr": terminal,
+    }
+    text = (
+        f"{args.betas}, T = {args.steps}{', zero terminal SNR' if args.zero_terminal_snr else ''}: "
+        f"ᾱ_0 = {abar[0]:.6f}, ᾱ_T−1 = {abar[-1]:.6g}, sqrt(ᾱ_T−1) = {abar[-1] ** 0.5:.6f}, "
+        f"SNR(T−1) = {terminal:.6g}"
+    )
     emit(args, text, payload)
     return 0
 
@@ -78,8 +89,9 @@ def _timesteps(args) -> int:
     from workbench.generative import schedules
 
     steps = schedules.timesteps(args.spacing, args.train_steps, args.steps, args.steps_offset).tolist()
-    emit(args, " ".join(map(str, steps)), {"spacing": args.spacing, "train_steps": args.train_steps,
-                                           "timesteps": steps})
+    emit(
+        args, " ".join(map(str, steps)), {"spacing": args.spacing, "train_steps": args.train_steps, "timesteps": steps}
+    )
     return 0
 
 
@@ -94,14 +106,7 @@ def _robustness(args) -> int:
       workbench diffusion robustness jobs/configs/diffusion_robustness.yaml
       workbench diffusion robustness jobs/configs/diffusion_robustness.yaml --set seeds=2 --executor debug --json
     """
-    from jobs.experiment import Experiment, load_experiment_config, run_experiment
-    from workbench.generative import experiments as ex
-
-    experiment = Experiment(items=ex.robustness_items, member=ex.robustness_member, finish=ex.finish_robustness,
-                            folder=lambda config: ex.output_dir(config) / "submitit")
-    config = load_experiment_config(ex.RobustnessConfig, args.config, args.overrides)
-    emit(args, *run_experiment(experiment, config, args.executor))
-    return 0
+    return _run_experiment(args, "robustness")
 
 
 def _brightness(args) -> int:
@@ -115,11 +120,21 @@ def _brightness(args) -> int:
       workbench diffusion brightness jobs/configs/diffusion_brightness.yaml
       workbench diffusion brightness jobs/configs/diffusion_brightness.yaml --set seeds=2 --executor debug --json
     """
+    return _run_experiment(args, "brightness")
+
+
+def _run_experiment(args, name: str) -> int:
     from jobs.experiment import Experiment, load_experiment_config, run_experiment
     from workbench.generative import experiments as ex
 
-    experiment = Experiment(items=ex.brightness_groups, member=ex.brightness_member, finish=ex.finish_brightness,
-                            folder=lambda config: ex.output_dir(config) / "submitit", flatten=True)
-    config = load_experiment_config(ex.BrightnessConfig, args.config, args.overrides)
+    # (config type, items, member, finish); a brightness member returns the runs of several arms
+    config_type, items, member, finish = {
+        "robustness": (ex.RobustnessConfig, ex.robustness_items, ex.robustness_member, ex.finish_robustness),
+        "brightness": (ex.BrightnessConfig, ex.brightness_groups, ex.brightness_member, ex.finish_brightness),
+    }[name]
+    experiment = Experiment(
+        items, member, finish, folder=lambda config: ex.output_dir(config) / "submitit", flatten=name == "brightness"
+    )
+    config = load_experiment_config(config_type, args.config, args.overrides)
     emit(args, *run_experiment(experiment, config, args.executor))
     return 0

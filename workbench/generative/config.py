@@ -63,7 +63,9 @@ class PFGMPPConfig(DataAndNet):
     """PFGM++ (Xu et al. 2023) with augmentation dimension D; D = inf (YAML `.inf`) is EDM."""
 
     D: float = field(default=128.0, metadata=bounds(gt=0))
-    kernel_clip: float = field(default=0.0, metadata=bounds(ge=0, lt=0.5))  # the official image code clips the Beta draw at 1e-3; off: it distorts the kernel on low-dimensional data
+    kernel_clip: float = field(
+        default=0.0, metadata=bounds(ge=0, lt=0.5)
+    )  # the official image code clips the Beta draw at 1e-3; off: it distorts the kernel on low-dimensional data
     sigma_max: float = field(default=80.0, metadata=bounds(gt=0))
     sigma_min: float = field(default=0.002, metadata=bounds(gt=0))
 
@@ -87,8 +89,10 @@ class DiffusionConfig(DataAndNet):
     def __post_init__(self):
         self._check_data()
         if self.zero_terminal_snr and self.prediction_type == "epsilon":
-            raise ConfigError("prediction_type 'epsilon' cannot be used with zero_terminal_snr: true (at t = T the "
-                              "noise is the input and x0 is undefined); use v_prediction or sample")
+            raise ConfigError(
+                "prediction_type 'epsilon' cannot be used with zero_terminal_snr: true (at t = T the "
+                "noise is the input and x0 is undefined); use v_prediction or sample"
+            )
 
     def alpha_bar(self) -> np.ndarray:
         """ᾱ_t of the training schedule (rescaled to zero terminal SNR when asked)."""
@@ -106,9 +110,17 @@ def preflight_generative(config: DataAndNet) -> None:
         training_data(config)
 
 
-PFGMPP = Trainable("pfgmpp", PFGMPPConfig, "workbench.generative.module:Generative",
-                   "PFGM++ (EDM-preconditioned MLP/UNet) at augmentation dimension D; D = inf is EDM",
-                   preflight=preflight_generative)
-DIFFUSION = Trainable("diffusion", DiffusionConfig, "workbench.generative.module:Generative",
-                      "discrete-time diffusion with beta schedule, zero terminal SNR and ε/x0/v prediction",
-                      preflight=preflight_generative)
+PFGMPP = Trainable(
+    "pfgmpp",
+    PFGMPPConfig,
+    "workbench.generative.module:Generative",
+    "PFGM++ (EDM-preconditioned MLP/UNet) at augmentation dimension D; D = inf is EDM",
+    preflight=preflight_generative,
+)
+DIFFUSION = Trainable(
+    "diffusion",
+    DiffusionConfig,
+    "workbench.generative.module:Generative",
+    "discrete-time diffusion with beta schedule, zero terminal SNR and ε/x0/v prediction",
+    preflight=preflight_generative,
+)

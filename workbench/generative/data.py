@@ -19,8 +19,9 @@ from workbench.errors import InputError
 __all__ = ["brightness_images", "digits", "load_images", "mixture_2d", "training_data"]
 
 
-def mixture_2d(count: int, rng: np.random.Generator, *, modes: int = 8, radius: float = 2.0,
-               std: float = 0.1, weights=None) -> tuple[np.ndarray, np.ndarray]:
+def mixture_2d(
+    count: int, rng: np.random.Generator, *, modes: int = 8, radius: float = 2.0, std: float = 0.1, weights=None
+) -> tuple[np.ndarray, np.ndarray]:
     """`count` points from `modes` Gaussians on a circle; returns (points (count, 2), mode index)."""
     if modes < 1 or std <= 0:
         raise InputError("a 2-D mixture needs modes >= 1 and std > 0")
@@ -43,13 +44,15 @@ def digits(size: int = 8) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(f"digits size must be a multiple of 8, got {size}")
         import torch
 
-        images = torch.nn.functional.interpolate(torch.from_numpy(images)[:, None], size=(size, size),
-                                                 mode="bilinear", align_corners=False)[:, 0].numpy()
+        images = torch.nn.functional.interpolate(
+            torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear", align_corners=False
+        )[:, 0].numpy()
     return images[:, None], bunch.target.astype(np.int64)
 
 
-def brightness_images(count: int, size: int, rng: np.random.Generator, *, texture: float = 0.15,
-                      max_offset: float = 0.8) -> np.ndarray:
+def brightness_images(
+    count: int, size: int, rng: np.random.Generator, *, texture: float = 0.15, max_offset: float = 0.8
+) -> np.ndarray:
     """The brightness set: texture·N(0, 1) + b, b ~ U(−max_offset, max_offset) per image, clipped to [−1, 1];
     (count, 1, size, size) float32."""
     offsets = rng.uniform(-max_offset, max_offset, size=(count, 1, 1, 1))
@@ -73,8 +76,9 @@ def load_images(path: str | os.PathLike[str]) -> np.ndarray:
         if array.ndim == 3:
             array = array[:, None]
         if array.ndim != 4 or not np.issubdtype(array.dtype, np.number):
-            raise InputError(f"{path}: expected a numeric array of shape (n, H, W) or (n, C, H, W), "
-                             f"got {array.dtype} {array.shape}")
+            raise InputError(
+                f"{path}: expected a numeric array of shape (n, H, W) or (n, C, H, W), got {array.dtype} {array.shape}"
+            )
         if not np.all(np.isfinite(array)) or array.min() < -1 or array.max() > 1:
             raise InputError(f"{path}: values must be finite and in [-1, 1]")
         return array.astype(np.float32)
@@ -93,8 +97,10 @@ def load_images(path: str | os.PathLike[str]) -> np.ndarray:
         if first is None:
             first = (file, array.shape)
         elif array.shape != first[1]:
-            raise InputError(f"{path}: images have mixed sizes: {first[0].name} is {_shape(first[1])} but "
-                             f"{file.name} is {_shape(array.shape)}; resize them to one size")
+            raise InputError(
+                f"{path}: images have mixed sizes: {first[0].name} is {_shape(first[1])} but "
+                f"{file.name} is {_shape(array.shape)}; resize them to one size"
+            )
         images.append(array)
     stacked = np.stack(images) / 127.5 - 1.0
     stacked = stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)

@@ -38,9 +38,22 @@ from workbench.jobspec import JobSpec
 from workbench.store import atomic_write_netcdf, create_run_dir
 from workbench.train import TrainConfig, train
 
-__all__ = ["BrightnessConfig", "RobustnessConfig", "assemble_brightness", "assemble_robustness",
-           "brightness_groups", "brightness_member", "finish_brightness", "finish_robustness", "plot_brightness",
-           "plot_robustness", "robustness_items", "robustness_member", "save_grid", "t_interval"]
+__all__ = [
+    "BrightnessConfig",
+    "RobustnessConfig",
+    "assemble_brightness",
+    "assemble_robustness",
+    "brightness_groups",
+    "brightness_member",
+    "finish_brightness",
+    "finish_robustness",
+    "plot_brightness",
+    "plot_robustness",
+    "robustness_items",
+    "robustness_member",
+    "save_grid",
+    "t_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,9 @@ class RobustnessConfig:
 class BrightnessConfig:
     experiment: str = "brightness"
     root: str = "runs"
-    model: DiffusionConfig = DiffusionConfig(data="brightness", image_size=16, n_data=2000, net="unet", width=32,
-                                             lr=1e-3)
+    model: DiffusionConfig = DiffusionConfig(
+        data="brightness", image_size=16, n_data=2000, net="unet", width=32, lr=1e-3
+    )
     train: TrainConfig = TrainConfig(max_steps=3000, checkpoint_every=500)
     arms: tuple[str, ...] = ("eps_leading", "eps_trailing", "v_zero_snr_trailing", "v_zero_snr_leading")
     seeds: int = field(default=3, metadata=bounds(ge=1))
@@ -144,8 +158,13 @@ def robustness_member(config: RobustnessConfig, D: float, seed: int) -> dict[str
 def assemble_robustness(config: RobustnessConfig, members: list[dict[str, Any]]):
     """Members → Dataset with dims (D, seed, alpha | steps | bits), variables swd_* and mmd_*."""
     Ds, seeds = list(config.D), list(range(config.seeds))
-    coords = {"D": np.asarray(Ds, dtype=float), "seed": seeds, "alpha": list(config.alphas),
-              "steps": list(config.steps), "bits": list(config.bits)}
+    coords = {
+        "D": np.asarray(Ds, dtype=float),
+        "seed": seeds,
+        "alpha": list(config.alphas),
+        "steps": list(config.steps),
+        "bits": list(config.bits),
+    }
     ds = xr.Dataset(coords=coords)
     for probe in ("alpha", "steps", "bits"):
         values = np.full((len(Ds), len(seeds), len(coords[probe]), 2), np.nan)
@@ -153,9 +172,14 @@ def assemble_robustness(config: RobustnessConfig, members: list[dict[str, Any]])
             values[Ds.index(m["D"]), seeds.index(m["seed"])] = np.asarray(m[probe])
         ds[f"swd_{probe}"] = (("D", "seed", probe), values[..., 0])
         ds[f"mmd_{probe}"] = (("D", "seed", probe), values[..., 1])
-    ds.attrs.update(experiment=config.experiment, data=config.model.data, train_steps=config.train.max_steps,
-                    samples=config.samples, heun_steps=config.heun_steps,
-                    description="sliced W1 / MMD² of PFGM++ samples vs data under perturbations")
+    ds.attrs.update(
+        experiment=config.experiment,
+        data=config.model.data,
+        train_steps=config.train.max_steps,
+        samples=config.samples,
+        heun_steps=config.heun_steps,
+        description="sliced W1 / MMD² of PFGM++ samples vs data under perturbations",
+    )
     return ds
 
 
@@ -173,28 +197,42 @@ def brightness_member(config: BrightnessConfig, arms: tuple[str, ...], seed: int
     """Train one diffusion model for arms that share its schedule and prediction type, then sample each
     arm with its own spacing (DDIM) and score the per-image brightness."""
     spec = get_arm(arms[0])
-    model_config = replace(config.model, zero_terminal_snr=spec.zero_terminal_snr,
-                           prediction_type=spec.prediction_type)
+    model_config = replace(config.model, zero_terminal_snr=spec.zero_terminal_snr, prediction_type=spec.prediction_type)
     train_config = replace(config.train, seed=int(seed))
     run_id = f"{'zsnr' if spec.zero_terminal_snr else 'sd'}-{spec.prediction_type}-seed{seed}"
     run = _train(model_config, train_config, config.root, config.experiment, run_id, "diffusion")
     trained = load_trained(run.path)
     results = []
     for arm in arms:
-        samples = sample_diffusion(trained.model, model_config, config.samples, tuple(trained.data.shape[1:]),
-                                   steps=config.sample_steps, spacing=get_arm(arm).spacing, seed=1000 + seed)
+        samples = sample_diffusion(
+            trained.model,
+            model_config,
+            config.samples,
+            tuple(trained.data.shape[1:]),
+            steps=config.sample_steps,
+            spacing=get_arm(arm).spacing,
+            seed=1000 + seed,
+        )
         samples = np.clip(samples, -1.0, 1.0)  # scored as the images a pipeline outputs (pixel range [−1, 1])
-        results.append({"arm": arm, "seed": int(seed), "run": str(run.path), **brightness_metrics(samples, trained.data),
-                        "brightness": np.asarray(samples).reshape(len(samples), -1).mean(1).tolist(),
-                        "grid": np.asarray(samples[:16], dtype=np.float32).tolist()})
+        results.append(
+            {
+                "arm": arm,
+                "seed": int(seed),
+                "run": str(run.path),
+                **brightness_metrics(samples, trained.data),
+                "brightness": np.asarray(samples).reshape(len(samples), -1).mean(1).tolist(),
+                "grid": np.asarray(samples[:16], dtype=np.float32).tolist(),
+            }
+        )
     return results
 
 
 def assemble_brightness(config: BrightnessConfig, members: list[dict[str, Any]], data: np.ndarray):
     arms, seeds = list(config.arms), list(range(config.seeds))
     names = ("spread_ratio", "w1", "ks", "tail_generated")
-    ds = xr.Dataset(coords={"arm": arms, "seed": seeds, "sample": np.arange(config.samples),
-                            "image": np.arange(len(data))})
+    ds = xr.Dataset(
+        coords={"arm": arms, "seed": seeds, "sample": np.arange(config.samples), "image": np.arange(len(data))}
+    )
     table = {n: np.full((len(arms), len(seeds)), np.nan) for n in names}
     brightness = np.full((len(arms), len(seeds), config.samples), np.nan)
     for m in members:
@@ -206,9 +244,13 @@ def assemble_brightness(config: BrightnessConfig, members: list[dict[str, Any]],
         ds[n] = (("arm", "seed"), table[n])
     ds["brightness"] = (("arm", "seed", "sample"), brightness)
     ds["data_brightness"] = (("image",), np.asarray(data).reshape(len(data), -1).mean(1))
-    ds.attrs.update(experiment=config.experiment, image_size=config.model.image_size,
-                    train_steps=config.train.max_steps, sample_steps=config.sample_steps,
-                    description="per-image mean brightness of DDIM samples vs data, per arm (Lin et al.)")
+    ds.attrs.update(
+        experiment=config.experiment,
+        image_size=config.model.image_size,
+        train_steps=config.train.max_steps,
+        sample_steps=config.sample_steps,
+        description="per-image mean brightness of DDIM samples vs data, per arm (Lin et al.)",
+    )
     return ds
 
 
@@ -226,8 +268,13 @@ def finish_robustness(config: RobustnessConfig, members: list[dict[str, Any]], e
         if m["seed"] == 0 and m.get("grid") is not None:
             name = "inf" if math.isinf(m["D"]) else f"{m['D']:g}"
             save_grid(np.asarray(m["grid"]), out / f"samples_D{name}.png")
-    rows, lines = [], [f"PFGM++ robustness ({config.model.data}, {config.seeds} seeds, executor {executor}); "
-                       "sliced W1 to data, mean ± 95 % t-interval"]
+    rows, lines = (
+        [],
+        [
+            f"PFGM++ robustness ({config.model.data}, {config.seeds} seeds, executor {executor}); "
+            "sliced W1 to data, mean ± 95 % t-interval"
+        ],
+    )
     for D in config.D:
         row = {"D": D}
         for probe in ("alpha", "steps", "bits"):
@@ -236,13 +283,21 @@ def finish_robustness(config: RobustnessConfig, members: list[dict[str, Any]], e
             row[probe] = {"levels": list(ds[probe].values.tolist()), "mean": mean.tolist(), "ci95": half.tolist()}
         rows.append(row)
         name = "inf (EDM)" if math.isinf(D) else f"{D:g}"
-        parts = [f"{p} " + ", ".join(f"{lv:g}: {m:.3f}±{h:.3f}" for lv, m, h in
-                                     zip(row[p]["levels"], row[p]["mean"], row[p]["ci95"]))
-                 for p in ("alpha", "steps", "bits")]
+        parts = [
+            f"{p} "
+            + ", ".join(
+                f"{lv:g}: {m:.3f}±{h:.3f}" for lv, m, h in zip(row[p]["levels"], row[p]["mean"], row[p]["ci95"])
+            )
+            for p in ("alpha", "steps", "bits")
+        ]
         lines.append(f"  D = {name}: " + "; ".join(parts))
     lines.append(f"wrote {out / 'results.nc'} and {out / 'robustness.png'}")
-    return "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"),
-                              "figure": str(out / "robustness.png"), "rows": rows}
+    return "\n".join(lines), {
+        "executor": executor,
+        "results": str(out / "results.nc"),
+        "figure": str(out / "robustness.png"),
+        "rows": rows,
+    }
 
 
 def finish_brightness(config: BrightnessConfig, members: list[dict[str, Any]], executor: str) -> tuple[str, dict]:
@@ -256,8 +311,13 @@ def finish_brightness(config: BrightnessConfig, members: list[dict[str, Any]], e
         if m["seed"] == 0:
             save_grid(np.asarray(m["grid"]), out / f"samples_{m['arm']}.png")
     save_grid(data[:16], out / "samples_data.png")
-    rows, lines = [], [f"Brightness ({config.model.image_size}x{config.model.image_size}, {config.seeds} seeds, "
-                       f"DDIM {config.sample_steps} steps, executor {executor}); mean ± 95 % t-interval"]
+    rows, lines = (
+        [],
+        [
+            f"Brightness ({config.model.image_size}x{config.model.image_size}, {config.seeds} seeds, "
+            f"DDIM {config.sample_steps} steps, executor {executor}); mean ± 95 % t-interval"
+        ],
+    )
     for arm in config.arms:
         row = {"arm": arm}
         for name in ("w1", "spread_ratio"):
@@ -265,8 +325,10 @@ def finish_brightness(config: BrightnessConfig, members: list[dict[str, Any]], e
             row[name], row[f"{name}_ci95"] = float(mean), float(half)
         row["w1_per_seed"] = ds["w1"].sel(arm=arm).values.tolist()
         rows.append(row)
-        lines.append(f"  {arm:<22} W1 {row['w1']:.4f} ± {row['w1_ci95']:.4f}   spread ratio "
-                     f"{row['spread_ratio']:.3f} ± {row['spread_ratio_ci95']:.3f}")
+        lines.append(
+            f"  {arm:<22} W1 {row['w1']:.4f} ± {row['w1_ci95']:.4f}   spread ratio "
+            f"{row['spread_ratio']:.3f} ± {row['spread_ratio_ci95']:.3f}"
+        )
     lines.append(f"wrote {out / 'results.nc'}, {out / 'brightness.png'} and sample grids")
     return "\n".join(lines), {"executor": executor, "results": str(out / "results.nc"), "rows": rows}
 
@@ -284,8 +346,9 @@ def t_interval(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
 def plot_robustness(ds, path: str | Path) -> None:
     fig = Figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 3)
-    for ax, probe, label in zip(axes, ("alpha", "steps", "bits"),
-                                ("noise α before each Heun step", "Heun steps", "weight bits")):
+    for ax, probe, label in zip(
+        axes, ("alpha", "steps", "bits"), ("noise α before each Heun step", "Heun steps", "weight bits")
+    ):
         for D in ds["D"].values:
             mean, half = t_interval(ds[f"swd_{probe}"].sel(D=D).values, axis=0)
             x = ds[probe].values
@@ -305,11 +368,11 @@ def plot_brightness(ds, path: str | Path) -> None:
     fig = Figure(figsize=(11, 3.8))
     axes = fig.subplots(1, 2)
     bins = np.linspace(-1, 1, 41)
-    axes[0].hist(ds["data_brightness"].values, bins=bins, density=True, histtype="stepfilled", alpha=0.3,
-                 label="data")
+    axes[0].hist(ds["data_brightness"].values, bins=bins, density=True, histtype="stepfilled", alpha=0.3, label="data")
     for arm in ds["arm"].values:
-        axes[0].hist(ds["brightness"].sel(arm=arm).values.ravel(), bins=bins, density=True, histtype="step",
-                     label=str(arm))
+        axes[0].hist(
+            ds["brightness"].sel(arm=arm).values.ravel(), bins=bins, density=True, histtype="step", label=str(arm)
+        )
     axes[0].set_xlabel("per-image mean brightness")
     axes[0].legend(fontsize=8)
     mean, half = t_interval(ds["w1"].values, axis=1)

@@ -20,8 +20,15 @@ class DigitsClassifier(nn.Module):
     def __init__(self, size: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 32, 3, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32 * 16, 64), nn.SiLU())
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(32 * 16, 64),
+            nn.SiLU(),
+        )
         self.head = nn.Linear(64, 10)
         self.size = size
 

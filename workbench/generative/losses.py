@@ -45,8 +45,16 @@ class EDMPrecond(nn.Module):
         return (c_skip * x + c_out * out.to(x.dtype)).to(x.dtype)
 
 
-def pfgmpp_noise(rng: np.random.Generator, batch: int, N: int, D: float, *, clip: float = 0.0,
-                 p_mean: float = P_MEAN, p_std: float = P_STD) -> tuple[np.ndarray, np.ndarray]:
+def pfgmpp_noise(
+    rng: np.random.Generator,
+    batch: int,
+    N: int,
+    D: float,
+    *,
+    clip: float = 0.0,
+    p_mean: float = P_MEAN,
+    p_std: float = P_STD,
+) -> tuple[np.ndarray, np.ndarray]:
     """(σ (B,), n (B, N)) for one training batch: σ = exp(P_std·ξ + P_mean), n ~ p_r(· | 0) with
     r = σ√D (D = inf: σ·z, EDM). Drawn in float64 from `rng`, σ first, for the whole global batch,
     so that ranks of a data-parallel run can each take their rows."""
@@ -54,8 +62,9 @@ def pfgmpp_noise(rng: np.random.Generator, batch: int, N: int, D: float, *, clip
     return sigma, pfgmpp.sample_kernel(sigma, N, D, rng, clip=clip)
 
 
-def pfgmpp_loss(precond: EDMPrecond, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
+def pfgmpp_loss(
+    precond: EDMPrecond, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over the batch of λ(σ)·||D_θ(y + n; σ) − y||² (per-sample sums over dims), with σ and n
     from `pfgmpp_noise`; D = inf is EDM's loss exactly (Karras et al. 2022, Eq. 8)."""
     sigma = sigma.to(y.device, torch.float32)
@@ -71,15 +80,23 @@ def timestep_condition(t: torch.Tensor, train_steps: int) -> torch.Tensor:
     return t.float() / train_steps
 
 
-def diffusion_noise(generator: torch.Generator, shape: tuple[int, ...], train_steps: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def diffusion_noise(
+    generator: torch.Generator, shape: tuple[int, ...], train_steps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(t ~ U{0..T−1} per sample, ε ~ N(0, I) of `shape`) for one training batch (batch first)."""
     t = torch.randint(0, train_steps, (shape[0],), generator=generator)
     return t, torch.randn(shape, generator=generator)
 
 
-def diffusion_loss(net: nn.Module, x0: torch.Tensor, alpha_bar: np.ndarray, prediction_type: str,
-                   t: torch.Tensor, eps: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def diffusion_loss(
+    net: nn.Module,
+    x0: torch.Tensor,
+    alpha_bar: np.ndarray,
+    prediction_type: str,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean squared error of net(x_t, t) against the target of `prediction_type`, with
     x_t = sqrt(ᾱ_t)·x₀ + sqrt(1 − ᾱ_t)·ε (Ho et al. 2020, Eq. 4; v: Salimans & Ho 2022, §4)."""
     check_prediction(prediction_type, float(alpha_bar[-1]))

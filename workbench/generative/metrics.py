@@ -48,5 +48,6 @@ def mmd2(x, y, scales=(0.25, 0.5, 1.0, 2.0, 4.0), max_points: int = 2000, seed: 
     kernel = sum(np.exp(-d2 / (2 * s * s * h2)) for s in scales)
     n, m = len(x), len(y)
     kxx, kyy, kxy = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
-    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                 - 2 * kxy.mean())
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+    )

@@ -50,13 +50,13 @@ class Generative(pl.LightningModule):
         if c.class_conditional:
             batch["drop"] = torch.from_numpy(noise_rng.random(c.batch_size) < c.label_dropout)
         if self.pfgmpp:
-            sigma, noise = pfgmpp_noise(noise_rng, c.batch_size, math.prod(self.sample_shape), c.D,
-                                        clip=c.kernel_clip)
+            sigma, noise = pfgmpp_noise(noise_rng, c.batch_size, math.prod(self.sample_shape), c.D, clip=c.kernel_clip)
             batch.update(sigma=torch.from_numpy(sigma), noise=torch.from_numpy(noise))
         else:
             generator = torch.Generator().manual_seed(int(noise_rng.integers(2**62)))
-            batch["t"], batch["eps"] = diffusion_noise(generator, (c.batch_size, *self.sample_shape),
-                                                       len(self.alpha_bar))
+            batch["t"], batch["eps"] = diffusion_noise(
+                generator, (c.batch_size, *self.sample_shape), len(self.alpha_bar)
+            )
         return batch
 
     def train_dataloader(self):
@@ -71,8 +71,9 @@ class Generative(pl.LightningModule):
             labels = torch.where(batch["drop"].to(labels.device), torch.full_like(labels, NULL_LABEL), labels)
         if self.pfgmpp:
             return pfgmpp_loss(self.model, x, batch["sigma"], batch["noise"], labels)
-        return diffusion_loss(self.model, x, self.alpha_bar, self.config.prediction_type, batch["t"], batch["eps"],
-                              labels)
+        return diffusion_loss(
+            self.model, x, self.alpha_bar, self.config.prediction_type, batch["t"], batch["eps"], labels
+        )
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.ema.update(self.model)

@@ -50,8 +50,9 @@ class MLPDenoiser(nn.Module):
         super().__init__()
         self.cond = _Conditioning(width, num_classes, noise_scale)
         self.inp = nn.Linear(dim, width)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-                                    for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)) for _ in range(depth)
+        )
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, dim))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,9 +93,9 @@ class UNetDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.cond(c_noise, labels)
-        h0 = self.down1(self.inp(x), emb)                 # H
-        h1 = self.down2(F.avg_pool2d(h0, 2), emb)         # H/2
-        h = self.mid(F.avg_pool2d(h1, 2), emb)            # H/4
+        h0 = self.down1(self.inp(x), emb)  # H
+        h1 = self.down2(F.avg_pool2d(h0, 2), emb)  # H/2
+        h = self.mid(F.avg_pool2d(h1, 2), emb)  # H/4
         h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), h1], 1), emb)
         h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), h0], 1), emb)
         return self.out(h)

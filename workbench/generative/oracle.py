@@ -84,8 +84,11 @@ def ddpm_posterior_mean(points, weights=None, chunk: int = 1024):
                 out[part] = flat[part] / a
                 continue
             # ||x_t − a·y_k||²; at ᾱ = 0 (x_T pure noise) every weight is π_k: the prior mean.
-            d2 = (flat[part] * flat[part]).sum(1, keepdim=True) - 2.0 * a * (flat[part] @ data.T) \
+            d2 = (
+                (flat[part] * flat[part]).sum(1, keepdim=True)
+                - 2.0 * a * (flat[part] @ data.T)
                 + alpha_bar[part] * (data * data).sum(1)[None, :]
+            )
             logits = -d2.clamp_min(0.0) / (2.0 * var)
             out[part] = torch.softmax(logits + log_pi, dim=1) @ data
         return out.reshape(shape).to(x_t.dtype)

@@ -56,8 +56,9 @@ def _directions(rng: np.random.Generator, count: int, N: int) -> np.ndarray:
     return g / np.linalg.norm(g, axis=1, keepdims=True)
 
 
-def sample_kernel(sigma, N: int, D: float, rng: np.random.Generator, *, method: str = "beta",
-                  clip: float = 0.0) -> np.ndarray:
+def sample_kernel(
+    sigma, N: int, D: float, rng: np.random.Generator, *, method: str = "beta", clip: float = 0.0
+) -> np.ndarray:
     """Noise n ~ p_r(· | 0) with r = σ√D for each σ in `sigma` (shape (B,)) → (B, N).
 
     ``beta`` (the reference's `training/loss.py`): B ~ Beta(N/2, D/2), R = r·sqrt(B/(1 − B)), n = R·g/||g||.
@@ -88,8 +89,9 @@ def sample_kernel(sigma, N: int, D: float, rng: np.random.Generator, *, method: 
     return radius[:, None] * _directions(rng, count, N)
 
 
-def prior(count: int, N: int, D: float, sigma_max: float, rng: np.random.Generator, *,
-          method: str = "beta") -> np.ndarray:
+def prior(
+    count: int, N: int, D: float, sigma_max: float, rng: np.random.Generator, *, method: str = "beta"
+) -> np.ndarray:
     """x at the start of sampling: the kernel centred at 0 with r_max = σ_max·√D (the reference's
     `generate.py`, `rand_beta_prime`), no clip.
     D = inf: σ_max·N(0, I), EDM's prior."""

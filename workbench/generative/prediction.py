@@ -19,8 +19,15 @@ import torch
 
 from workbench.errors import InputError
 
-__all__ = ["PREDICTION_TYPES", "check_prediction", "classifier_free_guidance", "to_epsilon", "to_sample",
-           "to_velocity", "velocity"]
+__all__ = [
+    "PREDICTION_TYPES",
+    "check_prediction",
+    "classifier_free_guidance",
+    "to_epsilon",
+    "to_sample",
+    "to_velocity",
+    "velocity",
+]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
@@ -28,12 +35,13 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 def check_prediction(prediction_type: str, terminal_alpha_bar: float) -> None:
     """Refuse an unknown prediction type and ε-prediction on a zero-terminal-SNR schedule."""
     if prediction_type not in PREDICTION_TYPES:
-        raise InputError(f"unknown prediction type {prediction_type!r}; choose one of "
-                         f"{', '.join(PREDICTION_TYPES)}")
+        raise InputError(f"unknown prediction type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
     if prediction_type == "epsilon" and terminal_alpha_bar == 0.0:
-        raise InputError("epsilon prediction cannot be used with a zero-terminal-SNR schedule: at t = T "
-                         "x_T is pure noise, so x0 = (x_T - sqrt(1 - abar) eps) / sqrt(abar) divides by zero; "
-                         "use prediction_type v_prediction (or sample), or zero_terminal_snr: false")
+        raise InputError(
+            "epsilon prediction cannot be used with a zero-terminal-SNR schedule: at t = T "
+            "x_T is pure noise, so x0 = (x_T - sqrt(1 - abar) eps) / sqrt(abar) divides by zero; "
+            "use prediction_type v_prediction (or sample), or zero_terminal_snr: false"
+        )
 
 
 def _ab(alpha_bar: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,12 +85,16 @@ def to_velocity(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor
     """v̂ from the network's output (through x̂₀ and ε̂ unless it already is v)."""
     if prediction_type == "v_prediction":
         return output
-    return velocity(to_sample(output, x_t, alpha_bar, prediction_type),
-                    to_epsilon(output, x_t, alpha_bar, prediction_type), alpha_bar)
+    return velocity(
+        to_sample(output, x_t, alpha_bar, prediction_type),
+        to_epsilon(output, x_t, alpha_bar, prediction_type),
+        alpha_bar,
+    )
 
 
-def classifier_free_guidance(negative: torch.Tensor, positive: torch.Tensor, scale: float,
-                             rescale: float = 0.0) -> torch.Tensor:
+def classifier_free_guidance(
+    negative: torch.Tensor, positive: torch.Tensor, scale: float, rescale: float = 0.0
+) -> torch.Tensor:
     """x_cfg = x_neg + w(x_pos − x_neg), then Lin et al. 2024 §3.4's rescale (diffusers
     `rescale_noise_cfg`):
 

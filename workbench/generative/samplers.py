@@ -33,9 +33,15 @@ def edm_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rh
     return np.append(grid, 0.0)
 
 
-def heun_sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                sigmas: np.ndarray, *, heun: bool = True, noise_alpha: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def heun_sample(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    sigmas: np.ndarray,
+    *,
+    heun: bool = True,
+    noise_alpha: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Integrate dx/dσ = (x − D(x; σ))/σ along `sigmas` (EDM Algorithm 2 without churn).
 
     Euler: d_i = (x_i − D(x_i; σ_i))/σ_i, x_{i+1} = x_i + (σ_{i+1} − σ_i)·d_i; Heun adds the
@@ -67,9 +73,15 @@ def _alpha_bars(alpha_bar: np.ndarray, steps: np.ndarray, final_alpha_bar: float
     return [(t, float(alpha_bar[t]), float(p)) for t, p in zip(steps, prev)]
 
 
-def ddim_sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                alpha_bar: np.ndarray, steps: np.ndarray, prediction_type: str, *,
-                final_alpha_bar: float = 1.0) -> torch.Tensor:
+def ddim_sample(
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    alpha_bar: np.ndarray,
+    steps: np.ndarray,
+    prediction_type: str,
+    *,
+    final_alpha_bar: float = 1.0,
+) -> torch.Tensor:
     """Deterministic DDIM (η = 0): x_prev = sqrt(ᾱ_prev)·x̂₀ + sqrt(1 − ᾱ_prev)·ε̂.
 
     `model(x_t, t)` returns the network output of type `prediction_type` for integer timesteps t (B,).
@@ -85,9 +97,15 @@ def ddim_sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: 
     return x
 
 
-def ddpm_sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                alpha_bar: np.ndarray, steps: np.ndarray, prediction_type: str, *,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def ddpm_sample(
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    alpha_bar: np.ndarray,
+    steps: np.ndarray,
+    prediction_type: str,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Ancestral sampling from q(x_s | x_t, x̂₀) for each step t → s (s the next grid timestep):
     with α_{t|s} = ᾱ_t/ᾱ_s and β_{t|s} = 1 − α_{t|s},
         mean = sqrt(ᾱ_s)·β_{t|s}/(1 − ᾱ_t)·x̂₀ + sqrt(α_{t|s})·(1 − ᾱ_s)/(1 − ᾱ_t)·x_t,

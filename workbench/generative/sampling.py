@@ -23,8 +23,8 @@ from workbench.generative import pfgmpp
 from workbench.generative.config import DiffusionConfig, PFGMPPConfig
 from workbench.generative.data import training_data
 from workbench.generative.losses import EDMPrecond, timestep_condition
-from workbench.generative.prediction import classifier_free_guidance
 from workbench.generative.networks import make_network
+from workbench.generative.prediction import classifier_free_guidance
 from workbench.generative.samplers import ddim_sample, ddpm_sample, edm_sigmas, heun_sample
 
 __all__ = ["Trained", "load_trained", "quantize", "sample_diffusion", "sample_pfgmpp"]
@@ -52,7 +52,7 @@ def load_trained(run_dir: str | Path) -> Trained:
     net = make_network(config, tuple(data.shape[1:]))
     model = EDMPrecond(net) if isinstance(config, PFGMPPConfig) else net
     state = torch.load(weights_path, weights_only=True, map_location="cpu")
-    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    ema = {k[len("ema.module.") :]: v for k, v in state.items() if k.startswith("ema.module.")}
     model.load_state_dict(ema)
     return Trained(config, model.eval().requires_grad_(False), data, labels)
 
@@ -75,11 +75,22 @@ def quantize(model: nn.Module, bits: int) -> nn.Module:
     return out
 
 
-def sample_pfgmpp(model: nn.Module, config: PFGMPPConfig, count: int, shape: tuple[int, ...], *, steps: int = 18,
-                  heun: bool = True, noise_alpha: float = 0.0, seed: int = 0) -> np.ndarray:
+def sample_pfgmpp(
+    model: nn.Module,
+    config: PFGMPPConfig,
+    count: int,
+    shape: tuple[int, ...],
+    *,
+    steps: int = 18,
+    heun: bool = True,
+    noise_alpha: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
     """Prior at r_max = σ_max√D (`pfgmpp.prior`), then Heun (or Euler) over EDM's σ grid."""
     rng = np.random.default_rng(seed)
-    x = torch.from_numpy(pfgmpp.prior(count, int(np.prod(shape)), config.D, config.sigma_max, rng)).reshape(count, *shape)
+    x = torch.from_numpy(pfgmpp.prior(count, int(np.prod(shape)), config.D, config.sigma_max, rng)).reshape(
+        count, *shape
+    )
     generator = torch.Generator().manual_seed(seed)
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -90,10 +101,21 @@ def sample_pfgmpp(model: nn.Module, config: PFGMPPConfig, count: int, shape: tup
     return heun_sample(denoise, x, sigmas, heun=heun, noise_alpha=noise_alpha, generator=generator).numpy()
 
 
-def sample_diffusion(net: nn.Module, config: DiffusionConfig, count: int, shape: tuple[int, ...], *,
-                     steps: int = 50, spacing: str = "trailing", sampler: str = "ddim", seed: int = 0,
-                     labels: np.ndarray | None = None, guidance: float = 1.0, guidance_rescale: float = 0.0,
-                     steps_offset: int | None = None) -> np.ndarray:
+def sample_diffusion(
+    net: nn.Module,
+    config: DiffusionConfig,
+    count: int,
+    shape: tuple[int, ...],
+    *,
+    steps: int = 50,
+    spacing: str = "trailing",
+    sampler: str = "ddim",
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+    guidance: float = 1.0,
+    guidance_rescale: float = 0.0,
+    steps_offset: int | None = None,
+) -> np.ndarray:
     """DDIM (deterministic) or DDPM (ancestral) from x_T ~ N(0, I) at the spacing's timesteps; with
     `labels` and guidance ≠ 1, classifier-free guidance with rescale φ (Lin et al. 2024, §3.4) on
     the output."""

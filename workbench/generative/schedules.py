@@ -27,8 +27,9 @@ BETA_SCHEDULES = ("linear", "scaled_linear")
 SPACINGS = ("leading", "linspace", "trailing")
 
 
-def make_betas(kind: str = "scaled_linear", steps: int = 1000, beta_start: float = 0.00085,
-               beta_end: float = 0.012) -> np.ndarray:
+def make_betas(
+    kind: str = "scaled_linear", steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
+) -> np.ndarray:
     """β_1..β_T. ``linear``: evenly spaced β (DDPM uses 1e-4 → 0.02); ``scaled_linear``: evenly
     spaced sqrt(β), squared (Stable Diffusion, 0.00085 → 0.012; terminal SNR 0.0047)."""
     if kind not in BETA_SCHEDULES:

@@ -40,8 +40,10 @@ class Shape:
     batch: int
 
     def model_config(self, parametrization: str):
-        return GPTConfig(vocab_size=self.vocab, width=self.width, depth=self.depth, heads=self.heads,
-                         seq_len=self.seq_len, parametrization=parametrization, base_width=min(self.width, 256))
+        shape = {"width": self.width, "depth": self.depth, "heads": self.heads, "seq_len": self.seq_len}
+        return GPTConfig(
+            **shape, vocab_size=self.vocab, parametrization=parametrization, base_width=min(self.width, 256)
+        )
 
 
 CPU_SHAPE = Shape(width=256, depth=4, heads=8, vocab=256, seq_len=128, batch=8)
@@ -116,15 +118,26 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
             runs[par]["times"].append(_time(runs[par]["step"], steps, device))
     tokens = shape.batch * shape.seq_len
     peak = peak_flops(device)
-    result = {"device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "shape": dataclasses.asdict(shape),
-              "bf16_autocast": on_gpu, "compiled": compile_model, "rounds": rounds, "steps_per_round": steps}
+    result = {
+        "device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "shape": dataclasses.asdict(shape),
+        "bf16_autocast": on_gpu,
+        "compiled": compile_model,
+        "rounds": rounds,
+        "steps_per_round": steps,
+    }
     for par in ("mup", "sp"):
         t = statistics.median(runs[par]["times"])
         fpt = flops_per_token(runs[par]["n_params"], shape)
-        result[par] = {"params": runs[par]["n_params"], "step_s": t, "tokens_per_s": tokens / t,
-                       "model_tflops": tokens * fpt / t / 1e12,
-                       "mfu": tokens * fpt / t / peak if peak else None}
+        result[par] = {
+            "params": runs[par]["n_params"],
+            "step_s": t,
+            "tokens_per_s": tokens / t,
+            "model_tflops": tokens * fpt / t / 1e12,
+            "mfu": tokens * fpt / t / peak if peak else None,
+        }
     ratios = [a / b for a, b in zip(runs["mup"]["times"], runs["sp"]["times"])]
     result["mup_overhead"] = statistics.median(ratios) - 1
     result["overhead_rounds"] = ratios
@@ -133,19 +146,25 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
 
 def format_result(result: dict) -> str:
     s = result["shape"]
-    lines = [f"muP GPT training step on {result['device']} (torch {result['torch']}, {result['threads']} threads"
-             f"{', bf16 autocast' if result['bf16_autocast'] else ''}{', torch.compile' if result['compiled'] else ''})",
-             f"shape: width {s['width']}, depth {s['depth']}, heads {s['heads']}, vocab {s['vocab']}, "
-             f"seq {s['seq_len']}, batch {s['batch']}; median of {result['rounds']} interleaved rounds",
-             f"{'':14}{'params':>12}{'ms/step':>10}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}"]
+    lines = [
+        f"muP GPT training step on {result['device']} (torch {result['torch']}, {result['threads']} threads"
+        f"{', bf16 autocast' if result['bf16_autocast'] else ''}{', torch.compile' if result['compiled'] else ''})",
+        f"shape: width {s['width']}, depth {s['depth']}, heads {s['heads']}, vocab {s['vocab']}, "
+        f"seq {s['seq_len']}, batch {s['batch']}; median of {result['rounds']} interleaved rounds",
+        f"{'':14}{'params':>12}{'ms/step':>10}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>8}",
+    ]
     for par, label in (("mup", "muP (mup)"), ("sp", "plain PyTorch")):
         r = result[par]
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-        lines.append(f"{label:14}{r['params']:>12,}{1e3 * r['step_s']:>10.2f}{r['tokens_per_s']:>12,.0f}"
-                     f"{r['model_tflops']:>9.3f}{mfu:>8}")
+        lines.append(
+            f"{label:14}{r['params']:>12,}{1e3 * r['step_s']:>10.2f}{r['tokens_per_s']:>12,.0f}"
+            f"{r['model_tflops']:>9.3f}{mfu:>8}"
+        )
     over = result["mup_overhead"]
-    lines.append(f"muP overhead vs plain PyTorch: {100 * over:+.1f}% per step "
-                 f"(rounds: {', '.join(f'{100 * (r - 1):+.1f}%' for r in result['overhead_rounds'])})")
+    lines.append(
+        f"muP overhead vs plain PyTorch: {100 * over:+.1f}% per step "
+        f"(rounds: {', '.join(f'{100 * (r - 1):+.1f}%' for r in result['overhead_rounds'])})"
+    )
     if result["mup"]["mfu"] is None:
         lines.append("MFU needs a GPU with a known bf16 peak (run with --device cuda).")
     return "\n".join(lines)

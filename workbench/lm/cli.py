@@ -30,8 +30,12 @@ def register(areas, name: str, help_text: str) -> None:
     p = add_parser(verbs, "predict", _predict, json=True)
     _sweep_arguments(p)
     p.add_argument("--holdout", type=int, default=1, help="number of largest widths to predict (default 1)")
-    p.add_argument("--count", choices=("params", "params_total"), default="params",
-                   help="N: non-embedding (params, default) or total parameters")
+    p.add_argument(
+        "--count",
+        choices=("params", "params_total"),
+        default="params",
+        help="N: non-embedding (params, default) or total parameters",
+    )
     p.add_argument("--boot", type=int, default=200, help="bootstrap refits for the band (default 200)")
 
     p = add_parser(verbs, "doping-report", _doping_report, json=True)
@@ -43,13 +47,19 @@ def register(areas, name: str, help_text: str) -> None:
     add_set_flag(p, "model.base_width=16")
 
     p = add_parser(verbs, "transfer", _transfer, json=True)
-    p.add_argument("--config", default=str(_CONFIGS / "lm_transfer.yaml"),
-                   help="a gpt_lm job config whose model section sets everything but width and lr "
-                        "(default jobs/configs/lm_transfer.yaml, the README's protocol)")
+    p.add_argument(
+        "--config",
+        default=str(_CONFIGS / "lm_transfer.yaml"),
+        help="a gpt_lm job config whose model section sets everything but width and lr "
+        "(default jobs/configs/lm_transfer.yaml, the README's protocol)",
+    )
     add_set_flag(p, "model.depth=4")
     p.add_argument("--widths", default="32,64,128,256", help="comma-separated increasing widths")
-    p.add_argument("--lrs", default="2^-8:2^-3", help="learning rates: a comma list, or 2^A:2^B for every power "
-                                                     "of two from 2^A to 2^B")
+    p.add_argument(
+        "--lrs",
+        default="2^-8:2^-3",
+        help="learning rates: a comma list, or 2^A:2^B for every power of two from 2^A to 2^B",
+    )
     p.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, averaged")
     p.add_argument("--parametrizations", default="mup,sp", help="comma-separated subset of: mup, sp")
@@ -76,10 +86,15 @@ def _coord_check(args) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'!r}; "
-                         f"choose from: {', '.join(VARIANTS)}")
-    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds), ("--depth", args.depth),
-                        ("--head-dim", args.head_dim)):
+        raise InputError(
+            f"--variants: unknown variant {unknown[0] if unknown else '(none)'!r}; choose from: {', '.join(VARIANTS)}"
+        )
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--seeds", args.seeds),
+        ("--depth", args.depth),
+        ("--head-dim", args.head_dim),
+    ):
         if value < 1:
             raise InputError(f"{flag} = {value} must be >= 1")
     if not args.lr > 0:
@@ -91,16 +106,19 @@ def _coord_check(args) -> int:
     data = {}
     # tqdm on stderr, hidden when stderr is not a terminal.
     for variant in tqdm(variants, desc="coord-check", unit="variant", disable=None, leave=False):
-        data[variant] = coord_data(variant, widths, steps=args.steps, seeds=args.seeds, lr=args.lr,
-                                   depth=args.depth, head_dim=args.head_dim)
+        data[variant] = coord_data(
+            variant, widths, steps=args.steps, seeds=args.seeds, lr=args.lr, depth=args.depth, head_dim=args.head_dim
+        )
     slopes = {variant: slope_table(d, widths) for variant, d in data.items()}
     if args.plot:
         plot_coord_data(data, widths, args.plot)
 
     modules = list(next(iter(slopes.values())))
-    lines = [f"log-log slope of mean |activation| vs width {widths[0]}..{widths[-1]} "
-             f"(max |slope| over {args.steps} Adam steps, lr {args.lr:g}, {args.seeds} seeds)",
-             f"{'variant':<17}" + "".join(f"{m:>12}" for m in modules) + "   hidden"]
+    lines = [
+        f"log-log slope of mean |activation| vs width {widths[0]}..{widths[-1]} "
+        f"(max |slope| over {args.steps} Adam steps, lr {args.lr:g}, {args.seeds} seeds)",
+        f"{'variant':<17}" + "".join(f"{m:>12}" for m in modules) + "   hidden",
+    ]
     for variant, row in slopes.items():
         worst = max(abs(row[m]) for m in HIDDEN_MODULES)
         verdict = "flat" if worst <= HIDDEN_SLOPE_LIMIT else "GROWS"
@@ -142,13 +160,26 @@ def _predict(args) -> int:
         sweep = collect(sweep)
     result = predict_sweep(sweep, holdout=args.holdout, count=args.count, loss_var=args.loss, n_boot=args.boot)
     fit = result["fit"]
-    rows = [{"width": r["width"], "params": r["params"], "predicted": f"{r['predicted']:.4f}",
-             "actual": f"{r['actual']:.4f}", "rel.err": f"{100 * r['rel_error']:.2f}%",
-             "band": f"[{r['low']:.4f}, {r['high']:.4f}]"} for r in result["predictions"]]
-    text = (f"L(N) = {fit['a']:.4g} * N^{fit['b']:.4f} + {fit['c']:.4f}   (N = {args.count}, fitted on "
-            f"{len(result['fitted'])} widths, rmse {result['rmse']:.3g})\n"
-            + format_table(rows, [(k, k) for k in ("width", "params", "predicted", "actual", "rel.err")]
-                           + [("band", f"{100 * result['level']:.0f}% band")]))
+    rows = [
+        {
+            "width": r["width"],
+            "params": r["params"],
+            "predicted": f"{r['predicted']:.4f}",
+            "actual": f"{r['actual']:.4f}",
+            "rel.err": f"{100 * r['rel_error']:.2f}%",
+            "band": f"[{r['low']:.4f}, {r['high']:.4f}]",
+        }
+        for r in result["predictions"]
+    ]
+    text = (
+        f"L(N) = {fit['a']:.4g} * N^{fit['b']:.4f} + {fit['c']:.4f}   (N = {args.count}, fitted on "
+        f"{len(result['fitted'])} widths, rmse {result['rmse']:.3g})\n"
+        + format_table(
+            rows,
+            [(k, k) for k in ("width", "params", "predicted", "actual", "rel.err")]
+            + [("band", f"{100 * result['level']:.0f}% band")],
+        )
+    )
     emit(args, text, result)
     return 0
 
@@ -178,20 +209,39 @@ def _doping_report(args) -> int:
     result = doping_report(sweep, loss_var=args.loss)
     settings, dim = result["settings"], result["doping_dim"]
     names = {"trainable": "N trainable", "total": "N trainable+frozen", "compute": "C (FLOPs)"}
-    fits = [{"X": names[key], "a": f"{fit['a']:.4g}", "b": f"{fit['b']:.4f}", "c": f"{fit['c']:.4f}",
-             "rmse": f"{fit['rmse']:.3g}",
-             "residual": "  ".join(f"{s}: {fit['mean_residual'][s]:+.4f}" for s in settings)}
-            for key, fit in result["fits"].items()]
-    points = [{"width": "-" if p["width"] is None else p["width"], dim: p["setting"], "loss": f"{p['loss']:.4f}",
-               "trainable": p["params"], "frozen": p["params_frozen"], "compute": f"{p['compute']:.3g}"}
-              for p in result["points"]]
-    text = "\n".join([
-        f"joint fits L = a*X^b + c over {len(result['points'])} points, {dim} in {{{', '.join(settings)}}}, "
-        f"{result['n_seeds']} seed(s) per point",
-        format_table(fits, [(k, k) for k in ("X", "a", "b", "c", "rmse")] + [("residual", f"mean residual by {dim}")]),
-        format_table(points, [(k, k) for k in ("width", dim, "loss", "trainable", "frozen", "compute")]),
-        result["verdict"],
-    ])
+    fits = [
+        {
+            "X": names[key],
+            "a": f"{fit['a']:.4g}",
+            "b": f"{fit['b']:.4f}",
+            "c": f"{fit['c']:.4f}",
+            "rmse": f"{fit['rmse']:.3g}",
+            "residual": "  ".join(f"{s}: {fit['mean_residual'][s]:+.4f}" for s in settings),
+        }
+        for key, fit in result["fits"].items()
+    ]
+    points = [
+        {
+            "width": "-" if p["width"] is None else p["width"],
+            dim: p["setting"],
+            "loss": f"{p['loss']:.4f}",
+            "trainable": p["params"],
+            "frozen": p["params_frozen"],
+            "compute": f"{p['compute']:.3g}",
+        }
+        for p in result["points"]
+    ]
+    text = "\n".join(
+        [
+            f"joint fits L = a*X^b + c over {len(result['points'])} points, {dim} in {{{', '.join(settings)}}}, "
+            f"{result['n_seeds']} seed(s) per point",
+            format_table(
+                fits, [(k, k) for k in ("X", "a", "b", "c", "rmse")] + [("residual", f"mean residual by {dim}")]
+            ),
+            format_table(points, [(k, k) for k in ("width", dim, "loss", "trainable", "frozen", "compute")]),
+            result["verdict"],
+        ]
+    )
     emit(args, text, result)
     return 0
 
@@ -219,8 +269,9 @@ def _base_shapes(args) -> int:
         raise InputError(f"{args.config}: kind is {config.kind!r}; base shapes are for kind 'gpt_lm'")
     model = config.model.gpt_config()
     if model.parametrization != "mup":
-        raise InputError(f"{args.config}: model.parametrization is {model.parametrization!r}; base shapes are "
-                         "for 'mup'")
+        raise InputError(
+            f"{args.config}: model.parametrization is {model.parametrization!r}; base shapes are for 'mup'"
+        )
     out = Path(args.out)
     if out.suffix != ".bsh":
         raise InputError(f"{out}: the base-shape file must end in .bsh")
@@ -228,9 +279,11 @@ def _base_shapes(args) -> int:
         scratch = Path(tmp) / out.name
         shapes = base_shapes(model, savefile=scratch)
         atomic_write_text(out, scratch.read_text())
-    emit(args, f"wrote {out}: base width {model.base_width}, delta {2 * model.base_width}, "
-               f"{len(shapes)} parameters", {"path": str(out), "base_width": model.base_width,
-                                              "parameters": len(shapes)})
+    emit(
+        args,
+        f"wrote {out}: base width {model.base_width}, delta {2 * model.base_width}, {len(shapes)} parameters",
+        {"path": str(out), "base_width": model.base_width, "parameters": len(shapes)},
+    )
     return 0
 
 
@@ -242,7 +295,7 @@ def _lr_list(text: str) -> list[float]:
         lo, hi = int(match.group(1)), int(match.group(2))
         if hi - lo < 2:
             raise InputError(f"--lrs {text}: needs at least 3 powers of two (2^A:2^B with B >= A + 2)")
-        return [2.0 ** k for k in range(lo, hi + 1)]
+        return [2.0**k for k in range(lo, hi + 1)]
     try:
         values = [float(item) for item in text.split(",") if item.strip()]
     except ValueError:
@@ -293,32 +346,45 @@ def _transfer(args) -> int:
 
     torch.set_num_threads(1)
     sweeps, reports = {}, {}
-    with tqdm(total=len(pars) * len(widths) * len(lrs) * len(seeds), desc="lm transfer", unit="run",
-              disable=None) as bar:
+    with tqdm(
+        total=len(pars) * len(widths) * len(lrs) * len(seeds), desc="lm transfer", unit="run", disable=None
+    ) as bar:
         for par in pars:
-            sweeps[par] = lr_sweep(dataclasses.replace(model, parametrization=par), widths, lrs,
-                                   steps=args.steps, seeds=seeds, progress=lambda *_: bar.update())
+            sweeps[par] = lr_sweep(
+                dataclasses.replace(model, parametrization=par),
+                widths,
+                lrs,
+                steps=args.steps,
+                seeds=seeds,
+                progress=lambda *_: bar.update(),
+            )
             reports[par] = transfer_report(sweeps[par]).as_dict()
     if args.out:
         import xarray as xr
 
         from workbench.store import atomic_write_netcdf
 
-        atomic_write_netcdf(xr.concat(list(sweeps.values()), dim="parametrization").assign_coords(
-            parametrization=pars), args.out)
+        atomic_write_netcdf(
+            xr.concat(list(sweeps.values()), dim="parametrization").assign_coords(parametrization=pars), args.out
+        )
     if args.plot:
         from scaling.report import plot_lr_transfer
 
         plot_lr_transfer(sweeps, args.plot)
-    lines = [f"learning-rate transfer: widths {widths[0]}..{widths[-1]} ({widths[-1] / widths[0]:g}x), "
-             f"{len(lrs)} LRs, {args.steps} steps, seeds {seeds}"]
+    lines = [
+        f"learning-rate transfer: widths {widths[0]}..{widths[-1]} ({widths[-1] / widths[0]:g}x), "
+        f"{len(lrs)} LRs, {args.steps} steps, seeds {seeds}"
+    ]
     for par, r in reports.items():
-        best = ", ".join(f"{w}: {lr:.3g}{'*' if edge else ''}" for w, lr, edge in
-                         zip(r["widths"], r["best_lr"], r["on_edge"]))
+        best = ", ".join(
+            f"{w}: {lr:.3g}{'*' if edge else ''}" for w, lr, edge in zip(r["widths"], r["best_lr"], r["on_edge"])
+        )
         losses = ", ".join(f"{v:.4f}" for v in r["loss_at_transferred"])
-        lines += [f"{par}: best LR per width {best}  -> drift {r['drift_octaves']:.2f} octaves",
-                  f"{'':5}loss at lr {r['transferred_lr']:.3g} by width: {losses}"
-                  f"  ({'decreasing' if r['monotone'] else 'not monotone'})"]
+        lines += [
+            f"{par}: best LR per width {best}  -> drift {r['drift_octaves']:.2f} octaves",
+            f"{'':5}loss at lr {r['transferred_lr']:.3g} by width: {losses}"
+            f"  ({'decreasing' if r['monotone'] else 'not monotone'})",
+        ]
     if any(any(r["on_edge"]) for r in reports.values()):
         lines.append("* optimum on the grid's edge: only a bound; widen --lrs")
     if args.plot:

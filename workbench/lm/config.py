@@ -25,8 +25,10 @@ def monarch_size_error(blocks: int, **sizes: int) -> str | None:
     """A one-line complaint if any named size is not divisible by `blocks`, else None."""
     for name, size in sizes.items():
         if size % blocks:
-            return (f"mlp_kind = 'monarch' needs {name} = {size} divisible by monarch_blocks = {blocks}; "
-                    f"choose monarch_blocks from the common divisors of the sizes, or another {name}")
+            return (
+                f"mlp_kind = 'monarch' needs {name} = {size} divisible by monarch_blocks = {blocks}; "
+                f"choose monarch_blocks from the common divisors of the sizes, or another {name}"
+            )
     return None
 
 
@@ -80,7 +82,8 @@ class GPTConfig(GPTShape):
         if self.width % self.heads:
             raise ConfigError(
                 f"width = {self.width} is not divisible by heads = {self.heads}; "
-                f"choose heads from the divisors of {self.width}")
+                f"choose heads from the divisors of {self.width}"
+            )
         if not self.frozen_ratio >= 0:  # also NaN, for configs built in Python rather than loaded
             raise ConfigError(f"frozen_ratio = {self.frozen_ratio} must be >= 0")
         self._check_monarch()
@@ -124,11 +127,15 @@ class GPTLMConfig(GPTShape):
 
     def __post_init__(self):
         if self.width % self.head_dim:
-            raise ConfigError(f"width = {self.width} is not divisible by head_dim = {self.head_dim}; "
-                              f"choose a width that is a multiple of {self.head_dim}")
+            raise ConfigError(
+                f"width = {self.width} is not divisible by head_dim = {self.head_dim}; "
+                f"choose a width that is a multiple of {self.head_dim}"
+            )
         if self.base_shapes and self.parametrization != "mup":
-            raise ConfigError(f"base_shapes = {self.base_shapes!r} is for parametrization 'mup' only; "
-                              f"remove it or set parametrization: mup")
+            raise ConfigError(
+                f"base_shapes = {self.base_shapes!r} is for parametrization 'mup' only; "
+                f"remove it or set parametrization: mup"
+            )
         if self.corpus == "file" and not self.corpus_path:
             raise ConfigError("corpus = 'file' needs corpus_path (a text file, uint16 .bin or nanoGPT directory)")
         self._check_monarch()  # here, so a sweep fails before anything is submitted
@@ -139,6 +146,10 @@ class GPTLMConfig(GPTShape):
         return GPTConfig(**shape, vocab_size=256, heads=self.width // self.head_dim)
 
 
-TRAINABLE = Trainable("gpt_lm", GPTLMConfig, "workbench.lm.module:GPTLM",
-                      "byte-level muP/SP GPT on the Markov, stdlib or a file corpus (workbench.lm)",
-                      preflight="workbench.lm.preflight:preflight_gpt_lm")
+TRAINABLE = Trainable(
+    "gpt_lm",
+    GPTLMConfig,
+    "workbench.lm.module:GPTLM",
+    "byte-level muP/SP GPT on the Markov, stdlib or a file corpus (workbench.lm)",
+    preflight="workbench.lm.preflight:preflight_gpt_lm",
+)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import mup
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from workbench.errors import InputError
 from workbench.lm.corpora import markov_corpus
@@ -73,6 +74,7 @@ def _build(variant: str, config: GPTConfig, lr: float):
 
 def _delta_without_mlp(config: GPTConfig) -> dict:
     """Base shapes from a wrong delta: width doubled everywhere except the MLP hidden size."""
+
     def shapes(width: int) -> dict:
         with torch.device("meta"):
             return mup.get_shapes(GPT(dataclasses.replace(config, width=width, heads=1)))
@@ -87,9 +89,19 @@ def _delta_without_mlp(config: GPTConfig) -> dict:
     return mup.make_base_shapes(base, delta)
 
 
-def coord_data(variant: str, widths: Sequence[int] = (32, 64, 128, 256), *, head_dim: int = 8, depth: int = 2,
-               steps: int = 4, seeds: int = 3, lr: float = 1e-2, batch_size: int = 8, seq_len: int = 16,
-               data_seed: int = 0) -> np.ndarray:
+def coord_data(
+    variant: str,
+    widths: Sequence[int] = (32, 64, 128, 256),
+    *,
+    head_dim: int = 8,
+    depth: int = 2,
+    steps: int = 4,
+    seeds: int = 3,
+    lr: float = 1e-2,
+    batch_size: int = 8,
+    seq_len: int = 16,
+    data_seed: int = 0,
+) -> np.ndarray:
     """l1 = mean |output| as an array [seed, width, step (0 = init … steps), module (MODULES order)].
 
     Heads grow with width (d_head fixed); the smallest width is the muP base width. One fixed
@@ -111,22 +123,41 @@ def coord_data(variant: str, widths: Sequence[int] = (32, 64, 128, 256), *, head
     return out
 
 
-def _run_seed(out: np.ndarray, seed: int, variant: str, widths: list[int], head_dim: int, depth: int,
-              seq_len: int, lr: float, steps: int, x: torch.Tensor, y: torch.Tensor) -> None:
+def _run_seed(
+    out: np.ndarray,
+    seed: int,
+    variant: str,
+    widths: list[int],
+    head_dim: int,
+    depth: int,
+    seq_len: int,
+    lr: float,
+    steps: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
     """Fill out[width, step, module] for one seed."""
     for w_index, width in enumerate(widths):
-        config = GPTConfig(width=width, heads=width // head_dim, depth=depth, seq_len=seq_len,
-                           base_width=widths[0], parametrization="mup")
+        config = GPTConfig(
+            width=width,
+            heads=width // head_dim,
+            depth=depth,
+            seq_len=seq_len,
+            base_width=widths[0],
+            parametrization="mup",
+        )
         torch.manual_seed(1000 * seed + 17)
         model, optimizer = _build(variant, config, lr)
         record: dict[str, list[float]] = {}
 
-        def hook(kind):
+        def hook(kind, record=record):
             return lambda _module, _inputs, output: record.setdefault(kind, []).append(
-                output.detach().abs().mean(dtype=torch.float64).item())
+                output.detach().abs().mean(dtype=torch.float64).item()
+            )
 
-        handles = [module.register_forward_hook(hook(kind))
-                   for kind, modules in _modules(model).items() for module in modules]
+        handles = [
+            module.register_forward_hook(hook(kind)) for kind, modules in _modules(model).items() for module in modules
+        ]
         for t in range(steps + 1):
             record.clear()
             _, loss = model(x, y)
@@ -156,8 +187,9 @@ def slopes(data: np.ndarray, widths: Sequence[int]) -> dict[str, float]:
     return result
 
 
-def coord_check(widths: Sequence[int] = (32, 64, 128, 256), variants: Sequence[str] = VARIANTS,
-                **kwargs) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+def coord_check(
+    widths: Sequence[int] = (32, 64, 128, 256), variants: Sequence[str] = VARIANTS, **kwargs
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """({variant: {module: slope}}, {variant: l1 data}) for every variant."""
     data = {variant: coord_data(variant, widths, **kwargs) for variant in variants}
     return {variant: slopes(d, widths) for variant, d in data.items()}, data
@@ -165,12 +197,8 @@ def coord_check(widths: Sequence[int] = (32, 64, 128, 256), variants: Sequence[s
 
 def plot_coord_data(data: dict[str, np.ndarray], widths: Sequence[int], path) -> None:
     """One panel per variant: seed-mean l1 vs width (log-log), one line per module at the last step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(data), figsize=(4 * len(data), 3.5), sharey=True, squeeze=False)
+    fig = Figure(figsize=(4 * len(data), 3.5))
+    axes = fig.subplots(1, len(data), sharey=True, squeeze=False)
     for ax, (variant, d) in zip(axes[0], data.items()):
         mean = d.mean(axis=0)
         for m, kind in enumerate(MODULES):
@@ -180,4 +208,3 @@ def plot_coord_data(data: dict[str, np.ndarray], widths: Sequence[int], path) ->
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

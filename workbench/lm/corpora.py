@@ -42,11 +42,14 @@ class TokenCorpus:
         for split in ("train", "val"):
             n = len(getattr(self, split))
             if n < seq_len + 1:
-                raise InputError(f"corpus {self.name}: the {split} split has {n} tokens, fewer than "
-                                 f"seq_len + 1 = {seq_len + 1}; use a longer corpus or a shorter seq_len")
+                raise InputError(
+                    f"corpus {self.name}: the {split} split has {n} tokens, fewer than "
+                    f"seq_len + 1 = {seq_len + 1}; use a longer corpus or a shorter seq_len"
+                )
 
-    def sample_batch(self, split: str, batch_size: int, seq_len: int,
-                     generator: np.random.Generator | int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_batch(
+        self, split: str, batch_size: int, seq_len: int, generator: np.random.Generator | int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`batch_size` random windows: inputs x and next-token targets y, both (B, T) int64."""
         if split not in ("train", "val"):
             raise InputError(f"split = {split!r} is not valid; choose one of: 'train', 'val'")
@@ -54,7 +57,7 @@ class TokenCorpus:
         data = getattr(self, split)
         rng = np.random.default_rng(generator) if isinstance(generator, int) else generator
         starts = rng.integers(0, len(data) - seq_len, size=batch_size)
-        window = np.stack([np.asarray(data[s:s + seq_len + 1], dtype=np.int64) for s in starts])
+        window = np.stack([np.asarray(data[s : s + seq_len + 1], dtype=np.int64) for s in starts])
         window = torch.from_numpy(window)
         return window[:, :-1], window[:, 1:]
 
@@ -70,21 +73,22 @@ class MarkovSource:
     Symbols are bytes `first_byte .. first_byte + alphabet - 1` ('a', 'b', ... by default).
     """
 
-    def __init__(self, alphabet: int = 16, order: int = 2, concentration: float = 0.3, seed: int = 0,
-                 first_byte: int = ord("a")):
+    def __init__(
+        self, alphabet: int = 16, order: int = 2, concentration: float = 0.3, seed: int = 0, first_byte: int = ord("a")
+    ):
         if not 2 <= alphabet <= 256 - first_byte:
             raise InputError(f"alphabet = {alphabet} must be in [2, {256 - first_byte}]")
-        if order < 1 or alphabet ** order > 1 << 16:
+        if order < 1 or alphabet**order > 1 << 16:
             raise InputError(f"order = {order} must be >= 1 with alphabet**order <= 65536")
         self.alphabet, self.order, self.first_byte = alphabet, order, first_byte
         rng = np.random.default_rng(seed)
-        probs = rng.dirichlet(np.full(alphabet, concentration), size=alphabet ** order)
+        probs = rng.dirichlet(np.full(alphabet, concentration), size=alphabet**order)
         self.probs = np.maximum(probs, 1e-12)
         self.probs /= self.probs.sum(axis=1, keepdims=True)
 
     @property
     def n_contexts(self) -> int:
-        return self.alphabet ** self.order
+        return self.alphabet**self.order
 
     def next_context(self, context: np.ndarray, symbol: np.ndarray) -> np.ndarray:
         # Context = the last `order` symbols as a base-`alphabet` number, most recent last.
@@ -128,22 +132,32 @@ class MarkovSource:
         symbols = np.asarray(tokens, dtype=np.int64) - self.first_byte
         context = np.zeros(len(symbols) - self.order, dtype=np.int64)
         for j in range(self.order):
-            context = context * self.alphabet + symbols[j:len(symbols) - self.order + j]
-        return np.log(self.probs[context, symbols[self.order:]])
+            context = context * self.alphabet + symbols[j : len(symbols) - self.order + j]
+        return np.log(self.probs[context, symbols[self.order :]])
 
 
-def markov_corpus(n_tokens: int = 1 << 20, val_tokens: int = 1 << 16, *, alphabet: int = 16, order: int = 2,
-                  concentration: float = 0.3, seed: int = 0) -> TokenCorpus:
+def markov_corpus(
+    n_tokens: int = 1 << 20,
+    val_tokens: int = 1 << 16,
+    *,
+    alphabet: int = 16,
+    order: int = 2,
+    concentration: float = 0.3,
+    seed: int = 0,
+) -> TokenCorpus:
     """A synthetic byte corpus with an exactly known entropy rate (the loss floor c)."""
     if n_tokens < 1 or val_tokens < 1:
         raise InputError(f"n_tokens = {n_tokens} and val_tokens = {val_tokens} must both be >= 1")
     source = MarkovSource(alphabet, order, concentration, seed)
     # The source (transition table) and the samples are seeded separately: the val split is
     # fresh text from the same source, not a slice of the training stream.
-    return TokenCorpus(name=f"markov(alphabet={alphabet}, order={order}, concentration={concentration}, seed={seed})",
-                       train=source.sample(n_tokens, seed=2 * seed + 1),
-                       val=source.sample(val_tokens, seed=2 * seed + 2),
-                       vocab_size=256, entropy_rate=source.entropy_rate())
+    return TokenCorpus(
+        name=f"markov(alphabet={alphabet}, order={order}, concentration={concentration}, seed={seed})",
+        train=source.sample(n_tokens, seed=2 * seed + 1),
+        val=source.sample(val_tokens, seed=2 * seed + 2),
+        vocab_size=256,
+        entropy_rate=source.entropy_rate(),
+    )
 
 
 # ------------------------------------------------------------------------------------ real text
@@ -179,12 +193,14 @@ def stdlib_corpus(max_bytes: int = 4 << 20, val_every: int = 10, root: str | os.
     for i, path in enumerate(stdlib_files(root)):
         if total >= max_bytes:
             break
-        data = path.read_bytes()[:max_bytes - total]
+        data = path.read_bytes()[: max_bytes - total]
         total += len(data)
         (val if i % val_every == val_every - 1 else train).append(data)
-    corpus = TokenCorpus(name=f"python-stdlib({root or sysconfig.get_paths()['stdlib']})",
-                         train=np.frombuffer(b"".join(train), dtype=np.uint8),
-                         val=np.frombuffer(b"".join(val), dtype=np.uint8))
+    corpus = TokenCorpus(
+        name=f"python-stdlib({root or sysconfig.get_paths()['stdlib']})",
+        train=np.frombuffer(b"".join(train), dtype=np.uint8),
+        val=np.frombuffer(b"".join(val), dtype=np.uint8),
+    )
     if not len(corpus.train) or not len(corpus.val):
         raise InputError(f"no standard library source found under {root or sysconfig.get_paths()['stdlib']}")
     return corpus
@@ -208,8 +224,9 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, int]:
     return tokens, 256
 
 
-def file_corpus(path: str | os.PathLike, *, val_fraction: float = 0.1, seq_len: int = 64,
-                vocab_size: int | None = None) -> TokenCorpus:
+def file_corpus(
+    path: str | os.PathLike, *, val_fraction: float = 0.1, seq_len: int = 64, vocab_size: int | None = None
+) -> TokenCorpus:
     """A user corpus: a text file (bytes), a uint16 `.bin` token file, or a nanoGPT data directory.
 
     A single file is split at the end: the last `val_fraction` of tokens is held out. Each split
@@ -241,8 +258,13 @@ def load_corpus(config) -> TokenCorpus:
     """The corpus a `gpt_lm` job config (workbench.lm.config.GPTLMConfig) names, long enough for
     its seq_len (InputError otherwise)."""
     if config.corpus == "markov":
-        corpus = markov_corpus(config.corpus_tokens, max(config.corpus_tokens // 16, 4 * config.seq_len),
-                               alphabet=config.markov_alphabet, order=config.markov_order, seed=config.corpus_seed)
+        corpus = markov_corpus(
+            config.corpus_tokens,
+            max(config.corpus_tokens // 16, 4 * config.seq_len),
+            alphabet=config.markov_alphabet,
+            order=config.markov_order,
+            seed=config.corpus_seed,
+        )
     elif config.corpus == "stdlib":
         corpus = stdlib_corpus(max_bytes=config.corpus_tokens)
     else:

@@ -49,8 +49,18 @@ def layer_generator(frozen_seed: int, layer: int) -> torch.Generator:
 class DopedMLP(nn.Module):
     """The trainable MLP (`c_fc`, `c_proj`: dense or structured) plus `n_frozen` frozen units."""
 
-    def __init__(self, c_fc: nn.Module, c_proj: nn.Module, width: int, n_frozen: int, *,
-                 frozen_seed: int, layer: int, std_fc: float, std_proj: float):
+    def __init__(
+        self,
+        c_fc: nn.Module,
+        c_proj: nn.Module,
+        width: int,
+        n_frozen: int,
+        *,
+        frozen_seed: int,
+        layer: int,
+        std_fc: float,
+        std_proj: float,
+    ):
         super().__init__()
         self.c_fc, self.c_proj = c_fc, c_proj
         self.frozen_seed, self.layer = frozen_seed, layer

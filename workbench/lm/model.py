@@ -31,15 +31,14 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import mup
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import mup
 from workbench.errors import ConfigError, InputError
 from workbench.lm.config import GPTConfig
 from workbench.lm.doping import DopedMLP, frozen_units
@@ -86,10 +85,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (proj(x).view(B, T, self.heads, C // self.heads).transpose(1, 2)
-                   for proj in (self.c_q, self.c_k, self.c_v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        q, k, v = (
+            proj(x).view(B, T, self.heads, C // self.heads).transpose(1, 2) for proj in (self.c_q, self.c_k, self.c_v)
+        )
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, scale=self.scale, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -117,10 +118,16 @@ def make_mlp(config: GPTConfig, layer: int) -> nn.Module:
         return MLP(config)
     # Frozen std ∝ 1/sqrt(fan_in): the trainable counterpart's std at the base width (fan-in ∝ width).
     shrink = math.sqrt(config.base_width / config.width)
-    return DopedMLP(mlp_matrix(config, config.width, config.mlp_hidden),
-                    mlp_matrix(config, config.mlp_hidden, config.width), config.width, n_frozen,
-                    frozen_seed=config.frozen_seed, layer=layer, std_fc=config.init_std * shrink,
-                    std_proj=config.init_std / math.sqrt(2 * config.depth) * shrink)
+    return DopedMLP(
+        mlp_matrix(config, config.width, config.mlp_hidden),
+        mlp_matrix(config, config.mlp_hidden, config.width),
+        config.width,
+        n_frozen,
+        frozen_seed=config.frozen_seed,
+        layer=layer,
+        std_fc=config.init_std * shrink,
+        std_proj=config.init_std / math.sqrt(2 * config.depth) * shrink,
+    )
 
 
 class Block(nn.Module):
@@ -151,12 +158,15 @@ class GPT(nn.Module):
         if config.parametrization == "mup":
             if config.tie_readout:
                 # Not zero-initialised: that would zero the shared input embedding too.
-                self.lm_head = mup.MuSharedReadout(self.wte.weight, bias=False,
-                                                   output_mult=config.output_mult)
+                self.lm_head = mup.MuSharedReadout(self.wte.weight, bias=False, output_mult=config.output_mult)
             else:
-                self.lm_head = mup.MuReadout(config.width, config.vocab_size, bias=False,
-                                             readout_zero_init=config.readout_zero_init,
-                                             output_mult=config.output_mult)
+                self.lm_head = mup.MuReadout(
+                    config.width,
+                    config.vocab_size,
+                    bias=False,
+                    readout_zero_init=config.readout_zero_init,
+                    output_mult=config.output_mult,
+                )
         else:
             self.lm_head = nn.Linear(config.width, config.vocab_size, bias=False)
             if config.tie_readout:
@@ -189,9 +199,14 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if p.ndim < 2 or id(p) in structured:  # LayerNorm gains and biases; Monarch done above
                 continue
-            if name.endswith(("attn.c_q.weight",)) and mu:
-                nn.init.zeros_(p)
-            elif name == "lm_head.weight" and mu and not self.config.tie_readout and self.config.readout_zero_init:
+            if (
+                name.endswith(("attn.c_q.weight",))
+                and mu
+                or name == "lm_head.weight"
+                and mu
+                and not self.config.tie_readout
+                and self.config.readout_zero_init
+            ):
                 nn.init.zeros_(p)
             else:
                 s = std / math.sqrt(2 * self.config.depth) if name.endswith("c_proj.weight") else std
@@ -206,7 +221,7 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         T = idx.shape[1]
-        if T > self.config.seq_len:
+        if self.config.seq_len < T:
             raise InputError(f"sequence length {T} exceeds the model's seq_len = {self.config.seq_len}")
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
@@ -232,6 +247,7 @@ def base_shapes(config: GPTConfig, savefile: str | os.PathLike | None = None) ->
     Parameter shapes do not depend on the head count, so both are built with one head, on the
     meta device (no memory, any width).
     """
+
     def at(width: int) -> GPT:
         with torch.device("meta"):
             return GPT(dataclasses.replace(config, width=width, heads=1))
@@ -260,8 +276,14 @@ def load_base_shapes(path: str | os.PathLike) -> dict:
         raise InputError(f"cannot read base shape file {path}: {' '.join(str(exc).split())}") from None
 
 
-def set_base_shapes(model: GPT, base: dict | str | os.PathLike, *, rescale_params: bool = True,
-                    source: str = "base shape dict", do_assert: bool = True) -> GPT:
+def set_base_shapes(
+    model: GPT,
+    base: dict | str | os.PathLike,
+    *,
+    rescale_params: bool = True,
+    source: str = "base shape dict",
+    do_assert: bool = True,
+) -> GPT:
     """`mup.set_base_shapes` with a check that the base shapes describe this model.
 
     A mismatch (another architecture's `.bsh`, a different depth, a delta that left a width
@@ -275,14 +297,18 @@ def set_base_shapes(model: GPT, base: dict | str | os.PathLike, *, rescale_param
     missing = sorted(set(shapes) - set(base))
     extra = sorted(set(base) - set(shapes))
     if missing or extra:
-        detail = (f"model parameter '{missing[0]}' is missing from it" if missing
-                  else f"it names '{extra[0]}', which the model does not have")
-        raise InputError(f"{source} does not match the model: {detail} "
-                         f"({len(missing)} missing, {len(extra)} extra)")
+        detail = (
+            f"model parameter '{missing[0]}' is missing from it"
+            if missing
+            else f"it names '{extra[0]}', which the model does not have"
+        )
+        raise InputError(f"{source} does not match the model: {detail} ({len(missing)} missing, {len(extra)} extra)")
     for name, shape in shapes.items():
         if len(base[name]) != len(shape):
-            raise InputError(f"{source} does not match the model: '{name}' has {len(shape)} dims "
-                             f"in the model, {len(base[name])} in the base shapes")
+            raise InputError(
+                f"{source} does not match the model: '{name}' has {len(shape)} dims "
+                f"in the model, {len(base[name])} in the base shapes"
+            )
     try:
         mup.set_base_shapes(model, base, rescale_params=rescale_params, do_assert=do_assert)
     except AssertionError as exc:  # mup's check for a width->finite Linear that is not a MuReadout
@@ -312,9 +338,15 @@ def build_model(config: GPTConfig, base: dict | str | os.PathLike | None = None)
 # ------------------------------------------------------------------------------------ optimizers
 
 
-def make_optimizer(model: nn.Module, *, name: Literal["adamw", "sgd"] = "adamw", lr: float = 1e-3,
-                   weight_decay: float = 0.0, parametrization: str | None = None,
-                   **kwargs: Any) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module,
+    *,
+    name: Literal["adamw", "sgd"] = "adamw",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    parametrization: str | None = None,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
     """MuAdamW / MuSGD under muP, torch AdamW / SGD under SP.
 
     Weight decay applies to matrices only (not LayerNorm gains). mup 1.0.0's MuAdamW multiplies the
@@ -326,8 +358,10 @@ def make_optimizer(model: nn.Module, *, name: Literal["adamw", "sgd"] = "adamw",
     if parametrization is None:
         parametrization = getattr(getattr(model, "config", None), "parametrization", "sp")
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     groups = [g for g in groups if g["params"]]
     if parametrization == "mup":
         factory = mup.MuAdamW if name == "adamw" else mup.MuSGD
@@ -344,8 +378,9 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel,
-                                torch.optim.swa_utils.AveragedModel)):
+        elif isinstance(
+            model, (nn.parallel.DistributedDataParallel, nn.DataParallel, torch.optim.swa_utils.AveragedModel)
+        ):
             model = model.module
         else:
             return model
@@ -357,8 +392,7 @@ def strip_module_prefix(names: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _copy_infshapes(source: nn.Module, target: nn.Module) -> None:
-    shapes = {name: p.infshape for name, p in unwrap_model(source).named_parameters()
-              if hasattr(p, "infshape")}
+    shapes = {name: p.infshape for name, p in unwrap_model(source).named_parameters() if hasattr(p, "infshape")}
     for name, p in unwrap_model(target).named_parameters():
         if name in shapes:
             p.infshape = copy.deepcopy(shapes[name])
@@ -383,8 +417,9 @@ def ema_model(model: nn.Module, decay: float = 0.999) -> torch.optim.swa_utils.A
     return ema
 
 
-def model_from_state_dict(config: GPTConfig, state_dict: Mapping[str, torch.Tensor],
-                          base: dict | str | os.PathLike | None = None) -> GPT:
+def model_from_state_dict(
+    config: GPTConfig, state_dict: Mapping[str, torch.Tensor], base: dict | str | os.PathLike | None = None
+) -> GPT:
     """A model rebuilt from a `state_dict` (which carries no `infshape`).
 
     Base shapes are set *without* rescaling (the saved weights are already muP-scaled), then the
@@ -402,8 +437,9 @@ def model_from_state_dict(config: GPTConfig, state_dict: Mapping[str, torch.Tens
     return model
 
 
-def relative_lr_scheduler(optimizer: torch.optim.Optimizer,
-                          factor: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
+def relative_lr_scheduler(
+    optimizer: torch.optim.Optimizer, factor: Callable[[int], float]
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A schedule that multiplies every group's *own* initial LR by `factor(step)`.
 
     muP keeps per-group LRs (hidden matrices get lr / width_mult); schedulers that set absolute
@@ -415,16 +451,17 @@ def relative_lr_scheduler(optimizer: torch.optim.Optimizer,
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_factor: float = 0.1) -> Callable[[int], float]:
     """Linear warmup then cosine decay to `min_factor`, as a relative factor for the scheduler."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
     return factor
 
 
-def check_lr_ratios(optimizer: torch.optim.Optimizer, initial_lrs: Iterable[float],
-                    rtol: float = 1e-6) -> None:
+def check_lr_ratios(optimizer: torch.optim.Optimizer, initial_lrs: Iterable[float], rtol: float = 1e-6) -> None:
     """Raise ConfigError if the groups' LRs no longer stand in the ratios they started with.
 
     Call with `[g["lr"] for g in opt.param_groups]` recorded before any scheduler step.
@@ -438,4 +475,5 @@ def check_lr_ratios(optimizer: torch.optim.Optimizer, initial_lrs: Iterable[floa
         if not math.isclose(b, ref * a, rel_tol=rtol, abs_tol=1e-30):
             raise ConfigError(
                 f"the LR scheduler changed the muP ratio of learning rates: param group {i} has "
-                f"lr {b:.3g}, expected {ref * a:.3g}; use workbench.lm.model.relative_lr_scheduler")
+                f"lr {b:.3g}, expected {ref * a:.3g}; use workbench.lm.model.relative_lr_scheduler"
+            )

@@ -16,7 +16,6 @@ metrics.nc then also holds
 
 from __future__ import annotations
 
-
 import lightning.pytorch as pl
 import numpy as np
 import torch
@@ -47,8 +46,9 @@ def make_optimization(config: GPTLMConfig, model, total_steps: int):
     extra = {"betas": (0.9, config.beta2)} if config.optimizer == "adamw" else {}
     optimizer = make_optimizer(model, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, **extra)
     total = config.lr_decay_steps or total_steps
-    scheduler = relative_lr_scheduler(optimizer, warmup_cosine(max(config.warmup_steps, 1), total,
-                                                               config.min_lr_factor))
+    scheduler = relative_lr_scheduler(
+        optimizer, warmup_cosine(max(config.warmup_steps, 1), total, config.min_lr_factor)
+    )
     return optimizer, scheduler
 
 
@@ -84,8 +84,12 @@ def count_params(model) -> dict[str, int]:
             matmul += sum(p.numel() for p in module.parameters() if p.requires_grad)
     config = model.config
     attention = 12 * config.depth * config.width * config.seq_len
-    return {"params": total - embed, "params_total": total, "params_frozen": frozen,
-            "flops_per_token": 6 * matmul + 4 * frozen + attention}
+    return {
+        "params": total - embed,
+        "params_total": total,
+        "params_frozen": frozen,
+        "flops_per_token": 6 * matmul + 4 * frozen + attention,
+    }
 
 
 class GPTLM(pl.LightningModule):
@@ -134,8 +138,9 @@ class GPTLM(pl.LightningModule):
         values = np.asarray([self.evaluations[s] for s in steps], dtype=float)
         ds = ds.assign_coords(eval_step=np.asarray(steps, dtype=np.int64))
         ds["val_loss"] = ("eval_step", values)
-        ds["val_loss"].attrs["description"] = (f"mean held-out loss over {self.config.eval_batches} "
-                                               "fixed batches after eval_step optimizer steps")
+        ds["val_loss"].attrs["description"] = (
+            f"mean held-out loss over {self.config.eval_batches} fixed batches after eval_step optimizer steps"
+        )
         ds["final_val_loss"] = ((), values[-1] if values.size else np.nan)
         ds["params"] = ((), np.int64(self.counts["params"]))
         ds["params"].attrs["description"] = "non-embedding parameters (no wte, wpe, vocabulary readout)"
@@ -143,8 +148,9 @@ class GPTLM(pl.LightningModule):
         ds["params_frozen"] = ((), np.int64(self.counts["params_frozen"]))
         ds["params_frozen"].attrs["description"] = "frozen random doping weights (buffers, not trained)"
         ds["flops_per_token"] = ((), np.int64(self.counts["flops_per_token"]))
-        ds["flops_per_token"].attrs["description"] = ("training FLOPs per token: 6 x trainable matmul weights "
-                                                      "+ 4 x frozen weights + 12 depth width seq_len")
+        ds["flops_per_token"].attrs["description"] = (
+            "training FLOPs per token: 6 x trainable matmul weights + 4 x frozen weights + 12 depth width seq_len"
+        )
         ds["tokens_per_step"] = ((), np.int64(self.config.batch_size * self.config.seq_len))
         ds["tokens_per_step"].attrs["description"] = "tokens per optimizer step (batch_size x seq_len)"
         rate = self.corpus.entropy_rate

@@ -36,8 +36,9 @@ def train_steps(config: GPTLMConfig, steps: int, seed: int = 0, corpus=None) -> 
 
     Batches, initialisation and evaluation batches are those of the `gpt_lm` kind
     (workbench.lm.module): step s draws from `step_rng(seed, s)`, evaluation from the fixed
-    generator (corpus_seed, EVAL_STREAM); one process, no Lightning, for sweeps. A non-finite loss ends the run early with `val_loss = inf` (a diverged
-    learning rate is a result in a sweep, not an error).
+    generator (corpus_seed, EVAL_STREAM); one process, no Lightning, for sweeps. A non-finite loss
+    ends the run early with `val_loss = inf` (a diverged learning rate is a result in a sweep, not an
+    error).
     """
     corpus = corpus if corpus is not None else load_corpus(config)
     torch.manual_seed(seed)
@@ -58,16 +59,29 @@ def train_steps(config: GPTLMConfig, steps: int, seed: int = 0, corpus=None) -> 
     model.eval()
     rng = np.random.default_rng([config.corpus_seed, EVAL_STREAM])
     with torch.no_grad():
-        val = [float(model(*corpus.sample_batch("val", config.batch_size, config.seq_len, rng))[1])
-               for _ in range(config.eval_batches)]
-    tail = train_losses[-max(1, steps // 10):]
+        val = [
+            float(model(*corpus.sample_batch("val", config.batch_size, config.seq_len, rng))[1])
+            for _ in range(config.eval_batches)
+        ]
+    tail = train_losses[-max(1, steps // 10) :]
     val_loss = float(np.mean(val))
-    return {"val_loss": val_loss if math.isfinite(val_loss) else math.inf,
-            "train_loss": float(np.mean(tail)) if tail else math.nan, "steps": steps, **count_params(model)}
+    return {
+        "val_loss": val_loss if math.isfinite(val_loss) else math.inf,
+        "train_loss": float(np.mean(tail)) if tail else math.nan,
+        "steps": steps,
+        **count_params(model),
+    }
 
 
-def lr_sweep(config: GPTLMConfig, widths: Sequence[int], lrs: Sequence[float], *, steps: int,
-             seeds: Iterable[int] = (0,), progress=None):
+def lr_sweep(
+    config: GPTLMConfig,
+    widths: Sequence[int],
+    lrs: Sequence[float],
+    *,
+    steps: int,
+    seeds: Iterable[int] = (0,),
+    progress=None,
+):
     """Held-out loss over a width × learning-rate × seed grid (an xarray Dataset).
 
     Every run uses `config` with only `width` and `lr` replaced, so the base width, schedule and
@@ -89,11 +103,21 @@ def lr_sweep(config: GPTLMConfig, widths: Sequence[int], lrs: Sequence[float], *
                     progress(width, lr, seed, run["val_loss"])
     coords = {"width": np.asarray(widths, dtype=np.int64), "lr": np.asarray(lrs, dtype=float), "seed": seeds}
     return xr.Dataset(
-        {"val_loss": (("width", "lr", "seed"), val), "train_loss": (("width", "lr", "seed"), trn),
-         "params": ("width", params), "params_total": ("width", total)},
+        {
+            "val_loss": (("width", "lr", "seed"), val),
+            "train_loss": (("width", "lr", "seed"), trn),
+            "params": ("width", params),
+            "params_total": ("width", total),
+        },
         coords=coords,
-        attrs={"parametrization": config.parametrization, "base_width": config.base_width, "steps": steps,
-               "corpus": config.corpus, "optimizer": config.optimizer})
+        attrs={
+            "parametrization": config.parametrization,
+            "base_width": config.base_width,
+            "steps": steps,
+            "corpus": config.corpus,
+            "optimizer": config.optimizer,
+        },
+    )
 
 
 def optimal_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
@@ -103,15 +127,15 @@ def optimal_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
     y = np.asarray(losses, dtype=float)
     y = np.where(np.isfinite(y), y, np.inf)
     i = int(np.argmin(y))
-    if i == 0 or i == len(y) - 1 or not np.isfinite(y[i - 1:i + 2]).all():
+    if i == 0 or i == len(y) - 1 or not np.isfinite(y[i - 1 : i + 2]).all():
         return float(2.0 ** x[i])
-    x0, x1, x2 = x[i - 1:i + 2]
-    y0, y1, y2 = y[i - 1:i + 2]
+    x0, x1, x2 = x[i - 1 : i + 2]
+    y0, y1, y2 = y[i - 1 : i + 2]
     denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
     a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
     b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / denom
     if a <= 0:
-        return float(2.0 ** x1)
+        return float(2.0**x1)
     return float(2.0 ** np.clip(-b / (2 * a), x0, x2))
 
 
@@ -146,6 +170,13 @@ def transfer_report(ds) -> LRTransfer:
     drift = float(max(abs(math.log2(b / best[0])) for b in best))
     j = int(np.argmin(np.abs(np.log2(lrs) - math.log2(best[0]))))
     at = [float(v) for v in mean.isel(lr=j).values]
-    return LRTransfer(parametrization=str(ds.attrs.get("parametrization", "")), widths=widths, best_lr=best,
-                      on_edge=edge, drift_octaves=drift, loss_at_transferred=at, transferred_lr=float(lrs[j]),
-                      monotone=all(a > b for a, b in zip(at, at[1:])))
+    return LRTransfer(
+        parametrization=str(ds.attrs.get("parametrization", "")),
+        widths=widths,
+        best_lr=best,
+        on_edge=edge,
+        drift_octaves=drift,
+        loss_at_transferred=at,
+        transferred_lr=float(lrs[j]),
+        monotone=all(a > b for a, b in zip(at, at[1:])),
+    )

@@ -36,5 +36,9 @@ class MLPRegressionConfig:
     step_time_s: float = field(default=0.0, metadata=bounds(ge=0, le=60))
 
 
-TRAINABLE = Trainable("mlp_regression", MLPRegressionConfig, "workbench.mlp.module:MLPRegression",
-                      "tiny MLP regression on a synthetic smooth function (CPU, seconds)")
+TRAINABLE = Trainable(
+    "mlp_regression",
+    MLPRegressionConfig,
+    "workbench.mlp.module:MLPRegression",
+    "tiny MLP regression on a synthetic smooth function (CPU, seconds)",
+)
