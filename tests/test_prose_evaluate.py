@@ -181,16 +181,20 @@ LEARN_JOB = load_job_config(Path(__file__).resolve().parents[1] / "jobs" / "conf
 LEARN, LEARN_STEPS = LEARN_JOB.model, LEARN_JOB.train.max_steps
 
 
-@pytest.fixture(scope="module")
-def learned(tmp_path_factory):
-    """Multimodal and data_only models, same steps, same data, same seed; both evaluated."""
-    root = tmp_path_factory.mktemp("prose_learn")
+def _learn(root, seed: int) -> dict:
+    """Multimodal and data_only models, same steps, same data, same training seed; both evaluated."""
     results = {}
     for name, config in (("multimodal", LEARN), ("data_only", dataclasses.replace(LEARN, data_only=True))):
-        run = create_run_dir(root, "prose", name, config=config)
-        train(config, TrainConfig(max_steps=LEARN_STEPS, checkpoint_every=LEARN_STEPS, cpu_threads=2), run)
+        run = create_run_dir(root, "prose", f"{name}-seed{seed}", config=config)
+        train(config, TrainConfig(max_steps=LEARN_STEPS, checkpoint_every=LEARN_STEPS, cpu_threads=2, seed=seed), run)
         results[name] = evaluate(run.path, resolve_ode=False)
     return results
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """Training seed 0, shared by the tests below."""
+    return _learn(tmp_path_factory.mktemp("prose_learn"), 0)
 
 
 @pytest.mark.slow
@@ -210,13 +214,14 @@ def test_tiny_model_decodes_valid_expressions(learned):
 
 
 @pytest.mark.slow
-def test_multimodal_beats_data_only_at_the_same_budget(learned):
-    """Multimodal beats data-only (`--no_text`) on data error, at tiny scale. Measured (600 steps,
-    2 CPU threads, in-process data from the batched engine): training seed 0 gives 0.231 vs 0.261
-    here (0.246 vs 0.260 on 300 fresh samples); seeds 1 and 2 gave 0.291 vs 0.295 and 0.246 vs
-    0.287 here (fresh: 0.286 vs 0.291, 0.251 vs 0.280). The margin is small and seed-dependent
-    (with solve_ivp-generated data one seed of three lost); this deterministic CPU run checks
-    seed 0."""
-    both = {k: float(v["mean_data_rel_l2"].sel(target="noisy", window="2-6")) for k, v in learned.items()}
-    print(f"data rel L2: multimodal {both['multimodal']:.3f}, data_only {both['data_only']:.3f}")
-    assert both["multimodal"] < both["data_only"]
+def test_multimodal_beats_data_only_at_the_same_budget(learned, tmp_path):
+    """Multimodal beats data-only (`--no_text`) on data error at tiny scale, on the mean over training
+    seeds 0, 1, 2. Measured (600 steps, 2 CPU threads, in-process data from the batched engine;
+    2026-12-04 package set): 0.262 vs 0.243, 0.256 vs 0.297 and 0.247 vs 0.259, means 0.255 vs
+    0.267. The margin is small and seed-dependent: with the package set of 2026-11-26 the same code
+    gave 0.231 vs 0.261 at seed 0, which the newer set flips, so one seed cannot carry the claim."""
+    runs = [learned, _learn(tmp_path, 1), _learn(tmp_path, 2)]
+    error = {name: [float(r[name]["mean_data_rel_l2"].sel(target="noisy", window="2-6")) for r in runs]
+             for name in ("multimodal", "data_only")}  # fmt: skip
+    print("data rel L2 per seed:", {name: [round(v, 3) for v in values] for name, values in error.items()})
+    assert np.mean(error["multimodal"]) < np.mean(error["data_only"])
