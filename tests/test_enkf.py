@@ -123,7 +123,7 @@ def test_bad_analysis_inputs_are_input_errors():
 
 
 def test_medida_bench_quick_runs_and_agrees():
-    """`workbench bench medida --quick`: keys and agreement only; speed is never asserted (DESIGN.md)."""
+    """`workbench bench medida --quick`: keys and agreement only; speed is never asserted: shared machines are noisy."""
     from scaling.medida.bench import format_result, run
 
     result = run(quick=True)

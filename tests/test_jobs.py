@@ -268,7 +268,7 @@ def test_local_failed_member_is_reported_and_resubmitted_alone(tmp_path):
 
 @pytest.mark.slow
 def test_local_timeout_requeue_resumes_to_the_uninterrupted_weights(tmp_path):
-    """The local controller sends USR2 at timeout - signal_delay_s (here 25 s after each start);
+    """The local controller sends USR2 at timeout - signal_delay_s (here 20 s after each start);
     submitit calls TrainJob.checkpoint and restarts the job, which resumes from last.ckpt."""
     import torch
 
@@ -278,8 +278,8 @@ def test_local_timeout_requeue_resumes_to_the_uninterrupted_weights(tmp_path):
     from workbench.train import load_weights, train
 
     config = write_config(tmp_path, "requeue", steps=200)
-    # 0.1 s per step: 20 s of training, which a signal at 25 s (imports take ~10 s) interrupts.
-    overrides = ["model.step_time_s=0.1", "job.signal_delay_s=35", "job.timeout_min=1", "job.max_num_timeout=6"]
+    # 0.1 s per step: 20 s of training after 3-10 s of imports, which a signal at 20 s always interrupts.
+    overrides = ["model.step_time_s=0.1", "job.signal_delay_s=40", "job.timeout_min=1", "job.max_num_timeout=6"]
     members = sweeps.expand_grid(config, {}, overrides)
     sweeps.submit(members, "local")
     [member] = sweeps.wait(tmp_path / "runs" / "requeue", timeout_s=420)

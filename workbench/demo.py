@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from workbench.cli import add_executor_flag, add_json_flag, add_parser, emit
+from workbench.cli import add_executor_flag, add_json_flag, add_parser, emit, int_list
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "lm_mup_demo.yaml"
 DEMO_WIDTHS = (16, 24, 32, 48, 128)  # the last is predicted: 7.1x the non-embedding parameters of 48
@@ -61,9 +61,8 @@ def run_mup(args) -> int:
     from scaling.mup_predict import predict_sweep
     from scaling.report import plot_mup_prediction
     from workbench.errors import InputError
-    from workbench.lm.cli import _int_list
 
-    widths = _int_list(args.widths, "--widths")
+    widths = int_list(args.widths, "--widths")
     if len(widths) < 4:
         raise InputError(f"--widths {args.widths}: the demo fits all but the largest, so it needs at least 4")
     if args.steps is not None and args.steps < 1:
