@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from workbench.generative import experiments, pfgmpp
-from workbench.generative.brightness import ARMS, oracle_brightness
-from workbench.generative.config import DiffusionConfig, PFGMPPConfig
+from workbench.generative.brightness import oracle_brightness
+from workbench.generative.config import ARMS, BrightnessConfig, DiffusionConfig, PFGMPPConfig, RobustnessConfig
 from workbench.generative.data import brightness_images
 from workbench.generative.oracle import pfgmpp_denoiser
 from workbench.generative.samplers import edm_sigmas, heun_sample
@@ -88,7 +88,7 @@ for D in (4, 128, 2048, math.inf):
 # %%
 model = PFGMPPConfig(data="digits", net="mlp", width=128 if SMALL else 256, batch_size=128, lr=2e-3, warmup_steps=20,
                      ema_half_life=50 if SMALL else 200)  # fmt: skip
-robust = experiments.RobustnessConfig(
+robust = RobustnessConfig(
     root=ROOT, model=model, train=TrainConfig(max_steps=60 if SMALL else 3000, checkpoint_every=1000),
     D=(8.0, math.inf) if SMALL else (1.0, 8.0, 64.0, 2048.0, math.inf), seeds=1 if SMALL else 3,
     alphas=(0.0, 0.2) if SMALL else (0.0, 0.1, 0.2), steps=(4, 12) if SMALL else (4, 6, 8, 12, 18),
@@ -132,7 +132,7 @@ for arm in ARMS:
 model = DiffusionConfig(data="brightness", image_size=16, n_data=500 if SMALL else 2000, net="mlp",
                         width=128 if SMALL else 512, batch_size=128, lr=1e-3, warmup_steps=20,
                         ema_half_life=50 if SMALL else 200)  # fmt: skip
-bright = experiments.BrightnessConfig(
+bright = BrightnessConfig(
     root=ROOT, model=model, train=TrainConfig(max_steps=60 if SMALL else 3000, checkpoint_every=1000),
     arms=("eps_leading", "v_zero_snr_trailing"), seeds=1 if SMALL else 3, samples=100 if SMALL else 1000,
     sample_steps=20 if SMALL else 50,

@@ -383,3 +383,14 @@ def test_overrides_are_validated_together_and_the_culprit_is_named():
     assert config.corpus == "file" and config.corpus_path == "data.txt"
     with pytest.raises(ConfigError, match=r"not divisible.*\(in --set width=36\)"):
         apply_overrides(GPTLMConfig(), ["lr=0.5", "width=36"])
+
+
+def test_input_errors_are_value_errors_for_library_callers():
+    """Library code raises InputError; a notebook that catches ValueError catches it too (the CLI
+    still turns it into one line and exit 2, checked by every bad-input test)."""
+    from operators.ks import KSGrid
+    from workbench.errors import InputError
+
+    assert issubclass(InputError, ValueError) and issubclass(ConfigError, ValueError)
+    with pytest.raises(ValueError, match="grid"):
+        KSGrid(L=-1.0, N=64)

@@ -15,53 +15,16 @@ from pure noise, so samples regress towards medium brightness. Four arms, one fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from scipy import stats
 
-from workbench.errors import InputError
-from workbench.generative import schedules
+from workbench.generative.config import ARMS, Arm, get_arm
 from workbench.generative.oracle import ddpm_posterior_mean
 from workbench.generative.prediction import check_prediction, velocity
 from workbench.generative.samplers import ddim_sample
 
 __all__ = ["ARMS", "Arm", "brightness_metrics", "oracle_brightness"]
-
-
-@dataclass(frozen=True)
-class Arm:
-    zero_terminal_snr: bool
-    prediction_type: str
-    spacing: str
-
-    def alpha_bar(self, train_steps: int = 1000) -> np.ndarray:
-        betas = schedules.make_betas("scaled_linear", train_steps, 0.00085, 0.012)
-        if self.zero_terminal_snr:
-            betas = schedules.rescale_zero_terminal_snr(betas)
-        return schedules.alphas_cumprod(betas)
-
-    def timesteps(self, sample_steps: int, train_steps: int = 1000) -> np.ndarray:
-        # steps_offset 1 for leading, as in the Stable Diffusion scheduler configs
-        return schedules.timesteps(
-            self.spacing, train_steps, sample_steps, steps_offset=1 if self.spacing == "leading" else 0
-        )
-
-
-ARMS = {
-    "eps_leading": Arm(False, "epsilon", "leading"),
-    "eps_trailing": Arm(False, "epsilon", "trailing"),
-    "v_zero_snr_trailing": Arm(True, "v_prediction", "trailing"),
-    "v_zero_snr_leading": Arm(True, "v_prediction", "leading"),
-}
-
-
-def get_arm(name: str) -> Arm:
-    try:
-        return ARMS[name]
-    except KeyError:
-        raise InputError(f"unknown brightness arm {name!r}; choose one of {', '.join(ARMS)}") from None
 
 
 def brightness_metrics(samples: np.ndarray, data: np.ndarray) -> dict[str, float]:

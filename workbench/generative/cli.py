@@ -125,16 +125,19 @@ def _brightness(args) -> int:
 
 def _run_experiment(args, name: str) -> int:
     from jobs.experiment import Experiment, load_experiment_config, run_experiment
+    from workbench.generative.config import BrightnessConfig, RobustnessConfig
+
+    # The config is checked before the experiment's modules (torch, samplers, metrics) load: bad input is quick.
+    config_type = RobustnessConfig if name == "robustness" else BrightnessConfig
+    config = load_experiment_config(config_type, args.config, args.overrides)
     from workbench.generative import experiments as ex
 
-    # (config type, items, member, finish); a brightness member returns the runs of several arms
-    config_type, items, member, finish = {
-        "robustness": (ex.RobustnessConfig, ex.robustness_items, ex.robustness_member, ex.finish_robustness),
-        "brightness": (ex.BrightnessConfig, ex.brightness_groups, ex.brightness_member, ex.finish_brightness),
+    # (items, member, finish); a brightness member returns the runs of several arms
+    items, member, finish = {
+        "robustness": (ex.robustness_items, ex.robustness_member, ex.finish_robustness),
+        "brightness": (ex.brightness_groups, ex.brightness_member, ex.finish_brightness),
     }[name]
-    experiment = Experiment(
-        items, member, finish, folder=lambda config: ex.output_dir(config) / "submitit", flatten=name == "brightness"
-    )
-    config = load_experiment_config(config_type, args.config, args.overrides)
+    folder = lambda config: ex.output_dir(config) / "submitit"
+    experiment = Experiment(items, member, finish, folder=folder, flatten=name == "brightness")
     emit(args, *run_experiment(experiment, config, args.executor))
     return 0

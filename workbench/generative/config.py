@@ -9,17 +9,32 @@ in model.pt) is what sampling uses (`workbench.generative.sampling.load_trained`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from workbench.config import bounds
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, InputError
 from workbench.generative import schedules
+from workbench.jobspec import JobSpec
 from workbench.registry import Trainable
+from workbench.train import TrainConfig
 
-__all__ = ["DIFFUSION", "PFGMPP", "DataAndNet", "DiffusionConfig", "PFGMPPConfig", "preflight_generative"]
+__all__ = [
+    "ARMS",
+    "DIFFUSION",
+    "PFGMPP",
+    "Arm",
+    "BrightnessConfig",
+    "DataAndNet",
+    "DiffusionConfig",
+    "PFGMPPConfig",
+    "RobustnessConfig",
+    "get_arm",
+    "preflight_generative",
+]
 
 
 @dataclass(frozen=True)
@@ -124,3 +139,87 @@ DIFFUSION = Trainable(
     "discrete-time diffusion with beta schedule, zero terminal SNR and ε/x0/v prediction",
     preflight=preflight_generative,
 )
+
+
+# --------------------------------------------------------------------------------------------
+# The brightness arms and the two experiments (workbench/generative/experiments.py runs them)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    zero_terminal_snr: bool
+    prediction_type: str
+    spacing: str
+
+    def alpha_bar(self, train_steps: int = 1000) -> np.ndarray:
+        betas = schedules.make_betas("scaled_linear", train_steps, 0.00085, 0.012)
+        if self.zero_terminal_snr:
+            betas = schedules.rescale_zero_terminal_snr(betas)
+        return schedules.alphas_cumprod(betas)
+
+    def timesteps(self, sample_steps: int, train_steps: int = 1000) -> np.ndarray:
+        # steps_offset 1 for leading, as in the Stable Diffusion scheduler configs
+        return schedules.timesteps(
+            self.spacing, train_steps, sample_steps, steps_offset=1 if self.spacing == "leading" else 0
+        )
+
+
+ARMS = {
+    "eps_leading": Arm(False, "epsilon", "leading"),
+    "eps_trailing": Arm(False, "epsilon", "trailing"),
+    "v_zero_snr_trailing": Arm(True, "v_prediction", "trailing"),
+    "v_zero_snr_leading": Arm(True, "v_prediction", "leading"),
+}
+
+
+def get_arm(name: str) -> Arm:
+    try:
+        return ARMS[name]
+    except KeyError:
+        raise InputError(f"unknown brightness arm {name!r}; choose one of {', '.join(ARMS)}") from None
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    experiment: str = "pfgmpp_robustness"
+    root: str = "runs"
+    model: PFGMPPConfig = PFGMPPConfig()
+    train: TrainConfig = TrainConfig(max_steps=1500, checkpoint_every=500)
+    D: tuple[float, ...] = (1.0, 8.0, 64.0, 2048.0, math.inf)
+    seeds: int = field(default=3, metadata=bounds(ge=1))
+    alphas: tuple[float, ...] = (0.0, 0.1, 0.2)
+    steps: tuple[int, ...] = (4, 6, 8, 12, 18)
+    bits: tuple[int, ...] = (4, 5, 6, 8)
+    samples: int = field(default=1000, metadata=bounds(ge=10))
+    heun_steps: int = field(default=18, metadata=bounds(ge=2))
+    job: JobSpec = field(default_factory=lambda: JobSpec(name="pfgmpp_robustness"))
+
+    def __post_init__(self):
+        if not self.D or any(not d > 0 for d in self.D):
+            raise ConfigError(f"D = {list(self.D)}: every D must be > 0 (use .inf for EDM)")
+        if any(a < 0 for a in self.alphas):
+            raise ConfigError(f"alphas = {list(self.alphas)} must be >= 0")
+        if any(s < 2 for s in self.steps):
+            raise ConfigError(f"steps = {list(self.steps)}: Heun needs at least 2 steps")
+        if any(not 2 <= b <= 16 for b in self.bits):
+            raise ConfigError(f"bits = {list(self.bits)} must be in 2..16")
+
+
+@dataclass(frozen=True)
+class BrightnessConfig:
+    experiment: str = "brightness"
+    root: str = "runs"
+    model: DiffusionConfig = DiffusionConfig(
+        data="brightness", image_size=16, n_data=2000, net="unet", width=32, lr=1e-3
+    )
+    train: TrainConfig = TrainConfig(max_steps=3000, checkpoint_every=500)
+    arms: tuple[str, ...] = ("eps_leading", "eps_trailing", "v_zero_snr_trailing", "v_zero_snr_leading")
+    seeds: int = field(default=3, metadata=bounds(ge=1))
+    samples: int = field(default=1000, metadata=bounds(ge=10))
+    sample_steps: int = field(default=50, metadata=bounds(ge=1))
+    job: JobSpec = field(default_factory=lambda: JobSpec(name="brightness"))
+
+    def __post_init__(self):
+        for arm in self.arms:
+            get_arm(arm)

@@ -17,7 +17,7 @@ returned dicts into one xarray Dataset; `plot_*` draws means with 95 % t-interva
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,12 @@ import xarray as xr
 from matplotlib.figure import Figure
 from scipy import stats
 
-from workbench.config import bounds
-from workbench.errors import ConfigError
-from workbench.generative.brightness import brightness_metrics, get_arm
-from workbench.generative.config import DiffusionConfig, PFGMPPConfig
+from workbench.generative.brightness import brightness_metrics
+from workbench.generative.config import BrightnessConfig, RobustnessConfig, get_arm
 from workbench.generative.data import training_data
 from workbench.generative.features import image_features
 from workbench.generative.metrics import mmd2, sliced_wasserstein
 from workbench.generative.sampling import load_trained, quantize, sample_diffusion, sample_pfgmpp
-from workbench.jobspec import JobSpec
 from workbench.store import atomic_write_netcdf, create_run_dir
 from workbench.train import TrainConfig, train
 
@@ -54,51 +51,6 @@ __all__ = [
     "save_grid",
     "t_interval",
 ]
-
-
-@dataclass(frozen=True)
-class RobustnessConfig:
-    experiment: str = "pfgmpp_robustness"
-    root: str = "runs"
-    model: PFGMPPConfig = PFGMPPConfig()
-    train: TrainConfig = TrainConfig(max_steps=1500, checkpoint_every=500)
-    D: tuple[float, ...] = (1.0, 8.0, 64.0, 2048.0, math.inf)
-    seeds: int = field(default=3, metadata=bounds(ge=1))
-    alphas: tuple[float, ...] = (0.0, 0.1, 0.2)
-    steps: tuple[int, ...] = (4, 6, 8, 12, 18)
-    bits: tuple[int, ...] = (4, 5, 6, 8)
-    samples: int = field(default=1000, metadata=bounds(ge=10))
-    heun_steps: int = field(default=18, metadata=bounds(ge=2))
-    job: JobSpec = field(default_factory=lambda: JobSpec(name="pfgmpp_robustness"))
-
-    def __post_init__(self):
-        if not self.D or any(not d > 0 for d in self.D):
-            raise ConfigError(f"D = {list(self.D)}: every D must be > 0 (use .inf for EDM)")
-        if any(a < 0 for a in self.alphas):
-            raise ConfigError(f"alphas = {list(self.alphas)} must be >= 0")
-        if any(s < 2 for s in self.steps):
-            raise ConfigError(f"steps = {list(self.steps)}: Heun needs at least 2 steps")
-        if any(not 2 <= b <= 16 for b in self.bits):
-            raise ConfigError(f"bits = {list(self.bits)} must be in 2..16")
-
-
-@dataclass(frozen=True)
-class BrightnessConfig:
-    experiment: str = "brightness"
-    root: str = "runs"
-    model: DiffusionConfig = DiffusionConfig(
-        data="brightness", image_size=16, n_data=2000, net="unet", width=32, lr=1e-3
-    )
-    train: TrainConfig = TrainConfig(max_steps=3000, checkpoint_every=500)
-    arms: tuple[str, ...] = ("eps_leading", "eps_trailing", "v_zero_snr_trailing", "v_zero_snr_leading")
-    seeds: int = field(default=3, metadata=bounds(ge=1))
-    samples: int = field(default=1000, metadata=bounds(ge=10))
-    sample_steps: int = field(default=50, metadata=bounds(ge=1))
-    job: JobSpec = field(default_factory=lambda: JobSpec(name="brightness"))
-
-    def __post_init__(self):
-        for arm in self.arms:
-            get_arm(arm)
 
 
 def _score(samples: np.ndarray, data: np.ndarray, images: bool) -> tuple[float, float]:

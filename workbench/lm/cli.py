@@ -320,7 +320,6 @@ def _transfer(args) -> int:
     import dataclasses
 
     from jobs.entrypoints import load_job_config
-    from workbench.lm.transfer import lr_sweep, transfer_report
 
     widths = int_list(args.widths, "--widths")
     lrs = _lr_list(args.lrs)
@@ -341,8 +340,10 @@ def _transfer(args) -> int:
     model = config.model
     for width in widths:  # every width must make a valid model before hours of training start
         dataclasses.replace(model, width=width)
-    import torch
+    import torch  # only now: every argument is checked
     from tqdm import tqdm
+
+    from workbench.lm.transfer import lr_sweep, transfer_report
 
     torch.set_num_threads(1)
     sweeps, reports = {}, {}
