@@ -1,11 +1,25 @@
-"""Shared fixtures: the Epoch Chinchilla points (not bundled: no licence) and the CLI runner."""
+"""Shared fixtures (the Epoch Chinchilla points, not bundled: no licence), the CLI runner, and the
+order and threading that let the suite share two cores (`./wb test` runs it with pytest-xdist).
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+
+# OpenMP threads that wait for work sleep instead of spinning. Tests run side by side (two xdist
+# workers, job arrays of local processes), so spinning threads would steal the cores the other
+# processes need; the numbers do not change, only how idle threads wait. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first: with `--dist loadfile` the files that hold them start first, and the many
+    short files fill the other worker meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +93,14 @@ def test_in_process_loop_matches_the_lightning_trainable(tmp_path):
 
 
 def _sweep(parametrization: str):
-    torch.set_num_threads(1)
     config = dataclasses.replace(TRANSFER, parametrization=parametrization)
     lrs, seeds = (MUP_LRS, (0, 1)) if parametrization == "mup" else (SP_LRS, (0,))
-    return lr_sweep(config, WIDTHS, lrs, steps=100, seeds=seeds)
+    return lr_sweep(config, WIDTHS, lrs, steps=100, seeds=seeds, workers=2)  # one single-threaded run per core
 
 
 @pytest.mark.slow
 def test_mup_best_lr_transfers_over_8x_width_and_sp_drifts():
-    with ProcessPoolExecutor(2) as pool:  # the two sweeps side by side, one core each
-        mup, sp = pool.map(_sweep, ("mup", "sp"))
+    mup, sp = _sweep("mup"), _sweep("sp")
     mu, st = transfer_report(mup), transfer_report(sp)
     print("muP", mu.as_dict(), "\nSP", st.as_dict())
     print(mup["val_loss"].mean("seed").to_pandas().round(4).to_string())

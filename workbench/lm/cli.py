@@ -63,6 +63,7 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, averaged")
     p.add_argument("--parametrizations", default="mup,sp", help="comma-separated subset of: mup, sp")
+    p.add_argument("--workers", type=int, default=1, help="processes that share the runs (one thread each)")
     p.add_argument("--plot", metavar="PATH", help="write loss vs learning rate per width (PNG)")
     p.add_argument("--out", metavar="PATH", help="write the sweeps as one netCDF file (dim parametrization)")
 
@@ -332,8 +333,8 @@ def _transfer(args) -> int:
     pars = [p.strip() for p in args.parametrizations.split(",") if p.strip()]
     if not pars or any(p not in ("mup", "sp") for p in pars):
         raise InputError(f"--parametrizations {args.parametrizations!r}: choose from mup, sp")
-    if args.steps < 1:
-        raise InputError(f"--steps = {args.steps} must be >= 1")
+    if args.steps < 1 or args.workers < 1:
+        raise InputError(f"--steps = {args.steps} and --workers = {args.workers} must be >= 1")
     config = load_job_config(args.config, args.overrides)
     if config.kind != "gpt_lm":
         raise InputError(f"{args.config}: kind is {config.kind!r}; the transfer check trains kind 'gpt_lm'")
@@ -357,6 +358,7 @@ def _transfer(args) -> int:
                 lrs,
                 steps=args.steps,
                 seeds=seeds,
+                workers=args.workers,
                 progress=lambda *_: bar.update(),
             )
             reports[par] = transfer_report(sweeps[par]).as_dict()

@@ -15,8 +15,11 @@ stream and evaluation) without a process or a Trainer per run. Sweeps meant for 
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import math
+import types
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -80,27 +83,32 @@ def lr_sweep(
     *,
     steps: int,
     seeds: Iterable[int] = (0,),
+    workers: int = 1,
     progress=None,
 ):
     """Held-out loss over a width × learning-rate × seed grid (an xarray Dataset).
 
     Every run uses `config` with only `width` and `lr` replaced, so the base width, schedule and
     data are shared. Variables: `val_loss`, `train_loss` (width, lr, seed); `params`,
-    `params_total` (width).
+    `params_total` (width). With `workers` > 1 the runs go to that many processes, one thread
+    each; every run is the same single-threaded computation, so the numbers do not change.
     """
     seeds = list(seeds)
-    corpus = load_corpus(config)
+    points = [(i, j, k) for i in range(len(widths)) for j in range(len(lrs)) for k in range(len(seeds))]
+    tasks = [(dataclasses.replace(config, width=int(widths[i]), lr=float(lrs[j])), steps, seeds[k])
+             for i, j, k in points]  # fmt: skip
     shape = (len(widths), len(lrs), len(seeds))
     val, trn = np.full(shape, np.nan), np.full(shape, np.nan)
     params, total = np.zeros(len(widths), dtype=np.int64), np.zeros(len(widths), dtype=np.int64)
-    for i, width in enumerate(widths):
-        for j, lr in enumerate(lrs):
-            for k, seed in enumerate(seeds):
-                run = train_steps(dataclasses.replace(config, width=int(width), lr=float(lr)), steps, seed, corpus)
-                val[i, j, k], trn[i, j, k] = run["val_loss"], run["train_loss"]
-                params[i], total[i] = run["params"], run["params_total"]
-                if progress is not None:
-                    progress(width, lr, seed, run["val_loss"])
+    with _pool(workers) as pool:
+        # The widest runs first, so the pool ends with short ones.
+        order = sorted(range(len(tasks)), key=lambda n: -widths[points[n][0]])
+        for n, run in zip(order, pool.map(_train_point, [tasks[n] for n in order])):
+            (i, j, k), (width, lr, seed) = points[n], (widths[points[n][0]], lrs[points[n][1]], seeds[points[n][2]])
+            val[i, j, k], trn[i, j, k] = run["val_loss"], run["train_loss"]
+            params[i], total[i] = run["params"], run["params_total"]
+            if progress is not None:
+                progress(width, lr, seed, run["val_loss"])
     coords = {"width": np.asarray(widths, dtype=np.int64), "lr": np.asarray(lrs, dtype=float), "seed": seeds}
     return xr.Dataset(
         {
@@ -118,6 +126,28 @@ def lr_sweep(
             "optimizer": config.optimizer,
         },
     )
+
+
+_CORPORA: dict = {}  # one corpus per process and corpus setting: every run of a sweep reads the same
+
+
+def _train_point(task: tuple[GPTLMConfig, int, int]) -> dict:
+    config, steps, seed = task
+    key = (config.corpus, config.corpus_path, config.corpus_seed, config.markov_order, config.markov_alphabet,
+           config.corpus_tokens, config.seq_len)  # fmt: skip
+    if key not in _CORPORA:
+        _CORPORA[key] = load_corpus(config)
+    return train_steps(config, steps, seed, _CORPORA[key])
+
+
+@contextlib.contextmanager
+def _pool(workers: int):
+    """map() in this process (workers = 1) or in `workers` single-threaded processes."""
+    if workers <= 1:
+        yield types.SimpleNamespace(map=map)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield pool
 
 
 def optimal_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
