@@ -7,12 +7,11 @@ its parser.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 
-from workbench.atomic import atomic_write_bytes
+from workbench.atomic import atomic_savefig
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
@@ -48,10 +47,8 @@ def colormap(name: str):
 
 def save_figure(fig, path) -> None:
     """Write `fig` as a PNG atomically."""
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_savefig(fig, path, dpi=120)
 
 
 def fill_band(ax, grid, draws, label: str) -> None:

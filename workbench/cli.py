@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workbench.areas import AREAS
+from workbench.atomic import output_error
 from workbench.errors import InputError
 from workbench.jobspec import EXECUTORS
 
@@ -220,6 +221,11 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A terminal or pipe that cannot encode a character (LANG=C, a latin-1 console) must not
+    # turn finished work into a crash at the last print: such characters are escaped instead.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -227,20 +233,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"workbench: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `workbench ... | head`
+        return 0
+    except OSError as error:  # a path the operating system refused: bad input, not a bug
+        if error.filename is None:
+            return _internal_error(error)
+        print(f"workbench: error: {output_error(error.filename, error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `workbench ... | head`
-        return 0
-    except Exception as error:  # an internal error: say so, keep the traceback on request
-        if os.environ.get("WORKBENCH_DEBUG"):
-            traceback.print_exc()
-        print(
-            f"workbench: internal error: {type(error).__name__}: {_one_line(error)} "
-            "(set WORKBENCH_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    except Exception as error:
+        return _internal_error(error)
+
+
+def _internal_error(error: Exception) -> int:
+    """An internal error: say so, keep the traceback on request."""
+    if os.environ.get("WORKBENCH_DEBUG"):
+        traceback.print_exception(error)
+    print(
+        f"workbench: internal error: {type(error).__name__}: {_one_line(error)} "
+        "(set WORKBENCH_DEBUG=1 for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _one_line(error: Exception) -> str:

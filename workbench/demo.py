@@ -61,6 +61,7 @@ def run_mup(args) -> int:
     from scaling.mup_predict import predict_sweep
     from scaling.report import plot_mup_prediction
     from workbench.errors import InputError
+    from workbench.store import atomic_write_netcdf
 
     widths = int_list(args.widths, "--widths")
     if len(widths) < 4:
@@ -84,7 +85,7 @@ def run_mup(args) -> int:
             f"{failed[0].detail or 'see ' + str(failed[0].log)}"
         )
     ds = collect(sweep, members=statuses)
-    ds.to_netcdf(sweep / "sweep.nc", engine="h5netcdf")
+    atomic_write_netcdf(ds, sweep / "sweep.nc")
     wall = time.time() - t0
     result = predict_sweep(ds, holdout=1)
     floor = float(ds["entropy_rate"].max())

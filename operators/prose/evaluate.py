@@ -27,7 +27,6 @@ scored on the same inputs.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -49,9 +48,10 @@ from operators.prose.model import ProseModel
 from operators.prose.samples import ProseData, corrupted_inputs, load_data, make_batch, prepare_data, run_model
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary, detokenize
+from workbench.atomic import atomic_savefig
 from workbench.config import from_dict
 from workbench.errors import InputError
-from workbench.store import atomic_write_bytes, atomic_write_netcdf
+from workbench.store import atomic_write_netcdf
 
 __all__ = ["WINDOWS", "evaluate", "format_summary", "load_run", "relative_l2", "summarize"]
 
@@ -487,9 +487,7 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
         ax.set_title("\n".join([title, *lines]), fontsize=8, loc="left")
         ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_savefig(fig, path, dpi=90)
 
 
 def summarize(ds) -> dict[str, Any]:

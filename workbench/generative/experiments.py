@@ -26,6 +26,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from scipy import stats
 
+from workbench.atomic import atomic_savefig
 from workbench.generative.brightness import brightness_metrics
 from workbench.generative.config import BrightnessConfig, RobustnessConfig, get_arm
 from workbench.generative.data import training_data
@@ -313,7 +314,7 @@ def plot_robustness(ds, path: str | Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"PFGM++ robustness ({ds.attrs.get('data')}, {ds.sizes['seed']} seeds, 95 % t-intervals)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
 
 
 def plot_brightness(ds, path: str | Path) -> None:
@@ -332,7 +333,7 @@ def plot_brightness(ds, path: str | Path) -> None:
     axes[1].set_xticks(np.arange(ds.sizes["arm"]), [str(a) for a in ds["arm"].values], rotation=15, fontsize=8)
     axes[1].set_ylabel("brightness W1 to data (95 % t-interval)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
 
 
 def save_grid(images: np.ndarray, path: str | Path, columns: int = 8) -> None:
@@ -345,4 +346,4 @@ def save_grid(images: np.ndarray, path: str | Path, columns: int = 8) -> None:
         ax.axis("off")
     for ax, image in zip(np.atleast_1d(axes).ravel(), images):
         ax.imshow(image, cmap="gray", vmin=-1, vmax=1)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=100, bbox_inches="tight")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from workbench.atomic import atomic_savefig
 from workbench.errors import InputError
 from workbench.lm.corpora import markov_corpus
 from workbench.lm.model import GPT, GPTConfig, base_shapes, build_model, make_optimizer, set_base_shapes
@@ -207,4 +208,4 @@ def plot_coord_data(data: dict[str, np.ndarray], widths: Sequence[int], path) ->
     axes[0][0].set_ylabel("mean |activation|")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
