@@ -175,20 +175,27 @@ def make_data(
         plan_shards,
         rebuild_command,
     )
+    from workbench.atomic import check_writable_dir
 
     rebuild = rebuild_command(config_path, overrides)
-    items = plan_build(config, rebuild)
+    plan = plan_build(config, rebuild)  # checks the outputs are writable and verifies existing shards
     if progress is not None:
         total = len(plan_shards(config.data_settings()))
         progress(
-            f"make-data {config.out}: {total} shards, {total - len(items)} complete, building {len(items)} "
+            f"make-data {config.out}: {total} shards, {len(plan.good)} complete, building {len(plan.items)} "
             f"(executor {executor})"
         )
+        for stem, why in plan.corrupt.items():
+            progress(f"  rebuilding {stem}: {why}")
     folder = config.job.folder if config.job.folder is not None else Path(config.out) / "submitit"
+    if config.job.folder is not None and plan.items:
+        check_writable_dir(folder, "job.folder")
     name, built = run_members(
-        build_shard, items, config.job, executor, folder, describe=describe_shard, progress=progress
+        build_shard, plan.items, config.job, executor, folder, describe=describe_shard, progress=progress
     )
-    return finish_build(config, built, name, rebuild)
+    summary = finish_build(config, built, name, rebuild, good=plan.good)
+    summary["rebuilt_corrupt"] = sorted(plan.corrupt)
+    return summary
 
 
 def _make_data(args) -> int:
@@ -196,7 +203,8 @@ def _make_data(args) -> int:
 
     Generate noisy trajectories and their target tokens (Liu, Zhang & Schaeffer 2023) into
     OUT/shard-*.npz + .tokens.jsonl and OUT/manifest.json. Shards are deterministic in (seed, shard
-    index) and written atomically, so rerunning the same command builds only the missing ones. Read
+    index) and written atomically; rerunning the same command verifies the shards already there and
+    builds only the missing or corrupt ones. Read
     back with operators.prose.dataset.load_dataset(OUT, split='train'|'val').
 
     examples:
@@ -224,8 +232,9 @@ def _make_data(args) -> int:
     summary = make_data(config, args.executor, config_path=args.config, overrides=args.overrides, progress=say)
     rate = summary["trajectories_per_s"]
     text = (
-        f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete; "
-        f"samples train {summary['samples']['train']}, val {summary['samples']['val']}; "
+        f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete"
+        + (f" (rebuilt corrupt {', '.join(summary['rebuilt_corrupt'])})" if summary["rebuilt_corrupt"] else "")
+        + f"; samples train {summary['samples']['train']}, val {summary['samples']['val']}; "
         f"{summary['built_samples']} trajectories in {summary['seconds']:.1f} s"
         + (f" ({rate:,.0f} trajectories/s, engine {summary['engine']})" if rate else "")
     )

@@ -24,8 +24,12 @@ Layout of ``out/``::
     manifest.json             written last: config, families, shard list with sample counts,
                               t grid, d_max, p_max, vocabulary max_dim
 
-Every file is written atomically (temp file + rename), the tokens file before the npz, so a
-shard is complete exactly when its npz exists. Read back with :func:`load_dataset`.
+Every file is written atomically (temp file + rename), the tokens file before the npz. A rerun
+reads every existing shard back whole (:func:`verify_shard`: each npz member is CRC-checked by
+zipfile, the arrays must agree, the tokens file must have one JSON line per sample) and rebuilds
+the missing and the corrupt ones, so a shard truncated or damaged after it was written (a full
+disk during a copy, a bad sync) is repaired rather than skipped forever. The manifest lists only
+shards that passed that check. Read back with :func:`load_dataset`.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import sympy
 
 from operators.odes import FAMILIES, default_t_eval, family_names, generate_samples, pack_samples, sample_seeds
 from operators.prose.tokens import tokenize
-from workbench.atomic import atomic_write_bytes, atomic_write_text
+from workbench.atomic import OutputError, atomic_write_bytes, atomic_write_text, check_writable, check_writable_dir
 from workbench.config import bounds, to_dict
 from workbench.errors import ConfigError, InputError
 from workbench.jobspec import JobSpec
@@ -187,9 +191,13 @@ def target_tokens(family, params) -> list[str]:
 SHARD_KEYS = ("clean", "noisy", "y0", "dim", "family", "params", "index", "rejected")
 
 
+def _rebuild_hint(rebuild: str) -> str:
+    return f"rerun {rebuild} to rebuild it (good shards are kept, only missing or corrupt ones are built)"
+
+
 def _shard_arrays(shard: Shard, out: Path, rebuild: str, keys: Sequence[str] = SHARD_KEYS) -> dict[str, np.ndarray]:
     path = shard.npz(out)
-    hint = f"rerun {rebuild} to rebuild it (complete shards are kept, only missing ones are built)"
+    hint = _rebuild_hint(rebuild)
     if not path.exists():
         raise InputError(f"shard file {path} is missing; {hint}")
     try:
@@ -202,16 +210,47 @@ def _shard_arrays(shard: Shard, out: Path, rebuild: str, keys: Sequence[str] = S
 
 def _shard_tokens(shard: Shard, out: Path, samples: int, rebuild: str) -> list[dict]:
     path = shard.tokens(out)
-    hint = f"rerun {rebuild} to rebuild it (complete shards are kept, only missing ones are built)"
+    hint = _rebuild_hint(rebuild)
     if not path.exists():
         raise InputError(f"shard file {path} is missing; {hint}")
     try:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"shard file {path} is truncated or corrupt (bad JSON line); {hint}") from None
+    except OSError as error:  # e.g. a directory in its place
+        raise InputError(f"shard file {path} cannot be read ({error.strerror or error}); {hint}") from None
+    if not all(isinstance(row, dict) and isinstance(row.get("tokens"), list) for row in rows):
+        raise InputError(f"shard file {path} is corrupt (a line without a token list); {hint}")
     if len(rows) != samples:
         raise InputError(f"shard file {path} has {len(rows)} lines, expected {samples} (truncated); {hint}")
     return rows
+
+
+def verify_shard(settings: dict[str, Any], shard: Shard, out: Path, rebuild: str) -> dict[str, Any]:
+    """Read one shard back whole and check it; its sample count and rejections per family.
+
+    Reading every npz member in full makes zipfile check its CRC-32 (a truncated npz has lost its
+    central directory; a flipped bit fails the CRC). The arrays must have one row per sample, the
+    sample ids must lie in the shard's range, and the tokens file must hold one line per sample for
+    the same family. Raises InputError naming the file and the fault.
+    """
+    out = Path(out)
+    names = settings["families"]
+    arrays = _shard_arrays(shard, out, rebuild)
+    path, hint = shard.npz(out), _rebuild_hint(rebuild)
+    samples = int(arrays["family"].size)
+    lengths = {key: len(arrays[key]) for key in SHARD_KEYS if key != "rejected"}
+    if set(lengths.values()) != {samples}:
+        raise InputError(f"shard file {path} is corrupt (arrays of different lengths {lengths}); {hint}")
+    index, family = arrays["index"], arrays["family"]
+    if samples and (index.min() < shard.start or index.max() >= shard.stop or np.any(np.diff(index) <= 0)):
+        raise InputError(f"shard file {path} holds samples outside {shard.start}..{shard.stop - 1}; {hint}")
+    if arrays["rejected"].shape != (len(names),) or (samples and not 0 <= family.min() <= family.max() < len(names)):
+        raise InputError(f"shard file {path} is corrupt (family ids or rejections do not match {names}); {hint}")
+    rows = _shard_tokens(shard, out, samples, rebuild)
+    if any(row.get("family") != names[f] for row, f in zip(rows, family.tolist())):
+        raise InputError(f"shard file {shard.tokens(out)} does not match {path.name} (families differ); {hint}")
+    return {"samples": samples, "rejected": dict(zip(names, arrays["rejected"].tolist()))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,14 +264,37 @@ def rebuild_command(config_path: str | None, overrides: Sequence[str]) -> str:
     return f"`workbench prose make-data {config_path}{sets}`"
 
 
-def plan_build(config: ProseDataConfig, rebuild: str) -> list[tuple]:
-    """The arguments of `build_shard` for every shard `config.out` still lacks.
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a (re)run of make-data has to do.
+
+    items: the arguments of `build_shard` for every shard to build; good: the shards that passed
+    `verify_shard` ({stem: its record}); corrupt: the shards found damaged ({stem: why}), whose npz
+    was removed so that they are rebuilt (and read as missing should the rebuild fail).
+    """
+
+    items: list[tuple]
+    good: dict[str, dict[str, Any]]
+    corrupt: dict[str, str]
+
+
+def plan_build(config: ProseDataConfig, rebuild: str) -> BuildPlan:
+    """Check the outputs can be written, verify every existing shard, and plan the rest.
 
     Writes ``plan.json`` on the first build; a rerun with settings that change the data is refused
-    (InputError naming them), so shards of two different data sets never mix.
+    (InputError naming them), so shards of two different data sets never mix. Unwritable outputs
+    (a file where `out` should be a directory, a directory where a shard or the manifest goes) are
+    an OutputError here, before any shard is built.
     """
     out = Path(config.out)
     settings = config.data_settings()
+    check_writable_dir(out, "make-data out")
+    check_writable(out / "manifest.json", "make-data manifest")
+    shards = plan_shards(settings)
+    for shard in shards:
+        for path in (shard.npz(out), shard.tokens(out)):
+            if path.is_dir():
+                raise OutputError(f"{path} is a directory where make-data writes shard {shard.stem}; remove it")
     plan_path = out / "plan.json"
     if plan_path.exists():
         try:
@@ -248,9 +310,18 @@ def plan_build(config: ProseDataConfig, rebuild: str) -> list[tuple]:
             )
     else:
         atomic_write_json(plan_path, {"format": FORMAT_VERSION, "data": settings, "rebuild": rebuild})
-    return [
-        (settings, shard, str(out), config.workers) for shard in plan_shards(settings) if not shard.npz(out).exists()
-    ]
+    items, good, corrupt = [], {}, {}
+    for shard in shards:
+        if shard.npz(out).exists():
+            try:
+                good[shard.stem] = verify_shard(settings, shard, out, rebuild)
+                continue
+            except InputError as error:
+                corrupt[shard.stem] = str(error).split("; rerun")[0]
+                # Removed now: until the rebuild succeeds the shard reads as missing, not as corrupt.
+                shard.npz(out).unlink(missing_ok=True)
+        items.append((settings, shard, str(out), config.workers))
+    return BuildPlan(items, good, corrupt)
 
 
 def describe_shard(item: tuple, built: dict[str, Any]) -> str:
@@ -258,10 +329,17 @@ def describe_shard(item: tuple, built: dict[str, Any]) -> str:
 
 
 def finish_build(
-    config: ProseDataConfig, built: Sequence[dict[str, Any]], executor: str, rebuild: str
+    config: ProseDataConfig,
+    built: Sequence[dict[str, Any]],
+    executor: str,
+    rebuild: str,
+    good: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write manifest.json over every shard (new and earlier ones); the build's summary.
 
+    Each shard is verified (`verify_shard`) before it is listed: those in `good` (verified by
+    `plan_build` and not rebuilt since) are taken as they are, all others are read back whole, so
+    a shard that is missing or corrupt is an InputError here, never reported as complete.
     Build time is the span from the first shard's start to the last one's end (members may run in
     parallel); trajectories/s counts the trajectories built in that span.
     """
@@ -269,9 +347,11 @@ def finish_build(
     settings = config.data_settings()
     shards = plan_shards(settings)
     d_max = max(FAMILIES[n].dim for n in settings["families"])
+    fresh = {b["shard"] for b in built}
+    good = {stem: record for stem, record in (good or {}).items() if stem not in fresh}
     records = []
     for shard in shards:
-        arrays = _shard_arrays(shard, out, rebuild, keys=("family", "rejected"))
+        checked = good.get(shard.stem) or verify_shard(settings, shard, out, rebuild)
         records.append(
             {
                 "file": shard.npz(out).name,
@@ -280,8 +360,8 @@ def finish_build(
                 "index": shard.index,
                 "start": shard.start,
                 "stop": shard.stop,
-                "samples": int(arrays["family"].size),
-                "rejected": dict(zip(settings["families"], arrays["rejected"].tolist())),
+                "samples": checked["samples"],
+                "rejected": checked["rejected"],
             }
         )
     manifest = {
