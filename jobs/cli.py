@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from workbench.cli import EXECUTOR_HELP, add_area, add_executor_flag, add_job_flags, add_parser, emit
@@ -96,7 +97,7 @@ def _submit_members(args, members, *, single: bool) -> int:
     records = sweep.submit(members, args.executor)
     run_ids = [r["run_id"] for r in records]
     if args.wait:
-        current = sweep.wait(first.sweep_dir, run_ids=run_ids)
+        current = _wait(first.sweep_dir, run_ids)
     else:
         current = sweep.status(first.sweep_dir)
     by_id = {m.run_id: m for m in current}
@@ -130,11 +131,24 @@ def _submit_members(args, members, *, single: bool) -> int:
     return 1 if failed else 0
 
 
+def _wait(sweep_dir, run_ids):
+    """Wait for the members; a Ctrl-C stops the waiting only (the jobs run in their own session)."""
+    from jobs import sweep
+
+    try:
+        return sweep.wait(sweep_dir, run_ids=run_ids)
+    except KeyboardInterrupt:
+        print(f"stopped waiting; the jobs go on: workbench jobs status {sweep_dir}", file=sys.stderr)
+        raise
+
+
 def _dry_run(args, members) -> int:
     from jobs.submit import resolve_executor, sbatch_script
+    from workbench.atomic import check_writable_dir
     from workbench.config import to_dict
 
     first = members[0].config
+    check_writable_dir(first.sweep_dir, "experiment directory", create=False)
     executor = resolve_executor(args.executor) if args.executor != "slurm" else "slurm"
     script = sbatch_script(first.job, first.job_folder, array_size=len(members) if len(members) > 1 else None)
     payload = {
@@ -189,11 +203,13 @@ def run_collect(args) -> int:
     import numpy as np
 
     from jobs.sweep import collect, status
+    from workbench.atomic import check_writable
     from workbench.store import atomic_write_netcdf
 
+    out = Path(args.out) if args.out else Path(args.sweep) / "sweep.nc"
+    check_writable(out, "--out", suffixes=(".nc",))
     members = status(args.sweep)
     ds = collect(args.sweep, members=members)
-    out = Path(args.out) if args.out else Path(args.sweep) / "sweep.nc"
     atomic_write_netcdf(ds, out)
     not_done = [m.run_id for m in members if m.state != "done"]
     sweep_dims = {d: int(n) for d, n in ds.sizes.items() if d != "step"}
@@ -235,7 +251,7 @@ def run_resubmit(args) -> int:
 
     records = sweep.resubmit(args.sweep, args.executor)
     run_ids = [r["run_id"] for r in records]
-    current = sweep.wait(args.sweep, run_ids=run_ids) if args.wait and records else sweep.status(args.sweep)
+    current = _wait(args.sweep, run_ids) if args.wait and records else sweep.status(args.sweep)
     chosen = [m for m in current if m.run_id in run_ids]
     failed = args.wait and any(m.state == "failed" for m in chosen)
     text = (

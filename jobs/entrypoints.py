@@ -31,6 +31,7 @@ import submitit
 from workbench.config import apply_overrides, from_dict, load, to_dict
 from workbench.errors import ConfigError
 from workbench.jobspec import JobSpec, check_name
+from workbench.locks import writer_lock
 from workbench.registry import get_trainable
 from workbench.store import RunDir, create_run_dir
 from workbench.train import TrainConfig
@@ -166,9 +167,15 @@ class TrainJob(submitit.helpers.Checkpointable):
         from workbench.train import train  # train() imports torch + Lightning, after submitit set its handlers
 
         run = create_run_dir(cfg.root, cfg.experiment, cfg.resolved_run_id, cfg)
-        result = train(
-            cfg.model, cfg.train, run, kind=cfg.kind, devices=cfg.job.tasks_per_node, num_nodes=cfg.job.nodes
-        )
+        # One trainer per run directory: a second one (a resubmission while the first still
+        # runs without its controller) would interleave checkpoints and metrics. Each rank
+        # holds its own lock, so under DDP every rank of a second job refuses at once.
+        rank = _global_rank()
+        lock = run.writer_lock if rank == 0 else run.path / f".writer.rank{rank}.lock"
+        with writer_lock(lock, description=f"job {_job_id()}, rank {rank}"):
+            result = train(
+                cfg.model, cfg.train, run, kind=cfg.kind, devices=cfg.job.tasks_per_node, num_nodes=cfg.job.nodes
+            )
         result["job_id"] = _job_id()
         return result
 
@@ -195,6 +202,13 @@ def _export_local_distributed_env(spec: JobSpec) -> None:
     submitit.helpers.TorchDistributedEnvironment().export(
         set_cuda_visible_devices=spec.gpus_per_node > 0, overwrite=True
     )
+
+
+def _global_rank() -> int:
+    for name in ("SUBMITIT_LOCAL_GLOBALID", "SLURM_PROCID", "RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def _job_id() -> str | None:

@@ -26,7 +26,6 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,12 +33,23 @@ from pathlib import Path
 from typing import Any
 
 from jobs.entrypoints import TrainJob, TrainJobConfig, job_config_from_dict, load_job_config
+from jobs.local import (
+    QUEUE_LOCK,
+    controller_alive,
+    controller_output,
+    local_limit,
+    own_session,
+    queue_holder,
+    start_queue,
+)
 from jobs.submit import make_executor, resolve_executor
+from workbench.atomic import check_writable_dir
 from workbench.config import to_dict
 from workbench.errors import InputError
 from workbench.jobspec import SAFE_PATH_NAME
+from workbench.locks import file_lock, holder, writer_lock
 from workbench.registry import get_trainable
-from workbench.store import append_manifest, create_run_dir, read_manifest
+from workbench.store import WRITER_LOCK, append_manifest, check_run_dir, create_run_dir, read_manifest
 
 __all__ = [
     "Member",
@@ -96,6 +106,7 @@ class MemberStatus:
     run_dir: str
     attempt: int
     detail: str = ""  # why it failed, when known
+    queued: bool = False  # waiting in the local queue for a free slot (no job yet)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -187,9 +198,15 @@ def submit(
 ) -> list[dict[str, Any]]:
     """Submit the members as one array and append their manifest records; returns the records.
 
-    All members share the first member's JobSpec and experiment. Run directories (with the
-    resolved config.json) are created first, so a config clash fails before anything runs.
-    The debug executor runs each member here, in order, before returning.
+    All members share the first member's JobSpec and experiment. Submissions into one
+    experiment take turns (a lock on the experiment directory). Under it, and before anything
+    is submitted: a member that is still pending or running, or whose run directory another
+    trainer is writing, is refused; then every member's run directory is checked against its
+    config (a clash is refused) and created with the resolved config.json.
+
+    On the local executor at most `jobs.local.local_limit` members run at once; the others
+    are recorded as queued and started by a queue process as slots free. The debug executor
+    runs each member here, in order, before returning.
     """
     if not members:
         raise InputError("nothing to submit")
@@ -203,66 +220,158 @@ def submit(
             json.dumps(to_dict(m.config.model), sort_keys=True, default=str): m.config.model for m in members
         }.values():
             trainable.check(model)
-        create_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
     name = resolve_executor(executor)
+    sweep_dir = check_writable_dir(first.sweep_dir, "experiment directory")
+    with file_lock(sweep_dir / SUBMIT_LOCK, description="jobs submit"):
+        _refuse_active(sweep_dir, members)
+        for member in members:
+            check_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
+        for member in members:
+            create_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
+        attempts = {m.config.resolved_run_id: (attempts or {}).get(m.config.resolved_run_id, 0) + 1 for m in members}
+        if name != "local":
+            return _submit_now(members, name, attempts)
+        free = local_limit(first.job) - sum(
+            m.state in ("pending", "running") and not m.queued for m in _statuses_if_any(sweep_dir)
+        )
+        now, later = members[: max(free, 0)], members[max(free, 0) :]
+        records = _submit_now(now, name, attempts) if now else []
+        if later:
+            records += _queue(later, attempts)
+            if queue_holder(sweep_dir) is None:
+                start_queue(sweep_dir)
+        return records
+
+
+SUBMIT_LOCK = ".submit.lock"
+
+
+def _statuses_if_any(sweep_dir: Path) -> list[MemberStatus]:
+    return status(sweep_dir) if (sweep_dir / MANIFEST).is_file() else []
+
+
+def _refuse_active(sweep_dir: Path, members: Sequence[Member], *, queued_ok: bool = False) -> None:
+    """A second writer into a run directory is refused: its member must have ended first."""
+    current = {m.run_id: m for m in _statuses_if_any(sweep_dir)}
+    for member in members:
+        run_id = member.config.resolved_run_id
+        known = current.get(run_id)
+        if known is not None and known.state in ("pending", "running") and not (queued_ok and known.queued):
+            raise InputError(
+                f"{sweep_dir.name}/{run_id} is already {known.state} (job {known.job_id}); "
+                f"wait for it (workbench jobs status {sweep_dir}) or use another experiment or run id"
+            )
+        busy = holder(member.config.run_dir.path / WRITER_LOCK)
+        if busy:
+            raise InputError(f"{member.config.run_dir.path} is being written by {busy}; wait for it to end")
+
+
+def _submit_now(members: Sequence[Member], name: str, attempts: Mapping[str, int]) -> list[dict[str, Any]]:
+    first = members[0].config
     folder = first.job_folder
     ex = make_executor(first.job, name, folder)
     entries = [TrainJob(member.config) for member in members]
-    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" else contextlib.nullcontext()
-    with quiet, ex.batch():
+    local = name == "local"
+    quiet = controller_output(folder.parent / "local_controllers.log") if local else contextlib.nullcontext()
+    with quiet, own_session() if local else contextlib.nullcontext(), ex.batch():
         jobs = [ex.submit(entry) for entry in entries]
-
-    records = []
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    for member, job in zip(members, jobs):
-        run_id = member.config.resolved_run_id
-        record = {
-            "run_id": run_id,
-            "params": member.params,
-            "overrides": list(member.overrides),
-            "executor": name,
-            "job_id": str(job.job_id),
-            "folder": str(folder),
-            "attempt": (attempts or {}).get(run_id, 0) + 1,
-            "submitted_at": now,
-            "config": to_dict(member.config),
-        }
-        if name == "debug":
-            record.update(_run_debug(job))
+    records = [_record(member, name, str(job.job_id), str(folder), attempts) for member, job in zip(members, jobs)]
+    if name == "debug":
+        return _run_debug_members(first.sweep_dir, records, jobs)
+    for record in records:
         append_manifest(first.sweep_dir / MANIFEST, record)
+    return records
+
+
+def _record(member: Member, executor: str, job_id: str | None, folder: str, attempts: Mapping[str, int]) -> dict:
+    run_id = member.config.resolved_run_id
+    return {
+        "run_id": run_id,
+        "params": member.params,
+        "overrides": list(member.overrides),
+        "executor": executor,
+        "job_id": job_id,
+        "folder": folder,
+        "attempt": attempts.get(run_id, 1),
+        "submitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": to_dict(member.config),
+    }
+
+
+def _queue(members: Sequence[Member], attempts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Record members as queued on the local executor (no job yet)."""
+    records = []
+    for member in members:
+        record = _record(member, "local", None, str(member.config.job_folder), attempts)
+        record["queued"] = True
+        append_manifest(member.config.sweep_dir / MANIFEST, record)
         records.append(record)
     return records
 
 
-@contextlib.contextmanager
-def _controller_output(path: Path):
-    """Point this process's stdout/stderr at `path` while local controllers are started.
+def drain_local_queue(sweep_dir: Path, poll_s: float = 1.0) -> None:
+    """Start queued local members as slots free; return when none is queued (the queue process).
 
-    submitit starts each local job's controller with our stdout and stderr. Left so, a caller
-    that reads our output through a pipe (a script, a test) would wait for the jobs to end,
-    since the pipe stays open while they run.
+    The queue lock is held for the process's life and let go under the submit lock, so a
+    submission that queues members either sees this process alive or starts a new one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(path, "ab") as log:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
+    sweep_dir = Path(sweep_dir)
+    with contextlib.ExitStack() as life:
+        life.enter_context(writer_lock(sweep_dir / QUEUE_LOCK, description="local queue"))
+        while True:
+            with file_lock(sweep_dir / SUBMIT_LOCK, description="local queue"):
+                current = status(sweep_dir)
+                queued = [m for m in current if m.queued]
+                if not queued:
+                    life.close()  # let go of the queue lock while submissions still wait
+                    return
+                records = {r["run_id"]: r for r in latest_records(sweep_dir)}
+                members = [_member_from_record(records[m.run_id], sweep_dir) for m in queued]
+                running = sum(m.state in ("pending", "running") and not m.queued for m in current)
+                free = local_limit(members[0].config.job) - running
+                if free > 0:
+                    chosen = members[:free]
+                    _refuse_active(sweep_dir, chosen, queued_ok=True)
+                    _submit_now(chosen, "local", {m.run_id: m.attempt for m in queued})
+            time.sleep(poll_s)
+
+
+def _member_from_record(record: Mapping[str, Any], sweep_dir: Path) -> Member:
+    config = job_config_from_dict(record["config"], source=f"{sweep_dir / MANIFEST} ({record['run_id']})")
+    return Member(config, dict(record.get("params", {})), tuple(record.get("overrides", ())))
+
+
+def _run_debug_members(sweep_dir: Path, records: list[dict[str, Any]], jobs) -> list[dict[str, Any]]:
+    """Run debug jobs now, in this process, recording each outcome.
+
+    A Ctrl-C stops the sweep: the interrupted member and those not started are recorded as
+    failed (so `resubmit` finishes them) before the interrupt goes on to the caller.
+    """
+    interrupted = False
+    for record, job in zip(records, jobs):
+        if interrupted:
+            record.update(outcome="failed", detail="not started: the sweep was interrupted (Ctrl-C)")
+        else:
+            try:
+                record.update(_run_debug(job))
+            except KeyboardInterrupt:
+                interrupted = True
+                record.update(outcome="failed", detail="interrupted (Ctrl-C)")
+        append_manifest(sweep_dir / MANIFEST, record)
+    if interrupted:
+        raise KeyboardInterrupt
+    return records
 
 
 def _run_debug(job) -> dict[str, Any]:
     """Run a debug job now, in this process. DebugJob.result() would open pdb on an error."""
     try:
         job.submission().result()
+    except SystemExit as error:
+        # Lightning turns a Ctrl-C during fit into SystemExit(1) after its own clean-up.
+        if isinstance(error.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        return {"outcome": "failed", "detail": f"exited with status {error.code}"}
     except Exception as error:  # the member failed; its state says so, the sweep goes on
         return {"outcome": "failed", "detail": f"{type(error).__name__}: {error}"}
     return {"outcome": "done"}
@@ -310,14 +419,20 @@ def _paths(record: Mapping[str, Any]):
 
 
 def _member_status(record: Mapping[str, Any], queue: Mapping[str, str]) -> MemberStatus:
-    paths = _paths(record)
     config = record["config"]
-    run_dir = str(Path(config["root"]) / config["experiment"] / record["run_id"])
+    run_dir = Path(config["root"]) / config["experiment"] / record["run_id"]
     executor = record["executor"]
-    state, detail = _state(record, paths, queue)
     log = stdout = None
-    if executor != "debug":
-        log, stdout = str(paths.stderr), str(paths.stdout)
+    if record.get("queued"):
+        if queue_holder(run_dir.parent):
+            state, detail = "pending", "queued: waits for a free local slot"
+        else:
+            state, detail = "failed", "the local queue stopped before this member started; resubmit it"
+    else:
+        paths = _paths(record)
+        state, detail = _state(record, paths, queue, run_dir)
+        if executor != "debug":
+            log, stdout = str(paths.stderr), str(paths.stdout)
     return MemberStatus(
         run_id=record["run_id"],
         params=dict(record.get("params", {})),
@@ -326,13 +441,14 @@ def _member_status(record: Mapping[str, Any], queue: Mapping[str, str]) -> Membe
         executor=executor,
         log=log,
         stdout=stdout,
-        run_dir=run_dir,
+        run_dir=str(run_dir),
         attempt=int(record.get("attempt", 1)),
         detail=detail,
+        queued=bool(record.get("queued")),
     )
 
 
-def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str]) -> tuple[str, str]:
+def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str], run_dir: Path | None = None) -> tuple[str, str]:
     executor = record["executor"]
     if executor == "debug":
         return record.get("outcome", "failed"), record.get("detail", "")
@@ -345,9 +461,14 @@ def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str]) -> tuple[
             return _SLURM_ACTIVE[slurm_state], ""
         ended = f"SLURM state {slurm_state}" if slurm_state else "not known to SLURM any more"
     else:
-        if _local_controller_alive(record["job_id"], record["folder"]):
+        if controller_alive(record["job_id"], record["folder"]):
             return "running", ""
         ended = "the local job process ended"
+    # A controller can die (kill -9, a lost node) while its trainer runs on and holds the run
+    # directory's writer lock: the member is running, and must not be started a second time.
+    busy = holder(run_dir / WRITER_LOCK) if run_dir is not None else None
+    if busy:
+        return "running", f"{ended}, but its trainer runs on ({busy})"
     # It may have finished between the two looks.
     outcome = _result_outcome(paths.result_pickle)
     return outcome or ("failed", f"{ended} without a result (killed or lost); see the log")
@@ -385,38 +506,6 @@ def _squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
         if job_id:
             states[job_id] = state
     return states
-
-
-def _local_controller_alive(job_id: str, folder: str) -> bool:
-    """Is the local executor's controller (its pid is the job id) still running this job?"""
-    try:
-        pid = int(job_id)
-    except ValueError:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():
-        try:
-            os.kill(pid, 0)  # no /proc (not Linux): existence is the best we can check
-        except OSError:
-            return False
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    if state == "Z":  # exited, not yet reaped by its parent (this process, if it submitted)
-        _reap(pid)
-        return False
-    # A recycled pid belongs to another program.
-    return "submitit.local._local" in cmdline and str(Path(folder).parent) in cmdline
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def wait(
@@ -547,8 +636,9 @@ def run_array(
     ex = make_executor(spec, name, folder)
     if name == "debug":
         return name, [fn(*item) for item in items]
-    quiet = _controller_output(folder.parent / "local_controllers.log") if name == "local" else contextlib.nullcontext()
-    with quiet:
+    local = name == "local"
+    quiet = controller_output(folder.parent / "local_controllers.log") if local else contextlib.nullcontext()
+    with quiet, own_session() if local else contextlib.nullcontext():
         jobs = ex.map_array(fn, *zip(*items))
     records = [{"executor": name, "job_id": str(job.job_id), "folder": str(folder)} for job in jobs]
     start = time.monotonic()

@@ -159,10 +159,23 @@ def check_writable(path: PathLike, what: str = "output", *, suffixes: tuple[str,
     return path
 
 
-def check_writable_dir(path: PathLike, what: str = "output directory") -> Path:
-    """Like `check_writable` for a directory that will receive files (created if missing)."""
+def check_writable_dir(path: PathLike, what: str = "output directory", *, create: bool = True) -> Path:
+    """Like `check_writable` for a directory that will receive files (created if missing).
+
+    With create=False nothing is made (a dry run): the nearest existing ancestor must be a
+    directory this process may write to.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a directory")
-    check_writable(path / ".probe", what)
+    if create:
+        check_writable(path / ".probe", what)
+        return path
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what} {path} cannot be made: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path} cannot be written: {existing} is not writable")
     return path

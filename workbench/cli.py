@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -226,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    # Warnings (a torn manifest line skipped, a fit flagged) as one line each, like errors.
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"workbench: warning: {message}\n"
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

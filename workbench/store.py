@@ -20,6 +20,7 @@ import json
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,17 +28,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from workbench.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from workbench.atomic import atomic_write, atomic_write_bytes, atomic_write_text, output_error
 from workbench.config import to_dict
 from workbench.errors import InputError
 
 __all__ = [
     "RunDir",
+    "TornRecordWarning",
     "append_manifest",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_netcdf",
     "atomic_write_text",
+    "check_run_dir",
     "combine_runs",
     "create_run_dir",
     "open_dataset",
@@ -146,6 +149,9 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
+WRITER_LOCK = ".writer.lock"
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The files of one run: ``<root>/<experiment>/<run_id>/``."""
@@ -175,6 +181,11 @@ class RunDir:
         return self.path / "logs"
 
     @property
+    def writer_lock(self) -> Path:
+        """Held (flock) by the trainer that writes this run; see workbench.locks."""
+        return self.path / WRITER_LOCK
+
+    @property
     def manifest_path(self) -> Path:
         """The sweep's manifest, shared by every run of the experiment."""
         return Path(self.root) / self.experiment / "manifest.jsonl"
@@ -186,26 +197,38 @@ def create_run_dir(root: PathLike, experiment: str, run_id: str, config: Any = N
     Re-creating an existing run (a resume) is fine with the same config; a different config
     is an InputError rather than a silent overwrite of what the run was started with.
     """
-    run = RunDir(Path(root), _check_name(experiment, "experiment name"), _check_name(run_id, "run id"))
-    for directory in (run.checkpoints, run.logs):
-        directory.mkdir(parents=True, exist_ok=True)
-    if config is not None:
-        # Normalise through JSON so tuples/lists and key order compare equal.
-        resolved = json.loads(json.dumps(to_dict(config), default=_json_default))
-        if run.config_path.exists():
-            try:
-                existing = json.loads(run.config_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read existing {run.config_path}: {exc}") from exc
-            if existing != resolved:
-                changed = sorted(k for k in set(existing) | set(resolved) if existing.get(k) != resolved.get(k))
-                raise InputError(
-                    f"{run.config_path} already holds a different config (keys differ: "
-                    f"{', '.join(changed)}); use a new run id or delete the run"
-                )
-        else:
-            atomic_write_json(run.config_path, resolved)
+    run = check_run_dir(root, experiment, run_id, config)
+    try:
+        for directory in (run.checkpoints, run.logs):
+            directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(run.path, error) from None
+    if config is not None and not run.config_path.exists():
+        atomic_write_json(run.config_path, _resolved(config))
     return run
+
+
+def check_run_dir(root: PathLike, experiment: str, run_id: str, config: Any = None) -> RunDir:
+    """The checks of `create_run_dir` without creating anything: names, and a config clash."""
+    run = RunDir(Path(root), _check_name(experiment, "experiment name"), _check_name(run_id, "run id"))
+    if config is not None and run.config_path.exists():
+        resolved = _resolved(config)
+        try:
+            existing = json.loads(run.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read existing {run.config_path}: {exc}") from exc
+        if existing != resolved:
+            changed = sorted(k for k in set(existing) | set(resolved) if existing.get(k) != resolved.get(k))
+            raise InputError(
+                f"{run.config_path} already holds a different config (keys differ: "
+                f"{', '.join(changed)}); use a new run id or delete the run"
+            )
+    return run
+
+
+def _resolved(config: Any) -> Any:
+    # Normalise through JSON so tuples/lists and key order compare equal.
+    return json.loads(json.dumps(to_dict(config), default=_json_default))
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,8 +340,16 @@ def append_manifest(path: PathLike, record: Mapping[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+class TornRecordWarning(UserWarning):
+    """A manifest line that is not a whole JSON object (its writer died mid-line); it is skipped."""
+
+
 def read_manifest(path: PathLike) -> list[dict[str, Any]]:
-    """All records of a manifest, in order; blank lines are skipped."""
+    """All intact records of a manifest, in order; blank lines are skipped.
+
+    A line that is not a whole JSON object is what a writer killed mid-append leaves. It is
+    skipped with a TornRecordWarning, so one torn line never makes the intact records unusable.
+    """
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -333,10 +364,14 @@ def read_manifest(path: PathLike) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"corrupt manifest {path} line {number}: {exc.msg}") from None
+            warnings.warn(f"manifest {path} line {number} is torn ({exc.msg}); skipped", TornRecordWarning, 2)
+            continue
         if not isinstance(record, dict):
-            raise InputError(
-                f"corrupt manifest {path} line {number}: expected a JSON object, got {type(record).__name__}"
+            warnings.warn(
+                f"manifest {path} line {number} is not a JSON object ({type(record).__name__}); skipped",
+                TornRecordWarning,
+                2,
             )
+            continue
         records.append(record)
     return records
