@@ -101,3 +101,53 @@ def test_make_data_unwritable_outputs_exit_2_before_building(tmp_path):
     (out / "shard-00001.npz").mkdir()
     assert_clean_error(run_cli(*_make_data_args(out), "--executor", "debug"), "shard-00001.npz", "directory")
     assert not [p for p in out.glob("*.npz") if p.is_file()]
+
+
+# --- items: bad expressions get one clear line ------------------------------------------------------
+def _one_line_error(capsys, *argv: str) -> str:
+    """Run `workbench ...` in this process; assert exit 2 with one line on stderr; return it."""
+    capsys.readouterr()
+    assert _in_process(*argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and captured.out == "" and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("expr", "fragments"),
+    [
+        # float64 cannot hold these: 1e-400 would silently be encoded as 0, 1e400 as inf.
+        ("1e-400*u_0", ["1.00e-400", "underflows float64"]),
+        ("u_0/10**400 + u_1", ["1.00e-400", "underflows float64"]),
+        ("u_0 - 1e400", ["1.00e+400", "overflows float64"]),
+        ("exp(u_0)", ["unsupported function exp()", "sin, cos"]),
+        ("sin(u_0) + Function(u_1)", ["unsupported function Function()", "sin, cos"]),
+        ("u_0(u_1 + 1)", ["u_0 is a state, not a function"]),
+        ("sin(u_0", ["unmatched parenthesis", "'(' at character 4"]),
+        ("(u_0 + u_1))*2", ["unmatched parenthesis", "')' at character 12"]),
+        ("u_0**(10**400)", ["integer powers are limited to"]),
+    ],
+)
+def test_tokenize_names_what_is_wrong_with_an_expression(capsys, expr, fragments):
+    line = _one_line_error(capsys, "prose", "tokenize", f"u_1|{expr}")
+    for fragment in fragments:
+        assert fragment in line, line
+    assert "Function' is not defined" not in line and "EOF in multi-line" not in line
+
+
+def test_a_huge_expression_is_not_echoed_whole(capsys):
+    huge = "+".join(["u_0"] * 25_000)  # 100 kB
+    for expr in (huge + ")", huge + "+x", huge + "+exp(u_1)", "u_0|" * 20_000 + "|"):
+        line = _one_line_error(capsys, "prose", "tokenize", expr)
+        assert len(line) < 400 and "…" in line and "more characters" in line, line[:500]
+
+
+def test_fixed_constants_still_tokenize():
+    from operators.prose.cli import parse_system
+    from operators.prose.tokens import tokenize
+
+    # Tiny but representable constants keep the documented flush to zero; 0 itself is fine.
+    assert tokenize(parse_system("1e-20*u_0 + 0*u_1 + sin(u_2)|cos(u_0)**2")) == (
+        "add mul + N000 E0 u_0 sin u_2 | pow2 cos u_0".split()
+    )

@@ -12,6 +12,7 @@ The interface other tools rely on:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +81,41 @@ def _families(args) -> int:
     return 0
 
 
+SUPPORTED_FUNCTIONS = ("sin", "cos")  # the unary words of the vocabulary that are functions
+# A name directly followed by "(" is a call (a method call, after ".", is left to the parser).
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\s*\(")
+
+
 def parse_system(text: str) -> list:
-    """'EXPR|EXPR|...' in u_0..u_4 -> sympy expressions; InputError naming the bad component."""
+    """'EXPR|EXPR|...' in u_0..u_4 -> sympy expressions; InputError naming the bad component.
+
+    Unmatched parentheses and calls of functions other than sin and cos are found before sympy
+    parses the text, so the message names them (Python's tokenizer would only say "EOF in
+    multi-line statement", sympy "name 'Function' is not defined"). Quoted input is shortened.
+    """
     import sympy
     from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
-    from operators.prose.tokens import MAX_DIM
+    from operators.prose.tokens import MAX_DIM, echo
 
     names = {f"u_{i}": sympy.Symbol(f"u_{i}") for i in range(MAX_DIM)}
-    names.update({"sin": sympy.sin, "cos": sympy.cos})
+    names.update({name: getattr(sympy, name) for name in SUPPORTED_FUNCTIONS})
     parts = text.split("|")
     exprs = []
     for index, part in enumerate(parts):
         if not part.strip():
-            raise InputError(f"component {index} of {text!r} is empty")
+            raise InputError(f"component {index} of {echo(text)!r} is empty")
+        where = f"component {index} ({echo(part.strip())!r}) is not an expression"
+        _check_parentheses(part, where)
+        for match in _CALL.finditer(part):
+            name = match.group(1)
+            if name in names and name not in SUPPORTED_FUNCTIONS:
+                raise InputError(f"{where}: {name} is a state, not a function; write {name}*(...) for a product")
+            if name not in SUPPORTED_FUNCTIONS:
+                raise InputError(
+                    f"{where}: unsupported function {echo(name, 40)}(); the supported functions are "
+                    f"{', '.join(SUPPORTED_FUNCTIONS)} (with + - * / and integer powers **)"
+                )
         try:
             expr = parse_expr(
                 part,
@@ -101,16 +123,31 @@ def parse_system(text: str) -> list:
                 global_dict={"__builtins__": {}, **_sympy_globals()},
                 transformations=standard_transformations,
             )
+        except RecursionError:  # Python's compiler, on thousands of terms or nested parentheses
+            raise InputError(f"{where}: too long or too deeply nested to parse ({len(part)} characters)") from None
         except Exception as error:
-            raise InputError(
-                f"component {index} ({part.strip()!r}) is not an expression: "
-                f"{' '.join(str(error).split()) or type(error).__name__}"
-            ) from None
+            raise InputError(f"{where}: {echo(error) or type(error).__name__}") from None
         unknown = sorted(str(s) for s in getattr(expr, "free_symbols", ()) if str(s) not in names)
         if unknown:
-            raise InputError(f"component {index} uses {', '.join(unknown)}; the states are u_0 .. u_{MAX_DIM - 1}")
+            raise InputError(
+                f"component {index} uses {echo(', '.join(unknown))}; the states are u_0 .. u_{MAX_DIM - 1}"
+            )
         exprs.append(expr)
     return exprs
+
+
+def _check_parentheses(part: str, where: str) -> None:
+    """InputError naming the first unmatched parenthesis of `part` (1-based character position)."""
+    opened: list[int] = []
+    for position, char in enumerate(part, start=1):
+        if char == "(":
+            opened.append(position)
+        elif char == ")":
+            if not opened:
+                raise InputError(f"{where}: unmatched parenthesis, ')' at character {position} closes nothing")
+            opened.pop()
+    if opened:
+        raise InputError(f"{where}: unmatched parenthesis, '(' at character {opened[-1]} is never closed")
 
 
 def _sympy_globals() -> dict:

@@ -12,7 +12,7 @@ Conventions (the reference's, unless stated):
 - Binary ``add sub mul div``; unary ``neg inv sin cos pow2``, plus ``pow3`` (an addition to the
   reference's list here: the families' cubes, Aizawa's z³ and x³ and Duffing's u₁³, get one word).
   Larger integer powers are built from these words: x⁴ = ``pow2 pow2 x``, x⁵ = ``mul x pow2 pow2 x``,
-  x⁻ⁿ = ``inv`` of xⁿ. Non-integer powers and other functions are rejected.
+  x⁻ⁿ = ``inv`` of xⁿ (|n| <= 1000). Non-integer powers and other functions are rejected.
 - Sums are left-nested (a+b+c -> ``add add a b c``), products right-nested (``mul a mul b c``),
   with the numeric coefficient first.
 - A term with coefficient exactly -1 is joined with ``sub`` (``neg`` when it leads its sum); any
@@ -27,6 +27,7 @@ Conventions (the reference's, unless stated):
   sign x mantissa x 10^exponent, i.e. 3 significant digits (the reference's display bridge
   writes p/q as ``mul p pow q -1``; here it is one float). Exponents below -10 become
   ``N000 E0`` (zero, sign kept); exponents above 10 (|x| >= 9.995e12) cannot be written.
+  A constant float64 cannot hold (1e-400, 1e400) is refused rather than read as 0 or inf.
 - Skeletons (the reference's ``--use_skeleton``) replace every float, fixed constants included,
   with ``<PLACEHOLDER>``.
 
@@ -68,6 +69,21 @@ EXPONENTS = tuple(f"E{e}" for e in range(-MAX_EXPONENT, MAX_EXPONENT + 1))
 FLOAT_WORDS = SIGNS + MANTISSAS + EXPONENTS
 
 _VARIABLE = re.compile(r"u_(\d+)")
+# Integer powers are written with pow2/pow3/mul words, O(log n) of them; beyond this a power is not
+# an ODE right-hand side anyone means, and u**(10**400) would exhaust the recursion.
+MAX_POWER = 1000
+ECHO_LIMIT = 100  # characters of the user's input quoted back in a message
+
+
+def echo(text: Any, limit: int = ECHO_LIMIT) -> str:
+    """`text` for an error message: at most `limit` characters, with an ellipsis saying how many more.
+
+    Messages are one line; an expression of 100 kB must not become a 100 kB line.
+    """
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text) - limit + 1} more characters)"
 
 
 def variables(max_dim: int = MAX_DIM) -> tuple[str, ...]:
@@ -126,7 +142,7 @@ def round_sig(expr: Any, digits: int = 3) -> sympy.Expr:
     if expr.is_number:
         value = complex(expr)
         if value.imag != 0 or not math.isfinite(value.real):
-            raise InputError(f"cannot round the non-real or non-finite constant {expr}")
+            raise InputError(f"cannot round the non-real or non-finite constant {echo(expr)}")
         return _round_number(value.real, digits)
     if expr.is_Mul:
         coefficient, rest = _split_coefficient(expr)
@@ -141,17 +157,40 @@ def round_sig(expr: Any, digits: int = 3) -> sympy.Expr:
 
 # --- sympy -> tokens ------------------------------------------------------------------------------
 def _encode_number(expr: sympy.Expr) -> list[str]:
+    # sympy keeps numbers like 1e-400 and 10**400 exactly; float64 does not. A constant that
+    # underflows would silently become 0 (and one that overflows inf), so both are refused here,
+    # before the documented 3-digit rounding and the flush of |x| < 1e-10 to zero apply.
     try:
         value = complex(expr)
+    except OverflowError:
+        value = complex(math.inf)
     except (TypeError, ValueError) as reason:
-        raise InputError(f"cannot evaluate the constant {expr} ({reason})") from None
+        raise InputError(f"cannot evaluate the constant {_show_number(expr)} ({reason})") from None
     if value.imag != 0:
-        raise InputError(f"cannot encode the complex constant {expr}")
+        raise InputError(f"cannot encode the complex constant {_show_number(expr)}")
+    if not math.isfinite(value.real) and expr.is_finite:
+        raise InputError(
+            f"the constant {_show_number(expr)} overflows float64 (|x| > 1.8e308); "
+            f"the float tokens write |x| < 9.995e12"
+        )
+    if value.real == 0 and expr.is_zero is False:
+        raise InputError(
+            f"the constant {_show_number(expr)} underflows float64 (|x| < 4.9e-324) and would be "
+            f"encoded as 0; write 0 if zero is meant"
+        )
     return encode_float(value.real)
+
+
+def _show_number(expr: sympy.Expr) -> str:
+    return echo(sympy.Float(expr, 3) if expr.is_Number else expr)
 
 
 def _encode_power(base: sympy.Expr, n: int, max_dim: int) -> list[str]:
     """base**n for an integer n != 0, 1, with the words inv/pow2/pow3/mul."""
+    if abs(n) > MAX_POWER:
+        raise InputError(
+            f"cannot encode {echo(base)} to the power {echo(n, 20)}: integer powers are limited to ±{MAX_POWER}"
+        )
     if n < 0:
         return ["inv", *_encode_power(base, -n, max_dim)]
     if n == 1:
@@ -225,7 +264,7 @@ def _encode(expr: sympy.Expr, max_dim: int) -> list[str]:
     if expr.is_Symbol:
         match = _VARIABLE.fullmatch(expr.name)
         if not match or int(match.group(1)) >= max_dim:
-            raise InputError(f"unknown variable {expr.name!r}: state variables are u_0 ... u_{max_dim - 1}")
+            raise InputError(f"unknown variable {echo(expr.name)!r}: state variables are u_0 ... u_{max_dim - 1}")
         return [expr.name]
     if expr.is_Add:
         return _encode_sum(sympy.Add.make_args(expr), max_dim)
@@ -233,11 +272,11 @@ def _encode(expr: sympy.Expr, max_dim: int) -> list[str]:
         return _encode_product(expr, max_dim)
     if expr.is_Pow:
         if not expr.exp.is_Integer:
-            raise InputError(f"cannot encode {expr}: only integer powers have words (pow2, pow3, inv)")
+            raise InputError(f"cannot encode {echo(expr)}: only integer powers have words (pow2, pow3, inv)")
         return _encode_power(expr.base, int(expr.exp), max_dim)
     if isinstance(expr, (sympy.sin, sympy.cos)):
         return [type(expr).__name__, *_encode(expr.args[0], max_dim)]
-    raise InputError(f"cannot encode {expr}: supported are + - * / integer powers, sin, cos, numbers and u_i")
+    raise InputError(f"cannot encode {echo(expr)}: supported are + - * / integer powers, sin, cos, numbers and u_i")
 
 
 def tokenize(exprs: Sequence[Any], *, skeleton: bool = False, max_dim: int = MAX_DIM) -> list[str]:
@@ -254,7 +293,7 @@ def tokenize(exprs: Sequence[Any], *, skeleton: bool = False, max_dim: int = MAX
         try:
             expr = sympy.sympify(expr)
         except (sympy.SympifyError, TypeError) as reason:
-            raise InputError(f"component {index} is not an expression: {reason}") from None
+            raise InputError(f"component {index} is not an expression: {echo(reason)}") from None
         if index:
             tokens.append(SEPARATOR)
         tokens += _encode(expr, max_dim)
@@ -323,7 +362,7 @@ class Vocabulary:
             index = self._ids.get(token) if isinstance(token, str) else None
             if index is None:
                 raise InputError(
-                    f"unknown token {token!r} at position {position}: the vocabulary has "
+                    f"unknown token {echo(token)!r} at position {position}: the vocabulary has "
                     f"{', '.join(SPECIALS)}, '|', {' '.join(BINARY + UNARY)}, "
                     f"u_0..u_{self.max_dim - 1}, and floats (+|-) N000..N999 E-10..E10"
                 )
