@@ -151,3 +151,22 @@ def test_fixed_constants_still_tokenize():
     assert tokenize(parse_system("1e-20*u_0 + 0*u_1 + sin(u_2)|cos(u_0)**2")) == (
         "add mul + N000 E0 u_0 sin u_2 | pow2 cos u_0".split()
     )
+
+
+def test_evaluate_unwritable_out_exits_2_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    from operators.prose import evaluate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(evaluate, "load_run", no_work)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a regular file")
+    run = str(tmp_path / "run")
+    line = _one_line_error(capsys, "prose", "evaluate", run, "--out", str(blocker / "eval"))
+    assert str(blocker / "eval") in line
+    line = _one_line_error(capsys, "prose", "evaluate", run, "--out", "/proc/prose-eval")
+    assert "/proc/prose-eval" in line
+    (tmp_path / "eval" / "metrics.nc").mkdir(parents=True)  # a directory where the result goes
+    line = _one_line_error(capsys, "prose", "evaluate", run, "--out", str(tmp_path / "eval"))
+    assert "metrics.nc" in line and "directory" in line

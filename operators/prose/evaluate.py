@@ -48,7 +48,7 @@ from operators.prose.model import ProseModel
 from operators.prose.samples import ProseData, corrupted_inputs, load_data, make_batch, prepare_data, run_model
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary, detokenize
-from workbench.atomic import atomic_savefig
+from workbench.atomic import atomic_savefig, check_writable, check_writable_dir
 from workbench.config import from_dict
 from workbench.errors import InputError
 from workbench.store import atomic_write_netcdf
@@ -232,8 +232,14 @@ def evaluate(
     model's d_max). `data`: None (the run's validation set), a make-data directory (its `split`,
     "val" or "train"), a generate()/load_dataset() dict, or ProseData. `n`: the first n samples. `seed`: the test
     corruption and metric-point seed (42, the official `--test_env_seed`). With `out`, writes
-    ``out/metrics.nc`` (atomically) and, with `figure`, ``out/trajectories.png``.
+    ``out/metrics.nc`` (atomically) and, with `figure`, ``out/trajectories.png``; an `out` that
+    cannot be written is an OutputError before the model is loaded.
     """
+    if out is not None:  # checked first: decoding and re-solving can take an hour
+        out = check_writable_dir(out, "evaluation output directory")
+        check_writable(out / "metrics.nc", "evaluation metrics file")
+        if figure:
+            check_writable(out / "trajectories.png", "evaluation figure")
     if isinstance(run_dir_or_model, (str, Path)):
         model, run_config = load_run(run_dir_or_model)
         config = config or run_config
@@ -370,8 +376,6 @@ def evaluate(
     )
     _describe(ds)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_netcdf(ds, out / "metrics.nc")
         if figure:
             plot_examples(
