@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.atomic import check_writable
 from workbench.cli import add_area, add_parser, add_set_flag, emit, int_list
 from workbench.errors import InputError
 
@@ -13,6 +14,16 @@ _CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
 HIDDEN_SLOPE_LIMIT = 0.15
 # Same as workbench.lm.coord_check.VARIANTS, repeated so `workbench --help` need not import torch.
 VARIANTS = ("mup", "sp", "mup-torch-adamw", "mup-no-reinit", "mup-bad-delta")
+# The formats matplotlib's savefig writes (atomic_savefig picks the format from the suffix; none: PNG).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def check_figure_path(path: str, flag: str) -> None:
+    """A figure path with a format matplotlib writes, in a writable place: checked before the work."""
+    suffix = Path(path).suffix.lower()
+    if suffix and suffix not in FIGURE_SUFFIXES:
+        raise InputError(f"{flag} {path}: unknown figure format {suffix!r}; use one of {', '.join(FIGURE_SUFFIXES)}")
+    check_writable(path, flag)
 
 
 def register(areas, name: str, help_text: str) -> None:
@@ -102,6 +113,8 @@ def _coord_check(args) -> int:
         raise InputError(f"--lr = {args.lr} must be > 0")
     if any(w % args.head_dim for w in widths):
         raise InputError(f"--widths {args.widths}: every width must be a multiple of --head-dim = {args.head_dim}")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
     from tqdm import tqdm
 
     data = {}
@@ -265,6 +278,10 @@ def _base_shapes(args) -> int:
     from workbench.lm.model import base_shapes
     from workbench.store import atomic_write_text
 
+    out = Path(args.out)
+    if out.suffix != ".bsh":
+        raise InputError(f"{out}: the base-shape file must end in .bsh")
+    check_writable(out, "base-shape file")
     config = load_job_config(args.config, args.overrides)
     if config.kind != "gpt_lm":
         raise InputError(f"{args.config}: kind is {config.kind!r}; base shapes are for kind 'gpt_lm'")
@@ -273,9 +290,6 @@ def _base_shapes(args) -> int:
         raise InputError(
             f"{args.config}: model.parametrization is {model.parametrization!r}; base shapes are for 'mup'"
         )
-    out = Path(args.out)
-    if out.suffix != ".bsh":
-        raise InputError(f"{out}: the base-shape file must end in .bsh")
     with tempfile.TemporaryDirectory() as tmp:  # mup writes to a path: build it aside, then replace `out`
         scratch = Path(tmp) / out.name
         shapes = base_shapes(model, savefile=scratch)
@@ -335,6 +349,10 @@ def _transfer(args) -> int:
         raise InputError(f"--parametrizations {args.parametrizations!r}: choose from mup, sp")
     if args.steps < 1 or args.workers < 1:
         raise InputError(f"--steps = {args.steps} and --workers = {args.workers} must be >= 1")
+    if args.out:  # checked before hours of training
+        check_writable(args.out, "--out")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
     config = load_job_config(args.config, args.overrides)
     if config.kind != "gpt_lm":
         raise InputError(f"{args.config}: kind is {config.kind!r}; the transfer check trains kind 'gpt_lm'")
