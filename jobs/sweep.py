@@ -229,15 +229,16 @@ def submit(
         for member in members:
             create_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
         attempts = {m.config.resolved_run_id: (attempts or {}).get(m.config.resolved_run_id, 0) + 1 for m in members}
+        running = sum(m.state in ("pending", "running") and not m.queued for m in _statuses_if_any(sweep_dir))
+        # Every member is recorded before any job exists, so a submission cut short (a kill, a
+        # torn line) leaves members that status reports and resubmit can start.
+        intents = _queue(members, attempts)
         if name != "local":
             return _submit_now(members, name, attempts)
-        free = local_limit(first.job) - sum(
-            m.state in ("pending", "running") and not m.queued for m in _statuses_if_any(sweep_dir)
-        )
-        now, later = members[: max(free, 0)], members[max(free, 0) :]
-        records = _submit_now(now, name, attempts) if now else []
-        if later:
-            records += _queue(later, attempts)
+        free = max(local_limit(first.job) - running, 0)
+        records = _submit_now(members[:free], name, attempts) if free else []
+        if len(members) > free:
+            records += intents[free:]
             if queue_holder(sweep_dir) is None:
                 start_queue(sweep_dir)
         return records
@@ -299,7 +300,7 @@ def _record(member: Member, executor: str, job_id: str | None, folder: str, atte
 
 
 def _queue(members: Sequence[Member], attempts: Mapping[str, int]) -> list[dict[str, Any]]:
-    """Record members as queued on the local executor (no job yet)."""
+    """Record members as queued: submitted by the user, no job yet."""
     records = []
     for member in members:
         record = _record(member, "local", None, str(member.config.job_folder), attempts)
@@ -321,7 +322,7 @@ def drain_local_queue(sweep_dir: Path, poll_s: float = 1.0) -> None:
         while True:
             with file_lock(sweep_dir / SUBMIT_LOCK, description="local queue"):
                 current = status(sweep_dir)
-                queued = [m for m in current if m.queued]
+                queued = [m for m in current if m.queued and m.state == "pending"]
                 if not queued:
                     life.close()  # let go of the queue lock while submissions still wait
                     return
@@ -424,10 +425,7 @@ def _member_status(record: Mapping[str, Any], queue: Mapping[str, str]) -> Membe
     executor = record["executor"]
     log = stdout = None
     if record.get("queued"):
-        if queue_holder(run_dir.parent):
-            state, detail = "pending", "queued: waits for a free local slot"
-        else:
-            state, detail = "failed", "the local queue stopped before this member started; resubmit it"
+        state, detail = _queued_state(run_dir)
     else:
         paths = _paths(record)
         state, detail = _state(record, paths, queue, run_dir)
@@ -446,6 +444,36 @@ def _member_status(record: Mapping[str, Any], queue: Mapping[str, str]) -> Membe
         detail=detail,
         queued=bool(record.get("queued")),
     )
+
+
+def _queued_state(run_dir: Path) -> tuple[str, str]:
+    """A member recorded without a job: the run directory, then the queue, say where it is."""
+    known = _run_dir_state(run_dir)
+    if known:
+        return known
+    if queue_holder(run_dir.parent):
+        return "pending", "queued: waits for a free local slot"
+    if holder(run_dir.parent / SUBMIT_LOCK):
+        return "pending", "being submitted"
+    return "failed", "not started: its submission was cut short or the local queue stopped; resubmit it"
+
+
+def _run_dir_state(run_dir: Path) -> tuple[str, str] | None:
+    """What the run directory itself proves: a live trainer (running) or a completed run (done)."""
+    busy = holder(run_dir / WRITER_LOCK)
+    if busy:
+        return "running", f"a trainer writes the run directory ({busy})"
+    metrics = run_dir / "metrics.nc"
+    if metrics.is_file():
+        import xarray as xr
+
+        try:
+            with xr.open_dataset(metrics, engine="h5netcdf") as ds:
+                if "status" in ds and str(ds["status"].values) == "completed":
+                    return "done", ""
+        except Exception:  # an unreadable file proves nothing; the job's own state decides
+            return None
+    return None
 
 
 def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str], run_dir: Path | None = None) -> tuple[str, str]:

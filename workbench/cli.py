@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workbench.areas import AREAS
-from workbench.atomic import output_error
 from workbench.errors import InputError
 from workbench.jobspec import EXECUTORS
 
@@ -241,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a path the operating system refused: bad input, not a bug
         if error.filename is None:
             return _internal_error(error)
-        print(f"workbench: error: {output_error(error.filename, error)}", file=sys.stderr)
+        print(f"workbench: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
