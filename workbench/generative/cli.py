@@ -11,6 +11,7 @@ The interface other tools rely on:
 from __future__ import annotations
 
 from workbench.cli import add_area, add_job_flags, add_parser, emit
+from workbench.errors import InputError
 
 # Stable Diffusion's betas for scaled_linear, DDPM's (Ho et al. 2020, §4) for linear.
 DEFAULT_BETAS = {"scaled_linear": (0.00085, 0.012), "linear": (1e-4, 0.02)}
@@ -47,19 +48,29 @@ def _schedule(args) -> int:
       workbench diffusion schedule --betas scaled_linear --zero-terminal-snr --json
       workbench diffusion schedule --betas linear --steps 1000
     """
+    import math
+
+    import numpy as np
+
     from workbench.generative import schedules
 
+    if not 2 <= args.steps <= schedules.MAX_TRAIN_TIMESTEPS:  # before allocating T floats
+        raise InputError(
+            f"--steps {args.steps}: the training timesteps T must be in 2..{schedules.MAX_TRAIN_TIMESTEPS:,}"
+        )
     start, end = DEFAULT_BETAS[args.betas]
-    betas = schedules.make_betas(
-        args.betas,
-        args.steps,
-        start if args.beta_start is None else args.beta_start,
-        end if args.beta_end is None else args.beta_end,
-    )
+    start = start if args.beta_start is None else args.beta_start
+    end = end if args.beta_end is None else args.beta_end
+    betas = schedules.make_betas(args.betas, args.steps, start, end)
     if args.zero_terminal_snr:
         betas = schedules.rescale_zero_terminal_snr(betas)
     abar = schedules.alphas_cumprod(betas)
     terminal = float(schedules.snr(abar)[-1])
+    if not (np.all(np.isfinite(abar)) and math.isfinite(terminal)):  # never print NaN as a result
+        raise InputError(
+            f"--betas {args.betas} --beta-start {start:g} --beta-end {end:g} --steps {args.steps}"
+            f"{' --zero-terminal-snr' if args.zero_terminal_snr else ''}: the schedule is not finite"
+        )
     payload = {
         "betas": args.betas,
         "steps": args.steps,
@@ -88,6 +99,16 @@ def _timesteps(args) -> int:
     """
     from workbench.generative import schedules
 
+    # The library's message cannot know the flags; name the one that is wrong.
+    if not 1 <= args.train_steps <= schedules.MAX_TRAIN_TIMESTEPS:
+        raise InputError(
+            f"--train-steps {args.train_steps}: the training timesteps T must be in "
+            f"1..{schedules.MAX_TRAIN_TIMESTEPS:,}"
+        )
+    if not 1 <= args.steps <= args.train_steps:
+        raise InputError(
+            f"--steps {args.steps}: the sampling steps must be in 1..{args.train_steps} (at most --train-steps)"
+        )
     steps = schedules.timesteps(args.spacing, args.train_steps, args.steps, args.steps_offset).tolist()
     emit(
         args, " ".join(map(str, steps)), {"spacing": args.spacing, "train_steps": args.train_steps, "timesteps": steps}

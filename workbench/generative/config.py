@@ -97,7 +97,7 @@ class DiffusionConfig(DataAndNet):
     betas: Literal["linear", "scaled_linear"] = "scaled_linear"
     beta_start: float = field(default=0.00085, metadata=bounds(gt=0, lt=1))
     beta_end: float = field(default=0.012, metadata=bounds(gt=0, lt=1))
-    train_timesteps: int = field(default=1000, metadata=bounds(ge=2))
+    train_timesteps: int = field(default=1000, metadata=bounds(ge=2, le=schedules.MAX_TRAIN_TIMESTEPS))
     zero_terminal_snr: bool = False
     prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
 

@@ -14,6 +14,7 @@ from workbench.errors import InputError
 
 __all__ = [
     "BETA_SCHEDULES",
+    "MAX_TRAIN_TIMESTEPS",
     "SPACINGS",
     "alphas_cumprod",
     "betas_from_alphas_cumprod",
@@ -25,6 +26,9 @@ __all__ = [
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
 SPACINGS = ("leading", "linspace", "trailing")
+# Discrete schedules use T = 1000 (Ho et al. 2020) to 4000 (Nichol & Dhariwal 2021); 10^6 leaves
+# room for any of them while a schedule's float64 arrays stay a few MB (10^8 took 75 s and 5.5 GB).
+MAX_TRAIN_TIMESTEPS = 1_000_000
 
 
 def make_betas(
@@ -34,8 +38,10 @@ def make_betas(
     spaced sqrt(β), squared (Stable Diffusion, 0.00085 → 0.012; terminal SNR 0.0047)."""
     if kind not in BETA_SCHEDULES:
         raise InputError(f"unknown beta schedule {kind!r}; choose one of {', '.join(BETA_SCHEDULES)}")
-    if not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise InputError(f"the number of training timesteps must be an integer >= 2, got {steps!r}")
+    if not isinstance(steps, (int, np.integer)) or not 2 <= steps <= MAX_TRAIN_TIMESTEPS:
+        raise InputError(
+            f"the number of training timesteps must be an integer in 2..{MAX_TRAIN_TIMESTEPS:,}, got {steps!r}"
+        )
     if not 0 < beta_start <= beta_end < 1:
         raise InputError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
     if kind == "linear":
@@ -49,10 +55,15 @@ def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
 
 
 def betas_from_alphas_cumprod(alpha_bar: np.ndarray) -> np.ndarray:
-    """Invert `alphas_cumprod`: α_t = ᾱ_t / ᾱ_{t−1} (α_1 = ᾱ_1), β_t = 1 − α_t (so β_T = 1 at ᾱ_T = 0)."""
+    """Invert `alphas_cumprod`: α_t = ᾱ_t / ᾱ_{t−1} (α_1 = ᾱ_1), β_t = 1 − α_t (so β_T = 1 at ᾱ_T = 0).
+
+    Where ᾱ_{t−1} is already 0 (underflowed), ᾱ_t is 0 too and any α_t fits; β_t = 1 is returned
+    instead of 0/0 = NaN.
+    """
     alpha_bar = np.asarray(alpha_bar, dtype=np.float64)
-    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
-    return 1.0 - alphas
+    previous = alpha_bar[:-1]
+    ratio = np.divide(alpha_bar[1:], previous, out=np.zeros_like(previous), where=previous > 0)
+    return 1.0 - np.concatenate([alpha_bar[:1], ratio])
 
 
 def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
@@ -60,12 +71,22 @@ def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
     s_t = sqrt(ᾱ_t) so that s_T = 0 and s_1 is kept.
 
     Returns the new betas; the last one is exactly 1 (ᾱ_T = 0, SNR(T) = 0).
+
+    Computed in log space: with large betas or many steps ᾱ_t underflows float64 to 0 long before
+    t = T (β = 0.5 … 0.9 reaches 0 within about 500 steps), and step 4's ratio s'_t/s'_{t−1}
+    becomes 0/0. With r_t = s_T/s_t, steps 2-3 give s'_t = s_t·(1 − r_t)/(1 − r_1), so step 4 is
+    α'_t = (s'_t/s'_{t−1})² = (1 − β_t)·((1 − r_t)/(1 − r_{t−1}))², α'_1 = 1 − β_1: only ratios
+    of s, each exp of a difference of log s.
     """
-    s = np.sqrt(alphas_cumprod(betas))
-    first, last = s[0], s[-1]
-    s = (s - last) * (first / (first - last))  # steps 2-3
-    s[-1] = 0.0  # exactly, whatever the rounding of the line above
-    return betas_from_alphas_cumprod(s**2)  # step 4
+    betas = np.asarray(betas, dtype=np.float64)
+    log_s = 0.5 * np.cumsum(np.log1p(-betas))  # log sqrt(ᾱ_t)
+    one_minus_r = -np.expm1(log_s[-1] - log_s)  # 1 − s_T/s_t: > 0 for t < T (every β > 0), 0 at T
+    alphas = np.empty_like(betas)
+    alphas[0] = 1.0 - betas[0]  # s'_1 = s_1
+    alphas[1:] = (1.0 - betas[1:]) * (one_minus_r[1:] / one_minus_r[:-1]) ** 2
+    rescaled = 1.0 - alphas
+    rescaled[-1] = 1.0  # exactly: ᾱ_T = 0
+    return rescaled
 
 
 def snr(alpha_bar: np.ndarray) -> np.ndarray:
@@ -85,8 +106,15 @@ def timesteps(spacing: str, train_steps: int, sample_steps: int, steps_offset: i
     """
     if spacing not in SPACINGS:
         raise InputError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    if not isinstance(train_steps, (int, np.integer)) or not 1 <= train_steps <= MAX_TRAIN_TIMESTEPS:
+        raise InputError(
+            f"the training timesteps T must be an integer in 1..{MAX_TRAIN_TIMESTEPS:,}, got {train_steps!r}"
+        )
     if not isinstance(sample_steps, (int, np.integer)) or not 1 <= sample_steps <= train_steps:
-        raise InputError(f"sample steps must be an integer in 1..{train_steps}, got {sample_steps!r}")
+        raise InputError(
+            f"the sampling steps must be an integer in 1..{train_steps} (at most the training timesteps), "
+            f"got {sample_steps!r}"
+        )
     if spacing == "linspace":
         steps = np.round(np.linspace(0, train_steps - 1, sample_steps))[::-1]
     elif spacing == "leading":
