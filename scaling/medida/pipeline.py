@@ -70,6 +70,19 @@ __all__ = [
 
 # Extra LHS terms a config may add to the truth or the model, and the KSEquation field each sets.
 EXTRA_TERMS = {"u_xxx": "lam3", "u^2*u_x": "cubic"}
+# The LHS terms of λ = [λ0, λ1, λ2] in u_t + λ0·u·u_x + λ1·u_xx + λ2·u_xxxx = 0 (Mojgani et al. 2022, Eq. 1).
+LAMBDA_TERMS = ("u*u_x", "u_xx", "u_xxxx")
+
+
+def _non_finite(value) -> str:
+    """'' for a finite number, else what it is ('NaN', 'infinite', 'not a number')."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "not a number"
+    if math.isnan(number):
+        return "NaN"
+    return "" if math.isfinite(number) else "infinite"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +150,25 @@ class MedidaConfig:
             for term in extra or {}:
                 if term not in EXTRA_TERMS:
                     raise InputError(f"{name}: unknown extra term {term!r}; choose from {', '.join(EXTRA_TERMS)}")
+        # A NaN or infinite coefficient would only surface at the regression, as a forecast that
+        # "blew up"; name the coefficient and its term instead.
+        coefficients = [
+            (f"{name}[{i}]", LAMBDA_TERMS[i], value)
+            for name, lam in (("lambda_true", self.lambda_true), ("lambda_model", self.lambda_model))
+            for i, value in enumerate(lam or ())
+        ]
+        coefficients += [
+            (f"{name}.{term}", term, value)
+            for name, extra in (("extra_true", self.extra_true), ("extra_model", self.extra_model))
+            for term, value in (extra or {}).items()
+        ]
+        for key, term, value in coefficients:
+            fault = _non_finite(value)
+            if fault:
+                raise InputError(
+                    f"{key}, the coefficient of the {term} term, is {fault} ({value!r}); "
+                    f"a coefficient must be a finite number"
+                )
         if self.noise > 0 and self.ensemble is not None:
             EnKFConfig(self.ensemble, self.inflation, self.localisation, self.enkf_form)
         if self.assimilation not in ("climatology", "public"):
