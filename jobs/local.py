@@ -31,6 +31,7 @@ __all__ = [
     "own_session",
     "queue_holder",
     "start_queue",
+    "tasks_alive",
 ]
 
 QUEUE_LOCK = ".local_queue.lock"
@@ -110,6 +111,26 @@ def controller_alive(job_id: str, folder: str) -> bool:
         return False
     # A recycled pid belongs to another program.
     return "submitit.local._local" in cmdline and str(Path(folder).parent) in cmdline
+
+
+def tasks_alive(job_id: str) -> bool:
+    """Does a task process of local job `job_id` still run, though its controller may be gone?
+
+    submitit's controller gives each task SUBMITIT_LOCAL_JOB_ID (its own pid) in the
+    environment; a task outlives a controller killed with SIGKILL. Linux only (reads /proc).
+    """
+    wanted = f"SUBMITIT_LOCAL_JOB_ID={job_id}".encode()
+    for proc in Path("/proc").iterdir() if Path("/proc/self").exists() else ():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"submitit.core._submit" not in (proc / "cmdline").read_bytes():
+                continue
+            if wanted in (proc / "environ").read_bytes().split(b"\0"):
+                return True
+        except OSError:  # ended meanwhile, or another user's process
+            continue
+    return False
 
 
 def _reap(pid: int) -> None:

@@ -41,6 +41,7 @@ from jobs.local import (
     own_session,
     queue_holder,
     start_queue,
+    tasks_alive,
 )
 from jobs.submit import make_executor, resolve_executor
 from workbench.atomic import check_writable_dir
@@ -491,6 +492,8 @@ def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str], run_dir: 
     else:
         if controller_alive(record["job_id"], record["folder"]):
             return "running", ""
+        if tasks_alive(record["job_id"]):
+            return "running", "its controller ended, but its task runs on"
         ended = "the local job process ended"
     # A controller can die (kill -9, a lost node) while its trainer runs on and holds the run
     # directory's writer lock: the member is running, and must not be started a second time.

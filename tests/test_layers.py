@@ -1,6 +1,6 @@
 """The import rules of the house, checked by parsing every module's imports (module- and function-level).
 
-- The foundation (errors, atomic, config, store, jobspec, areas, registry, train, callbacks, batches)
+- The foundation (errors, atomic, locks, config, store, jobspec, areas, registry, train, callbacks, batches)
   imports only the foundation.
 - Domain code (workbench.lm, workbench.generative, workbench.mlp, operators, operators.prose,
   scaling, scaling.medida) imports the foundation and its own area. The cross-edges allowed:
@@ -25,7 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("workbench", "operators", "scaling", "jobs")
 FOUNDATION = {
     f"workbench.{name}"
-    for name in ("errors", "atomic", "config", "store", "jobspec", "areas", "registry", "train", "callbacks", "batches")
+    for name in (
+        "errors",
+        "atomic",
+        "locks",
+        "config",
+        "store",
+        "jobspec",
+        "areas",
+        "registry",
+        "train",
+        "callbacks",
+        "batches",
+    )  # fmt: skip
 }
 SHELL = {"workbench", "workbench.cli", "workbench.bench", "workbench.demo", "jobs.experiment"}
 # Domain areas by package prefix, longest first wins.

@@ -168,14 +168,20 @@ def check_writable_dir(path: PathLike, what: str = "output directory", *, create
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a directory")
-    if create:
-        check_writable(path / ".probe", what)
-        return path
     existing = path.absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"{what} {path} cannot be made: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {path} cannot be written: {existing} is not writable")
+    if not create:
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"{what} {path} cannot be written: {existing} is not writable")
+        return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=f".probe.{_HOST}.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(f"{what} {path} cannot be written: {error.strerror or error}") from None
     return path
