@@ -213,3 +213,11 @@ def test_ctrl_c_in_a_debug_sweep_exits_130_and_records_every_member(tmp_path):
         "000_lr=0.01": ("failed", "interrupted (Ctrl-C)"),
         "001_lr=0.03": ("failed", "not started: the sweep was interrupted (Ctrl-C)"),
     }
+
+
+def test_a_terminal_that_cannot_encode_the_output_gets_it_escaped():
+    """LANG=C or a latin-1 console: the finished result is printed escaped, not lost to a crash."""
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "diffusion", "schedule", "--steps", "10"],
+                            capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert b"\\u1fb1_0 = 0.999150" in result.stdout  # ᾱ_0, escaped
