@@ -211,11 +211,14 @@ def run_trial(base: Path, executor: str, seed: int, reference: dict) -> tuple[st
     sweep_dir = base / "runs" / experiment
     waiting = cli("jobs", "sweep", str(write_config(base, experiment)), *GRID, "--executor", executor, "--wait")
     time.sleep(delay)
+    submitted = len(job_ids(sweep_dir)) == 2
     injected = inject(fault, waiting, sweep_dir, rng)
     _, err = waiting.communicate(timeout=600)
     assert "Traceback" not in err, err
     if fault == "waiting" and injected:
         assert waiting.returncode == 130, err  # interrupted; the jobs run on in their own session
+        if submitted:  # Ctrl-C stopped the waiting only: the jobs finish without a resubmission
+            assert [m.state for m in settle(sweep_dir)] == ["done", "done"]
     else:
         assert waiting.returncode in (0, 1), err  # 1: a member failed (its trainer was killed)
     lost = finish_and_compare(sweep_dir, reference, executor)
