@@ -43,8 +43,11 @@ os.umask(_UMASK)
 _HOST = socket.gethostname().split(".")[0].replace(".", "_") or "host"
 
 
-class OutputError(InputError):
-    """An output path that cannot be written (permissions, read-only or full disk, not a directory)."""
+class OutputError(InputError, OSError):
+    """An output path that cannot be written (permissions, read-only or full disk, not a directory).
+
+    An InputError for the CLI (one line, exit 2) and still an OSError for code that catches those.
+    """
 
 
 def output_error(path: PathLike, error: OSError) -> OutputError:
