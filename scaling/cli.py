@@ -12,8 +12,9 @@ import numpy as np
 from scaling import laws
 from scaling.conventions import CONVENTIONS
 from scaling.methods import METHODS
-from scaling.methods.base import progress_bar
+from scaling.methods.base import positive_float, progress_bar, replicate_count
 from scaling.report import format_table, plot_ladder
+from workbench.atomic import check_writable
 from workbench.cli import add_area, add_parser, emit
 from workbench.errors import InputError
 
@@ -92,6 +93,8 @@ def _load_table(args) -> pd.DataFrame:
 def _filter_rows(source, name: str, where: list[str]):
     import pandas as pd
 
+    from scaling.table import plain_number, quote_columns
+
     table = source
     for clause in where:
         column, sep, value = clause.partition("=")
@@ -99,13 +102,13 @@ def _filter_rows(source, name: str, where: list[str]):
             raise InputError(f"--where {clause!r}: expected COLUMN=VALUE")
         if column not in table.columns:
             raise InputError(
-                f"--where {clause!r}: {name} has no column '{column}'; columns: {', '.join(table.columns)}"
+                f"--where {clause!r}: {name} has no column {column!r}; columns: {quote_columns(table.columns)}"
             )
         values = table[column]
         keep = values.astype(str) == value
         if not keep.any():
-            choices = ", ".join(map(str, pd.unique(values)[:20]))
-            raise InputError(f"--where {clause!r}: no row of {name} has {column} = {value}; values: {choices}")
+            choices = ", ".join(str(v) if isinstance(v, str) else plain_number(v) for v in pd.unique(values)[:20])
+            raise InputError(f"--where {clause!r}: no row of {name} has {column!r} = {value}; values: {choices}")
         table = table[keep]
     return table.reset_index(drop=True)
 
@@ -128,18 +131,8 @@ def _check_single_setup(runs, name: str, convention: str) -> None:
 
 
 def _check_output(path: str | None, suffixes: tuple[str, ...], flag: str) -> Path | None:
-    """Validate an output path before any work is done, so a bad flag costs nothing."""
-    if path is None:
-        return None
-    out = Path(path)
-    if out.suffix.lower() not in suffixes:
-        raise InputError(f"{flag} {path}: the file must end in {' or '.join(suffixes)}")
-    if out.exists() and out.is_dir():
-        raise InputError(f"{flag} {path} is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise InputError(f"{flag} {path}: {parent} is not a directory")
-    return out
+    """Validate an output path, and that it can be written, before any work is done."""
+    return None if path is None else check_writable(path, flag, suffixes=suffixes)
 
 
 # --------------------------------------------------------------------------------------------- fit
@@ -172,6 +165,10 @@ def _register_fit(verbs) -> None:
 
 def _fit(args) -> int:
     method = METHODS[args.method]
+    if args.plot is not None and not method.draws_figure(args):
+        options = " --data-constrained" if getattr(args, "data_constrained", False) else ""
+        drawing = ", ".join(name for name, m in METHODS.items() if m.plot is not None)
+        raise InputError(f"--plot: --method {args.method}{options} draws no figure (methods that do: {drawing})")
     out = _check_output(args.out, (".nc",), "--out")
     plot = _check_output(args.plot, (".png",), "--plot")
     runs = _load_table(args)
@@ -182,7 +179,7 @@ def _fit(args) -> int:
         dataset = method.dataset(fit, args)
         dataset.attrs.update({"method": args.method, "convention": args.convention, "source": runs.attrs["source"]})
         atomic_write_netcdf(dataset, out)
-    if plot is not None and method.plot is not None:
+    if plot is not None:
         method.plot(fit, args, runs, plot)
     emit(args, method.text(fit, args), method.payload(fit, args))
     return 0
@@ -200,14 +197,16 @@ def _register_reconcile(verbs) -> None:
         action="store_true",
         help="porian-rw: add the attention-FLOP ladder and Kaplan-count-with-tuning rows",
     )
-    p.add_argument("--noise", type=float, default=None, help="seed-noise sigma for a FILE (default 0.002)")
+    p.add_argument("--noise", type=positive_float, default=None, help="seed-noise sigma for a FILE (default 0.002)")
     p.add_argument(
         "--convention",
         choices=CONVENTIONS,
         default="standard",
         help="for a FILE without a flop_count column: what its N counts",
     )
-    p.add_argument("--replicates", type=int, default=1000, help="noise-bootstrap replicates per budget")
+    p.add_argument(
+        "--replicates", type=replicate_count, default=1000, help="noise-bootstrap replicates per budget (1 to 100000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--plot", help="write the ladder figure to this PNG file")
     p.add_argument("--out", help="write the ladder table and bootstrap draws to this netCDF file")
@@ -228,8 +227,6 @@ def _reconcile(args) -> int:
 
     out = _check_output(args.out, (".nc",), "--out")
     plot = _check_output(args.plot, (".png",), "--plot")
-    if args.replicates < 1:
-        raise InputError("--replicates must be >= 1 (the ladder reports bootstrap CIs)")
     if bool(args.file) == bool(args.dataset):
         raise InputError("give either a FILE or --dataset porian-rw|porian-owt2 (exactly one)")
     with progress_bar(10 if args.attention else 5, "ladder steps") as tick:
@@ -260,7 +257,7 @@ def _reconcile(args) -> int:
             ]
             results = reconcile(
                 pd.concat(parts, ignore_index=True),
-                noise=args.noise or 0.002,
+                noise=0.002 if args.noise is None else args.noise,
                 replicates=args.replicates,
                 seed=args.seed,
                 progress=tick,
@@ -338,8 +335,8 @@ def _law_from_args(args):
     law = PRESETS[args.preset]
     overrides = {k: getattr(args, k) for k in ("E", "A", "B", "alpha", "beta") if getattr(args, k) is not None}
     for k, v in overrides.items():
-        if not (v > 0 or (k == "E" and v >= 0)):
-            raise InputError(f"--{k} must be > 0, got {v}")
+        if not np.isfinite(v) or not (v > 0 or (k == "E" and v >= 0)):
+            raise InputError(f"--{k} must be a finite number {'>= 0' if k == 'E' else '> 0'}, got {v}")
     return replace(law, **overrides)
 
 
@@ -404,9 +401,16 @@ def _allocate(args) -> int:
       workbench scaling allocate --E 1.82 --A 482 --B 2085 --alpha 0.348 --beta 0.366
     """
     law = _law_from_args(args)
-    if any(not c > 0 for c in args.compute):
-        raise InputError("--compute budgets must be > 0")
+    for c in args.compute:
+        if not (c > 0 and np.isfinite(c)):
+            raise InputError(f"--compute budgets must be finite numbers > 0, got {c}")
     rows = [law.allocation_table(c) for c in args.compute]
+    for row in rows:
+        bad = [k for k, v in row.items() if not np.isfinite(v)]
+        if bad:
+            raise InputError(
+                f"--compute {row['C']:.4g}: {', '.join(bad)} overflow under this law; give a smaller budget"
+            )
     text = f"L(N,D) = {law.E:.4g} + {law.A:.4g}/N^{law.alpha:.4g} + {law.B:.4g}/D^{law.beta:.4g}\n" + format_table(
         rows,
         [

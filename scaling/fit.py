@@ -6,7 +6,12 @@ E = e^e, minimising the Huber loss (delta = 1e-3) of log L̂ - log L **summed** 
 (Hoffmann App. D.2; "Epoch 2024" = Besiroglu et al. 2024, "Chinchilla Scaling: A replication
 attempt", repo epoch-research/analyzing-chinchilla). L-BFGS is started from every point of
 Hoffmann/Epoch's grid (4500 starts) and the best run is kept. All starts, and all bootstrap
-replicates, are advanced together by `scaling.lbfgs.minimize_batched`.
+replicates, are advanced together by `scaling.lbfgs.minimize_batched`. On long tables the starts
+are screened on a subsample of the runs and the best refined on all of them (`scaling.multistart`).
+
+Runs are put in a canonical order first, so the result does not depend on the order of the table,
+and data that cannot determine the law are refused before the fit (`scaling.identify`); an
+optimum that is flat in some direction is reported as not identified.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from scaling import identify
 from scaling.laws import ChinchillaLaw
 from scaling.lbfgs import BatchedResult, minimize_batched
+from scaling.multistart import screen_rows
 from workbench.errors import InputError
 
 HUBER_DELTA = 1e-3
@@ -70,7 +77,12 @@ class ChinchillaObjective:
         self._onesN = torch.stack([torch.ones_like(self.logN), -self.logN], 1)
         self._onesD = torch.stack([torch.ones_like(self.logD), -self.logD], 1)
         self.delta = delta
-        self.weights = None if weights is None else as_tensor(weights)
+        # Bootstrap weights can be large: share the caller's float64 array instead of copying it.
+        shared = dtype == torch.float64 and isinstance(weights, np.ndarray) and weights.dtype == np.float64
+        shared = shared and weights.flags.writeable
+        self.weights = (
+            None if weights is None else torch.as_tensor(weights, device=device) if shared else as_tensor(weights)
+        )
         self.tie = tie
 
     @property
@@ -129,20 +141,31 @@ class ParametricFit:
     objective: float  # Huber sum at the optimum
     n_points: int
     n_starts: int
-    n_at_optimum: int  # starts that ended within 1e-6 (relative) of the best objective
+    n_at_optimum: int  # refined starts that ended within 1e-6 (relative) of the best objective
     converged: bool  # the best start met a convergence test
     tie: bool
     x: np.ndarray = field(repr=False)  # (a, b, e, alpha, beta) at the optimum
     bootstrap: np.ndarray | None = field(default=None, repr=False)  # (n_boot, 5) (E, A, B, alpha, beta)
     bootstrap_seed: int | None = None
+    problems: tuple[str, ...] = ()  # why the optimum does not determine the law; empty when it does
+    n_refined: int = 0  # starts refined in float64 on every run (the rest stopped at the screen)
+    screen_rows: int = 0  # runs the starts were screened on (n_points unless the table is long)
+
+    @property
+    def identified(self) -> bool:
+        return not self.problems
 
     def summary(self) -> dict:
         out = self.law.as_dict() | {
             "objective": self.objective,
             "n_points": self.n_points,
             "n_starts": self.n_starts,
+            "n_refined": self.n_refined,
             "n_at_optimum": self.n_at_optimum,
+            "screen_rows": self.screen_rows,
             "converged": self.converged,
+            "identified": self.identified,
+            "problems": list(self.problems),
             "tie": self.tie,
         }
         if self.bootstrap is not None:
@@ -178,8 +201,20 @@ def _law_from_x(x: np.ndarray) -> ChinchillaLaw:
     return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=alpha, beta=beta)
 
 
+def canonical_runs(*columns) -> list[np.ndarray]:
+    """The columns as flat float arrays with the runs sorted by the first, then the next, ...
+
+    Sums over runs are not associative in floating point: sorted, the fit is the same to the last
+    bit however the table was ordered."""
+    arrays = [np.asarray(v, dtype=float).ravel() for v in columns]
+    if len({a.size for a in arrays}) != 1:
+        return arrays  # the caller reports the mismatch
+    order = np.lexsort(arrays[::-1])
+    return [a[order] for a in arrays]
+
+
 def _check_inputs(N, D, loss, n_params: int):
-    N, D, loss = (np.asarray(v, dtype=float).ravel() for v in (N, D, loss))
+    N, D, loss = canonical_runs(N, D, loss)
     if not (N.shape == D.shape == loss.shape):
         raise InputError(f"N, D and loss must have the same length (got {N.size}, {D.size}, {loss.size})")
     for name, v in (("N", N), ("D", D), ("loss", loss)):
@@ -199,6 +234,9 @@ def _check_inputs(N, D, loss, n_params: int):
 SCREEN_FTOL = 1e-7
 POLISH_BAND = 1e-2  # refine starts whose screened objective is within 1 % of the best
 POLISH_MIN = 32  # ... and at least this many of the best, whatever their spread
+# ... but on a long table at most as many as keep (starts × runs) under this many terms per
+# evaluation: ~1000 starts reach the optimum on Epoch's 240 runs, 40 do as well on 200 000.
+POLISH_ELEMENTS = 1 << 23
 
 
 def fit_parametric(
@@ -212,9 +250,13 @@ def fit_parametric(
     reduction: str = "sum",
     max_iter: int = 1000,
     progress=None,
+    refine_progress=None,
     device=None,
 ) -> ParametricFit:
     """Approach 3 from every start of the grid; returns the best (lowest Huber sum) fit.
+
+    `progress(done)` follows the screen of the starts, `refine_progress(done)` the float64 refinement
+    of the best of them (`ParametricFit.n_refined` starts).
 
     `reduction="mean"` is accepted for compatibility with code that averages the Huber loss, and is
     rescaled to the sum: the optimum is the same, and our stopping test is relative, so the smaller
@@ -225,10 +267,13 @@ def fit_parametric(
         raise InputError(f"unknown reduction '{reduction}'; valid: sum, mean")
     n_free = 4 if tie else 5
     N, D, loss = _check_inputs(N, D, loss, n_free)
+    identify.check_law_inputs(N, D, loss)
     grid = hoffmann_grid() if starts is None else np.asarray(starts, float)
     if tie:
         grid = np.unique(grid[:, :4], axis=0)
-    screen = ChinchillaObjective(N, D, loss, delta=delta, tie=tie, dtype=torch.float32, device=device)
+    subsample = screen_rows(N.size)
+    sN, sD, sL = (N, D, loss) if subsample is None else (N[subsample], D[subsample], loss[subsample])
+    screen = ChinchillaObjective(sN, sD, sL, delta=delta, tie=tie, dtype=torch.float32, device=device)
     screened = minimize_batched(
         screen,
         torch.as_tensor(grid, dtype=torch.float32, device=device),
@@ -243,14 +288,28 @@ def fit_parametric(
     ranked = np.argsort(np.where(finite, f, np.inf))
     best_f = f[ranked[0]]
     chosen = ranked[: max(POLISH_MIN, int(np.sum(f[finite] <= best_f * (1 + POLISH_BAND))))]
-    chosen = chosen[finite[chosen]]
+    chosen = chosen[finite[chosen]][: max(POLISH_MIN, POLISH_ELEMENTS // N.size)]
     objective = ChinchillaObjective(N, D, loss, delta=delta, tie=tie, device=device)
     starts64 = screened.x[torch.as_tensor(chosen, device=screened.x.device)].double()
     # Refine in coordinates whitened by the Hessian at the best screened point (see _Whitened).
     whitened = _Whitened(objective, starts64[0], _inverse_sqrt_hessian(objective, starts64[0]))
-    refined = minimize_batched(whitened, whitened.to_z(starts64), max_iter=max_iter, unit_first_step=False)
+    refined = minimize_batched(
+        whitened, whitened.to_z(starts64), max_iter=max_iter, unit_first_step=False, progress=refine_progress
+    )
     refined = replace(refined, x=whitened.to_x(refined.x))
-    return _best_of(refined, objective, grid.shape[0], N.size, tie)
+    fit = _best_of(refined, objective, grid.shape[0], N.size, tie)
+    return replace(fit, problems=_problems(fit, objective), screen_rows=sN.size)
+
+
+def _problems(fit: ParametricFit, objective: ChinchillaObjective) -> tuple[str, ...]:
+    """Why the optimum does not determine the law (`scaling.identify`); empty when it does."""
+    law = fit.law
+    problems = identify.value_problems(law.as_dict())
+    problems += [f"{k} = {v:.3g}: the {k} term is constant" for k, v in (("alpha", law.alpha), ("beta", law.beta))
+                 if not v > 0]  # fmt: skip
+    x = torch.as_tensor(fit.x[: objective.n_free], dtype=torch.float64, device=objective.logN.device)
+    flat = identify.flatness_problem(identify.hessian_eigenvalues(objective, x))
+    return tuple(problems + ([flat] if flat else []))
 
 
 def _best_of(
@@ -270,6 +329,7 @@ def _best_of(
         converged=bool(result.success[best]),
         tie=tie,
         x=x,
+        n_refined=int(f.size),
     )
 
 
@@ -311,6 +371,22 @@ def _inverse_sqrt_hessian(objective, x: torch.Tensor, step: float = 1e-5) -> tor
     return eigvecs / eigvals.sqrt()
 
 
+# Bootstrap weights are one number per (replicate, run), held as float64: this many at most (1 GiB).
+BOOTSTRAP_MAX_WEIGHTS = 1 << 27
+
+
+def check_bootstrap_size(n_boot: int, n_runs: int) -> None:
+    """InputError before anything is allocated when n_boot replicates of n_runs runs would not fit."""
+    if int(n_boot) != n_boot or n_boot < 1:
+        raise InputError(f"--bootstrap must be a whole number >= 1, got {n_boot}")
+    if n_boot * n_runs > BOOTSTRAP_MAX_WEIGHTS:
+        most = BOOTSTRAP_MAX_WEIGHTS // n_runs
+        raise InputError(
+            f"--bootstrap {n_boot} on {n_runs} runs needs {n_boot * n_runs * 8 / 2**30:.3g} GiB of resampling "
+            f"weights (at most {BOOTSTRAP_MAX_WEIGHTS * 8 / 2**30:.0f} GiB); use --bootstrap {most} or fewer"
+        )
+
+
 def bootstrap_parametric(
     N,
     D,
@@ -333,9 +409,12 @@ def bootstrap_parametric(
     fraction of the iterations. The optimum found is the same; only the path to it changes.
     """
     N, D, loss = _check_inputs(N, D, loss, 4 if fit.tie else 5)
+    check_bootstrap_size(n_boot, N.size)
     rng = np.random.default_rng(seed)
     n = N.size
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+    counts = np.empty((n_boot, n))  # filled row by row: no second copy of the (n_boot, n) weights
+    for row in counts:
+        row[:] = np.bincount(rng.integers(0, n, n), minlength=n)
     objective = ChinchillaObjective(N, D, loss, delta=delta, weights=counts, tie=fit.tie, device=device)
     center = torch.as_tensor(fit.x[: objective.n_free], dtype=torch.float64, device=device)
     full_data = ChinchillaObjective(N, D, loss, delta=delta, tie=fit.tie, device=device)

@@ -26,13 +26,16 @@ import pandas as pd
 from scipy.interpolate import Akima1DInterpolator
 
 from scaling.laws import CHINCHILLA_BUDGET, PowerLaw
-from scaling.table import group_budgets
+from scaling.table import canonical_order, group_budgets
 from workbench.errors import InputError
 
 METHODS = ("akima", "parabola")
 DEFAULT_NOISE = 0.002  # Porian's seed-noise sigma for RefinedWeb (OpenWebText2: 0.01)
 INTERP_MULTIPLIER = 25
 MIN_STD_FACTOR = 0.33
+# Replicates whose interpolated curves are evaluated at once: (grid points × this) numbers stay
+# near 100 MB at most even for 50 sizes per budget, whatever the number of replicates.
+REPLICATE_BLOCK = 8192
 
 
 @dataclass(frozen=True)
@@ -174,37 +177,46 @@ def _batched_power_law_slopes(C, Y, weights):
 def _akima_argmin(x_sorted: np.ndarray, log_losses: np.ndarray, grid: np.ndarray):
     """Akima interpolant of log loss vs log x for every column of `log_losses` (k, R).
 
-    Returns the grid index of each column's minimum and the interpolated curves (G, R).
+    Returns the grid index of each column's minimum and the interpolated curve's value there (R,).
+    Columns are interpolated REPLICATE_BLOCK at a time, so memory does not grow with R.
     """
-    curves = Akima1DInterpolator(np.log(x_sorted), log_losses, axis=0)(np.log(grid))
-    return np.argmin(curves, axis=0), curves
+    log_x, log_grid = np.log(x_sorted), np.log(grid)
+    idx = np.empty(log_losses.shape[1], dtype=int)
+    low = np.empty(log_losses.shape[1])
+    for start in range(0, log_losses.shape[1], REPLICATE_BLOCK):
+        block = slice(start, start + REPLICATE_BLOCK)
+        curves = Akima1DInterpolator(log_x, log_losses[:, block], axis=0)(log_grid)
+        idx[block] = np.argmin(curves, axis=0)
+        low[block] = curves[idx[block], np.arange(curves.shape[1])]
+    return idx, low
 
 
 def _akima_optimum(x_sorted, losses, noise, replicates, rng):
     """Steps 2-4 for one axis (N or D) of one budget; returns None for an edge minimum."""
     k = x_sorted.size
     grid = np.geomspace(x_sorted[0], x_sorted[-1], (k - 1) * INTERP_MULTIPLIER)
-    idx, curve = _akima_argmin(x_sorted, np.log(losses)[:, None], grid)
+    curve = Akima1DInterpolator(np.log(x_sorted), np.log(losses))(np.log(grid))
+    idx = np.argmin(curve)
     edge = lambda i: (i == 0) | (i == grid.size - 1)
-    if edge(idx[0]):
+    if edge(idx):
         return None
     noisy = losses[:, None] + noise * rng.standard_normal((k, replicates))
     with np.errstate(invalid="ignore"):
-        draws_idx, draw_curves = _akima_argmin(x_sorted, np.log(noisy), grid)
+        draws_idx, draw_low = _akima_argmin(x_sorted, np.log(noisy), grid)
     valid = ~edge(draws_idx) & np.all(noisy > 0, axis=0)
     draws = grid[draws_idx[valid]]
     # Porian's std floor assumes the interpolation grid is roughly uniform in log x.
     floor = MIN_STD_FACTOR * INTERP_MULTIPLIER * np.log(grid[1] / grid[0])
     log_std = max(np.std(np.log(draws)), floor) * replicates / max(draws.size, 1) if draws.size else np.nan
-    loss_star = np.exp(draw_curves[draws_idx[valid], np.nonzero(valid)[0]]) if draws.size else np.empty(0)
+    loss_star = np.exp(draw_low[valid]) if draws.size else np.empty(0)
     return {
         "draws": draws,
         "log_std": log_std,
         "stable": draws.size >= replicates // 2,
         "grid": grid,
-        "curve": np.exp(curve[:, 0]),
+        "curve": np.exp(curve),
         "loss_star": loss_star,
-        "point": grid[idx[0]],
+        "point": grid[idx],
     }
 
 
@@ -233,7 +245,7 @@ def estimate_noise(runs: pd.DataFrame) -> tuple[float, str]:
     """Seed-noise sigma for the bootstrap, and where it came from: the pooled std of the loss across
     seeds at the same (C, N) when the runs have seed replicates, else Porian's RefinedWeb value."""
     if "seed" in runs.columns and runs["seed"].nunique() > 1:
-        var = runs.groupby(["C", "N"])["loss"].var(ddof=1).dropna()
+        var = canonical_order(runs).groupby(["C", "N"])["loss"].var(ddof=1).dropna()
         if len(var):
             return float(var.mean() ** 0.5), "estimated from seed replicates"
     return DEFAULT_NOISE, "default (Porian's RefinedWeb seed noise)"
@@ -248,6 +260,7 @@ def isoflop_optima(
     if noise < 0 or not np.isfinite(noise):
         raise InputError(f"--noise must be a finite number >= 0, got {noise}")
     rng = np.random.default_rng(seed)
+    runs = canonical_order(runs)  # the same optima however the table is ordered
     budget_ids = group_budgets(runs)
     optima = []
     for bid in np.unique(budget_ids):
@@ -376,7 +389,7 @@ def fit_envelope(runs: pd.DataFrame) -> EnvelopeFit:
     frontier: the runs that reach a lower loss than every run with less compute. N*(C) ∝ C^a is
     fitted through those runs.
     """
-    ordered = runs.sort_values(["C", "loss"])
+    ordered = canonical_order(runs).sort_values(["C", "loss"], kind="stable")
     best_before = ordered["loss"].cummin().shift(fill_value=np.inf)
     frontier = ordered[ordered["loss"].to_numpy() < best_before.to_numpy()]
     frontier = frontier.drop_duplicates("C")

@@ -8,7 +8,10 @@ Every form is fitted in log space, with the same objective as `scaling.fit` (Hub
 on log L̂ - log L, **summed** over runs) and the same recipe: a grid of starts advanced as one
 batch by `scaling.lbfgs.minimize_batched`, keeping the best. The constants come back as a
 `laws.KaplanLaws`. These objectives are small, so their gradients come from autograd
-(`huber_log_objective`), which `scaling.data_constrained` reuses.
+(`huber_log_objective`), which `scaling.data_constrained` reuses. On long tables the starts are
+screened on a subsample of the runs and the best few refined on all of them, with every
+evaluation in blocks of bounded size (`scaling.multistart`). Runs are sorted first and data that
+cannot determine the law are refused (`scaling.identify`), as in `scaling.fit`.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scaling.fit import HUBER_DELTA, huber
+from scaling import identify
+from scaling.fit import HUBER_DELTA, canonical_runs, huber
 from scaling.laws import KaplanLaws
 from scaling.lbfgs import Objective, minimize_batched
+from scaling.multistart import in_blocks, screen_rows
 from workbench.errors import InputError
 
 # Starts: log N_c, log D_c in {20, 25, 30, 35} (Kaplan's constants are e^31-e^32); exponents in
 # {0.05, 0.1, 0.2, 0.4} (Kaplan's are 0.05-0.1, over-trained testbeds give larger ones).
 LOG_SCALE_STARTS = (20.0, 25.0, 30.0, 35.0)
 EXPONENT_STARTS = (0.05, 0.1, 0.2, 0.4)
+REFINE_STARTS = 8  # on a long table, the best screened starts refined on every run
 
 
 def huber_log_objective(
@@ -39,6 +45,8 @@ def huber_log_objective(
     `log_predict(x)` maps a (b, P) batch of parameters to (b, n) predicted log losses. `weights`
     (R, n), if given, weights each batch row's runs (gathered by row, e.g. bootstrap counts).
     The sum over rows that autograd differentiates is separable, so each row gets its own gradient.
+    Rows are evaluated in blocks (`scaling.multistart.in_blocks`), so memory does not grow with
+    rows × runs.
     """
     log_loss = torch.as_tensor(np.log(np.asarray(loss, float)), dtype=torch.float64)
     row_weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
@@ -53,7 +61,7 @@ def huber_log_objective(
             (grad,) = torch.autograd.grad(f.sum(), x)
         return f.detach(), grad
 
-    return objective
+    return in_blocks(objective, log_loss.numel())
 
 
 def best_start(objective: Objective, starts, *, max_iter: int = 1000) -> tuple[np.ndarray, float, bool]:
@@ -66,6 +74,24 @@ def best_start(objective: Objective, starts, *, max_iter: int = 1000) -> tuple[n
         raise InputError("no start of the fit reached a finite objective; check the data")
     best = int(np.argmin(np.where(finite, f, np.inf)))
     return result.x[best].numpy().copy(), float(f[best]), bool(result.success[best])
+
+
+def multistart(build: Callable[[np.ndarray | None], Objective], starts, n_runs: int, *, max_iter: int = 1000):
+    """`best_start` over all runs, from the starts that do best on a subsample when the table is long.
+
+    `build(indices)` returns the objective on those runs (None: all of them). Returns
+    (x, objective, converged, problems) of the best, with `scaling.identify`'s verdict on it.
+    """
+    subsample = screen_rows(n_runs)
+    if subsample is not None:
+        screened = minimize_batched(build(subsample), torch.as_tensor(np.asarray(starts, float)), max_iter=max_iter)
+        f = screened.f.numpy()
+        f = np.where(np.isfinite(f) & np.all(np.isfinite(screened.x.numpy()), 1), f, np.inf)
+        starts = screened.x[np.argsort(f, kind="stable")[:REFINE_STARTS]].numpy()
+    objective = build(None)
+    x, f, converged = best_start(objective, starts, max_iter=max_iter)
+    flat = identify.flatness_problem(identify.hessian_eigenvalues(objective, torch.as_tensor(x)))
+    return x, f, converged, (flat,) if flat else ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +108,11 @@ class KaplanFit:
     n_starts: int
     converged: bool  # the best start met a convergence test
     x: np.ndarray = field(repr=False)  # the free parameters at the optimum (log space)
+    problems: tuple[str, ...] = ()  # why the optimum does not determine the constants; empty when it does
+
+    @property
+    def identified(self) -> bool:
+        return not self.problems
 
     @property
     def laws(self) -> KaplanLaws:
@@ -99,6 +130,8 @@ class KaplanFit:
             "n_points": self.n_points,
             "n_starts": self.n_starts,
             "converged": self.converged,
+            "identified": self.identified,
+            "problems": list(self.problems),
         }
 
 
@@ -138,21 +171,33 @@ def fit_kaplan_D(D, loss, *, frontier: bool = True, delta: float = HUBER_DELTA) 
 
 def _fit_single(form: str, values, loss, *, frontier: bool, delta: float) -> KaplanFit:
     values, loss = _checked({form: values, "loss": loss}, n_params=2)
+    identify.check_loss_varies(loss)
     if frontier:
         values, loss = envelope_by(values, loss)
         _check_count(values.size, 2, f"distinct {form} values")
+    identify.check_loss_varies(loss)
     log_v = torch.as_tensor(np.log(values), dtype=torch.float64)
 
-    def log_predict(x):  # x = (log X_c, alpha): log L = alpha·(log X_c - log X)
-        return x[:, 1:2] * (x[:, 0:1] - log_v)
+    def build(rows):
+        lv, lo = (log_v, loss) if rows is None else (log_v[rows], loss[rows])
+        # x = (log X_c, alpha): log L = alpha·(log X_c - log X)
+        return huber_log_objective(lambda x: x[:, 1:2] * (x[:, 0:1] - lv), lo, delta=delta)
 
     starts = list(itertools.product(LOG_SCALE_STARTS, EXPONENT_STARTS))
-    x, f, converged = best_start(huber_log_objective(log_predict, loss, delta=delta), starts)
+    x, f, converged, problems = multistart(build, starts, values.size)
     scale, exponent = float(np.exp(x[0])), float(x[1])
     pair = {"N_c": scale, "alpha_N": exponent} if form == "N" else {"D_c": scale, "alpha_D": exponent}
     constants = {"N_c": np.nan, "alpha_N": np.nan, "D_c": np.nan, "alpha_D": np.nan} | pair
+    problems += tuple(identify.value_problems(pair))
     return KaplanFit(
-        form=form, **constants, objective=f, n_points=int(values.size), n_starts=len(starts), converged=converged, x=x
+        form=form,
+        **constants,
+        objective=f,
+        n_points=int(values.size),
+        n_starts=len(starts),
+        converged=converged,
+        x=x,
+        problems=problems,
     )
 
 
@@ -164,32 +209,37 @@ def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA) -> KaplanFit:
     which never overflows. Started from all 4^4 = 256 grid points at once.
     """
     N, D, loss = _checked({"N": N, "D": D, "loss": loss}, n_params=4)
+    identify.check_law_inputs(N, D, loss)
     log_N = torch.as_tensor(np.log(N), dtype=torch.float64)
     log_D = torch.as_tensor(np.log(D), dtype=torch.float64)
 
-    def log_predict(x):
-        log_Nc, log_Dc, alpha_N, alpha_D = (x[:, k : k + 1] for k in range(4))
-        return alpha_D * torch.logaddexp(alpha_N / alpha_D * (log_Nc - log_N), log_Dc - log_D)
+    def build(rows):
+        lN, lD, lo = (log_N, log_D, loss) if rows is None else (log_N[rows], log_D[rows], loss[rows])
+
+        def log_predict(x):
+            log_Nc, log_Dc, alpha_N, alpha_D = (x[:, k : k + 1] for k in range(4))
+            return alpha_D * torch.logaddexp(alpha_N / alpha_D * (log_Nc - lN), log_Dc - lD)
+
+        return huber_log_objective(log_predict, lo, delta=delta)
 
     starts = list(itertools.product(LOG_SCALE_STARTS, LOG_SCALE_STARTS, EXPONENT_STARTS, EXPONENT_STARTS))
-    x, f, converged = best_start(huber_log_objective(log_predict, loss, delta=delta), starts)
+    x, f, converged, problems = multistart(build, starts, N.size)
+    constants = {"N_c": float(np.exp(x[0])), "alpha_N": float(x[2]), "D_c": float(np.exp(x[1])), "alpha_D": float(x[3])}
     return KaplanFit(
         form="ND",
-        N_c=float(np.exp(x[0])),
-        alpha_N=float(x[2]),
-        D_c=float(np.exp(x[1])),
-        alpha_D=float(x[3]),
+        **constants,
         objective=f,
         n_points=int(N.size),
         n_starts=len(starts),
         converged=converged,
         x=x,
+        problems=problems + tuple(identify.value_problems(constants)),
     )
 
 
 def _checked(columns: dict, n_params: int) -> list[np.ndarray]:
     """Columns as flat float arrays; InputError naming the column for bad shape or values."""
-    arrays = {name: np.asarray(v, dtype=float).ravel() for name, v in columns.items()}
+    arrays = dict(zip(columns, canonical_runs(*columns.values())))
     sizes = {a.size for a in arrays.values()}
     if len(sizes) != 1:
         lengths = ", ".join(f"{name} {a.size}" for name, a in arrays.items())

@@ -15,13 +15,16 @@ from workbench.atomic import atomic_savefig
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
-    """Plain aligned text table; `columns` are (key, header) pairs, floats shown with 4 significant digits."""
+    """Plain aligned text table; `columns` are (key, header) pairs, floats shown with 4 significant digits.
+
+    A NaN or infinite number is shown as n/a: it marks a value that could not be computed (an
+    interval without bootstrap draws), never a result."""
 
     def cell(v):
         if isinstance(v, float):
-            return f"{v:.4g}"
+            return f"{v:.4g}" if np.isfinite(v) else "n/a"
         if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, float) for x in v):
-            return f"[{v[0]:.4g}, {v[1]:.4g}]"
+            return f"[{v[0]:.4g}, {v[1]:.4g}]" if np.all(np.isfinite(v)) else "n/a"
         return str(v)
 
     body = [[cell(r.get(k, "")) for k, _ in columns] for r in rows]

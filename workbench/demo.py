@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from scaling.methods.base import replicate_count
+from workbench.atomic import check_writable, check_writable_dir
 from workbench.cli import add_executor_flag, add_json_flag, add_parser, emit, int_list
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "lm_mup_demo.yaml"
@@ -35,7 +37,12 @@ def register(areas, name: str, help_text: str) -> None:
         "--widths", default=",".join(map(str, DEMO_WIDTHS)), help="mup: comma-separated widths, the last one predicted"
     )
     p.add_argument("--steps", type=int, default=None, help="mup: training steps per width (default: the config's)")
-    p.add_argument("--replicates", type=int, default=1000, help="ladder: noise-bootstrap replicates per budget")
+    p.add_argument(
+        "--replicates",
+        type=replicate_count,
+        default=1000,
+        help="ladder: noise-bootstrap replicates per budget (1 to 100000)",
+    )
     add_json_flag(p)
 
 
@@ -50,6 +57,10 @@ def run_demo(args) -> int:
       workbench demo --plot sweep.png --executor local
       workbench demo ladder --plot ladder.png
     """
+    # Outputs are checked before the minutes of training or fitting, not after them.
+    if args.plot is not None:
+        check_writable(args.plot, "--plot", suffixes=(".png",))
+    check_writable_dir(Path(args.root) / "demo", "--root")
     return run_ladder(args) if args.pipeline == "ladder" else run_mup(args)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from scaling import report
-from scaling.methods.base import add_seed_flag, add_target_compute_flag, non_negative_int
+from scaling.methods.base import add_seed_flag, add_target_compute_flag, replicate_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +47,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         help="isoflop: seed-noise std of the loss for the bootstrap (default: estimated from seed "
         "replicates, else 0.002 as Porian's RefinedWeb runs)",
     )
-    p.add_argument("--replicates", type=non_negative_int, default=1000, help="isoflop: noise-bootstrap replicates")
+    p.add_argument(
+        "--replicates", type=replicate_count, default=1000, help="isoflop: noise-bootstrap replicates (1 to 100000)"
+    )
     p.add_argument("--unweighted", action="store_true", help="isoflop: ordinary instead of weighted least squares")
 
 
@@ -99,17 +101,25 @@ def text(result: IsoflopResult, args: argparse.Namespace) -> str:
         for o in fit.budgets
     ]
     bias = "  (parabola: biased by grid width and off-centre sampling)" if args.interp == "parabola" else ""
+    draws = f"{args.replicates} replicates" if args.interp == "akima" else "no bootstrap"
     return "\n".join(
         [
             f"Approach 2, IsoFLOP minima by {args.interp}{bias}; convention {args.convention}; "
-            f"noise sigma {fit.noise:.3g} ({result.noise_source}), {args.replicates} replicates",
+            f"noise sigma {fit.noise:.3g} ({result.noise_source}), {draws}",
             report.format_table(rows, [(k, k) for k in ("C", "sizes", "N*", "D*", "loss*", "status")]),
-            f"a = {fit.a:.4f}  95% CI [{fit.a_ci[0]:.4f}, {fit.a_ci[1]:.4f}]   (N* ∝ C^a, R² {fit.N_law.r2:.4f}, "
+            f"a = {fit.a:.4f}  95% CI {_interval(fit.a_ci, '.4f')}   (N* ∝ C^a, R² {fit.N_law.r2:.4f}, "
             f"{'weighted' if fit.weighted else 'unweighted'})",
-            f"b = {fit.b:.4f}  95% CI [{fit.b_ci[0]:.4f}, {fit.b_ci[1]:.4f}]   (D* ∝ C^b)",
-            f"N*({args.target_compute:.3g}) = {N_at:.4g}  95% CI [{N_ci[0]:.4g}, {N_ci[1]:.4g}]",
+            f"b = {fit.b:.4f}  95% CI {_interval(fit.b_ci, '.4f')}   (D* ∝ C^b)",
+            f"N*({args.target_compute:.3g}) = {N_at:.4g}  95% CI {_interval(N_ci, '.4g')}",
         ]
     )
+
+
+def _interval(bounds, spec: str) -> str:
+    """[lo, hi], or why there is none: NaN bounds mean no bootstrap draws, not an interval."""
+    if not all(np.isfinite(bounds)):
+        return "n/a (no bootstrap draws)"
+    return f"[{bounds[0]:{spec}}, {bounds[1]:{spec}}]"
 
 
 def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:

@@ -50,9 +50,12 @@ def payload(fit: KaplanFit, args: argparse.Namespace) -> dict:
 def text(fit: KaplanFit, args: argparse.Namespace) -> str:
     shown = {k: v for k, v in payload(fit, args).items() if k in CONSTANTS and v == v}  # NaN: not fitted
     fitted = "runs" if args.form == "ND" else f"distinct {args.form}"  # L(N), L(D): the lowest loss of each
-    return f"Kaplan {FORMS[args.form]}; {fit.n_points} {fitted}, convention {args.convention}\n" + "   ".join(
-        f"{k} = {v:.4g}" for k, v in shown.items()
-    )
+    lines = [
+        f"Kaplan {FORMS[args.form]}; {fit.n_points} {fitted}, convention {args.convention}",
+        "   ".join(f"{k} = {v:.4g}" for k, v in shown.items()),
+    ]
+    lines += [f"NOT identified: {problem}" for problem in fit.problems]
+    return "\n".join(lines)
 
 
 def dataset(fit: KaplanFit, args: argparse.Namespace) -> xr.Dataset:

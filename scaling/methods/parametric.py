@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from scaling import report
-from scaling.methods.base import add_seed_flag, add_target_compute_flag, non_negative_int, progress_bar
+from scaling.methods.base import add_seed_flag, add_target_compute_flag, bootstrap_count, progress_bar
 from workbench.errors import InputError
 
 if TYPE_CHECKING:
@@ -30,10 +30,10 @@ HELP = "Approach 3, parametric L(N, D) (Hoffmann et al. 2022, §3.3)"
 def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap",
-        type=non_negative_int,
+        type=bootstrap_count,
         default=0,
         metavar="N",
-        help="parametric: refit N resamples of the runs for 95%% CIs",
+        help="parametric: refit N resamples of the runs for 95%% CIs (0 to 100000)",
     )
     add_seed_flag(p)
     p.add_argument("--tie", action="store_true", help="parametric: tie alpha = beta (Muennighoff et al.)")
@@ -46,14 +46,21 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     add_target_compute_flag(p)
 
 
+def plots(args: argparse.Namespace) -> bool:
+    """The data-constrained law has no figure."""
+    return not args.data_constrained
+
+
 def fit(runs: pd.DataFrame, args: argparse.Namespace) -> ParametricFit | DataConstrainedFit:
     if args.data_constrained:
         return _fit_data_constrained(runs)
-    from scaling.fit import bootstrap_parametric, fit_parametric
+    from scaling.fit import bootstrap_parametric, check_bootstrap_size, fit_parametric
 
     N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
-    with progress_bar(N_STARTS, "starts") as bar:
-        result = fit_parametric(N, D, loss, tie=args.tie, progress=bar)
+    if args.bootstrap:
+        check_bootstrap_size(args.bootstrap, N.size)  # before the fit, not after it
+    with progress_bar(N_STARTS, "starts") as bar, progress_bar(None, "refining") as refine:
+        result = fit_parametric(N, D, loss, tie=args.tie, progress=bar, refine_progress=refine)
     if args.bootstrap:
         with progress_bar(args.bootstrap, "bootstrap") as bar:
             result = bootstrap_parametric(N, D, loss, result, n_boot=args.bootstrap, seed=args.seed, progress=bar)
@@ -73,10 +80,12 @@ def _fit_data_constrained(runs: pd.DataFrame) -> DataConstrainedFit:
 def payload(result, args: argparse.Namespace) -> dict:
     if args.data_constrained:
         return result.summary() | {"convention": args.convention}
-    return result.summary() | {
-        "convention": args.convention,
-        "allocation": result.law.allocation_table(args.target_compute),
-    }
+    summary = result.summary()
+    allocation = result.law.allocation_table(args.target_compute)
+    if not all(np.isfinite(v) and v > 0 for k, v in allocation.items() if k in ("N_star", "D_star", "L_star")):
+        summary["identified"] = False
+        summary["problems"] = [*summary["problems"], f"the allocation at C = {args.target_compute:.3g} is not finite"]
+    return summary | {"convention": args.convention, "allocation": allocation}
 
 
 def text(result, args: argparse.Namespace) -> str:
@@ -98,17 +107,28 @@ def text(result, args: argparse.Namespace) -> str:
         for k in ("E", "A", "B", "alpha", "beta", "a", "b")
     ]
     alloc = summary["allocation"]
-    return "\n".join(
-        [
-            f"Approach 3, L(N,D) = E + A/N^alpha + B/D^beta   ({result.n_points} runs, convention {args.convention}, "
-            f"{'alpha = beta, ' if result.tie else ''}Huber delta 1e-3 on log loss, summed)",
-            report.format_table(rows, [("parameter", "parameter"), ("value", "value"), ("95% CI", "95% CI")]),
-            f"objective {result.objective:.10g}; {result.n_at_optimum} of {result.n_starts} starts reached it; "
-            f"{'converged' if result.converged else 'NOT converged'}",
+    if result.screen_rows < result.n_points:  # a long table: starts screened on a subsample
+        reached = (
+            f"{result.n_at_optimum} of the {result.n_refined} best starts reached it (all {result.n_starts} "
+            f"screened on {result.screen_rows} of the runs, the best refined on all)"
+        )
+    else:
+        reached = f"{result.n_at_optimum} of {result.n_starts} starts reached it"
+    lines = [
+        f"Approach 3, L(N,D) = E + A/N^alpha + B/D^beta   ({result.n_points} runs, convention {args.convention}, "
+        f"{'alpha = beta, ' if result.tie else ''}Huber delta 1e-3 on log loss, summed)",
+        report.format_table(rows, [("parameter", "parameter"), ("value", "value"), ("95% CI", "95% CI")]),
+        f"objective {result.objective:.10g}; {reached}; {'converged' if result.converged else 'NOT converged'}",
+    ]
+    if not summary["identified"]:
+        lines += [f"NOT identified: {problem}" for problem in summary["problems"]]
+        lines.append("the constants above are one point of a set that fits equally well; no allocation is reported")
+    else:
+        lines.append(
             f"at C = {alloc['C']:.3g}: N* = {alloc['N_star']:.4g}, D* = {alloc['D_star']:.4g}, "
-            f"D*/N* = {alloc['tokens_per_param']:.3g}, L* = {alloc['L_star']:.4g}",
-        ]
-    )
+            f"D*/N* = {alloc['tokens_per_param']:.3g}, L* = {alloc['L_star']:.4g}"
+        )
+    return "\n".join(lines)
 
 
 def dataset(result, args: argparse.Namespace) -> xr.Dataset:
@@ -138,11 +158,7 @@ def dataset(result, args: argparse.Namespace) -> xr.Dataset:
 
 
 def plot(result, args: argparse.Namespace, runs: pd.DataFrame, path: Path) -> None:
-    """Left: runs vs N coloured by compute, with the fitted law along IsoFLOP slices. Right: N*(C).
-
-    The data-constrained law has no figure."""
-    if args.data_constrained:
-        return
+    """Left: runs vs N coloured by compute, with the fitted law along IsoFLOP slices. Right: N*(C)."""
     fig, (left, right) = report.figure(2)
     N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
     C = 6 * N * D
