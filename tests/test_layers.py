@@ -39,7 +39,7 @@ FOUNDATION = {
         "batches",
     )  # fmt: skip
 }
-SHELL = {"workbench", "workbench.cli", "workbench.bench", "workbench.demo", "jobs.experiment"}
+SHELL = {"workbench", "workbench.cli", "workbench.bench", "workbench.bench_gpu", "workbench.demo", "jobs.experiment"}
 # Domain areas by package prefix, longest first wins.
 AREAS = {
     "workbench.lm": "lm",
