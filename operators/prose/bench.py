@@ -18,19 +18,31 @@ Two things are measured, side by side in this process:
   grad-norm clip 1.0 + AdamW). bf16 autocast on CUDA, as the official training. The paper-size
   model (~100 M parameters) at batch 256 on CUDA and batch 4 on CPU (a batch-8 step takes ≈95 s
   on a loaded 2-core VM), and the tiny CPU config.
+
+`gpu_stage` is the PROSE stage of `workbench bench gpu` (workbench/bench_gpu.py): on CUDA the model
+and batch of jobs/configs/prose_paper.yaml (the paper's 104 M parameters, batch 256; Liu, Zhang &
+Schaeffer 2023) under bf16 autocast, its training samples/s on the timed workload above (goal
+≥ 3,000) and peak memory, then real training on generated ODE data for most of what is left of the
+stage's budget (at most 3 min; operators/prose/bench_training.py), whose loss curve goes into the
+details and, when the environment variable WORKBENCH_BENCH_FIGURES names a directory, into
+`prose_loss_curve.png` there. On the CPU the model is jobs/configs/prose_tiny.yaml's (the paper's
+does a step in ~10-50 s there), and `--quick` keeps the training run to a few seconds.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from operators.odes import PRESETS, default_t_eval, generate_samples, sample_seeds
+from operators.odes import PRESETS, default_t_eval, family_names, generate_samples, sample_seeds
 from operators.prose.model import ProseConfig, ProseModel, count_parameters, prose_loss
 
 
@@ -219,4 +231,166 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["bench_data", "bench_train", "format_result", "run"]
+# --------------------------------------------------------------------------------------------
+# `workbench bench gpu`: the PROSE stage
+# --------------------------------------------------------------------------------------------
+
+GOAL_SAMPLES_PER_S = 3000.0  # paper model, batch 256, bf16, one GPU
+TRAIN_CAP_S = 180.0  # the training run: about 3 minutes when the budget allows
+FIGURES_ENV = "WORKBENCH_BENCH_FIGURES"  # a directory: the loss curve is saved there as a PNG
+QUICK_CPU_STEPS = 30  # the training run of `--device cpu --quick`: ~3 s on 2 free cores
+POOL_CAP = 100_000  # samples: ~0.9 GB of float32 trajectories plus token lists
+CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
+
+
+def _job_model(name: str):
+    from jobs.entrypoints import load_job_config
+
+    return load_job_config(CONFIGS / name).model
+
+
+def _oom_reason(error: BaseException) -> str:
+    return f"out of memory: {str(error).splitlines()[0][:120]}"
+
+
+def _throughput(cfg, batch: int, device: str, warmup: int, steps: int) -> dict:
+    """bench_train's timed step (the fixed synthetic workload) for one config: samples/s, peak memory."""
+    on_gpu = device.startswith("cuda")
+    step = None
+    try:
+        step, n_params = _train_step(cfg, batch, device)
+        _time_steps(step, warmup, device)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(device)
+        t = statistics.median(_time_steps(step, steps, device))
+        return {
+            "params": n_params,
+            "batch": batch,
+            "warmup": warmup,
+            "steps": steps,
+            "step_s": t,
+            "samples_per_s": batch / t,
+            "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if on_gpu else None,
+        }
+    except torch.cuda.OutOfMemoryError as error:
+        return {"params": None, "batch": batch, "error": _oom_reason(error)}
+    finally:
+        del step  # the closure holds the model and the optimizer state
+        gc.collect()
+        if on_gpu:
+            torch.cuda.empty_cache()
+
+
+def _row(measure: str, value, unit: str, goal: str | None = None, met: bool | None = None) -> dict:
+    if value is not None and not math.isfinite(value):
+        value, unit = None, f"non-finite ({unit})"
+    return {"measure": measure, "value": value, "unit": unit, "goal": goal, "met": met}
+
+
+def gpu_stage(device: str = "cuda", quick: bool = False, budget_s: float = 200.0) -> dict:
+    """The PROSE stage of `workbench bench gpu` (see the module doc) within `budget_s` seconds."""
+    from operators.prose.bench_training import bench_config, loss_curve_figure, make_pool, save_figure, train_for
+
+    start = time.monotonic()
+    on_gpu = device.startswith("cuda")
+    # Kept back for the held-out evaluation, the figure, the JSON and the CUDA teardown.
+    deadline = start + budget_s - max(4.0, 0.05 * budget_s)
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    name = "prose_paper.yaml" if on_gpu else "prose_tiny.yaml"
+    job = _job_model(name)
+    # The paper's data are the 12 3-D chaotic families (jobs/configs/prose_data_paper.yaml); the
+    # tiny config generates its own 3 families in process.
+    config = bench_config(job, families="chaotic_ode_3d" if on_gpu else job.families)
+    label = "paper" if on_gpu else "tiny"
+    rows, details = [], {"config": f"jobs/configs/{name}", "device": device, "bf16_autocast": on_gpu}
+
+    # 1. Throughput of the timed workload, and peak memory.
+    warmup, steps = ((2, 5) if quick else (3, 10)) if on_gpu else ((1, 2) if quick else (1, 3))
+    thr = _throughput(config.model_config(), config.batch_size, device, warmup, steps)
+    details["throughput"] = thr | {"workload": {"data_tokens": DATA_TOKENS, "symbol_tokens": SYMBOL_TOKENS,
+                                                "target_tokens": TARGET_TOKENS, "queries": QUERIES}}  # fmt: skip
+    params = f"{thr['params'] / 1e6:.3g} M" if thr["params"] else "?"
+    what = f"train samples/s ({label} {params}, batch {config.batch_size}{', bf16' if on_gpu else ''})"
+    goal = f">= {GOAL_SAMPLES_PER_S:,.0f}" if on_gpu else None  # stated for the paper model on a GPU
+    if "error" in thr:
+        rows += [_row(what, None, thr["error"], goal), _row("peak memory, train step", None, thr["error"])]
+    else:
+        rate = thr["samples_per_s"]
+        rows.append(_row(what, rate, "samples/s", goal, rate >= GOAL_SAMPLES_PER_S if goal else None))
+        peak = thr["peak_mem_gb"]
+        rows.append(_row("peak memory, train step", peak, "GB (max_memory_allocated)" if on_gpu else "n/a on CPU"))
+
+    # 2. A pool of generated samples, then 3. real training on it until the deadline.
+    n_fam = len(family_names(config.families))
+    if on_gpu:
+        # 64 per family per chunk (768 samples, ~3 s on one core: ~1 ms to integrate and ~2-3 ms to
+        # tokenize a sample) amortises the batched solver's per-family cost; the host's cores make
+        # chunks in parallel for ~25 s, up to POOL_CAP samples, a few hundred steps' worth of rows.
+        pool_s = min(10.0 if quick else 25.0, 0.12 * budget_s)
+        pool_kw = {"per_family": 64, "workers": min(16, os.cpu_count() or 1), "val_per_family": 16}
+    else:
+        pool_s = 2.0 if quick else min(20.0, 0.1 * budget_s)
+        pool_kw = {"per_family": 40, "workers": 0, "val_per_family": 8}
+    pool_kw["max_chunks"] = 1 if quick and not on_gpu else max(1, POOL_CAP // (pool_kw["per_family"] * n_fam))
+    # On the CPU with --quick the run is a fixed number of steps (so that what it shows does not
+    # depend on how loaded the machine is), with the stage's budget as the only time limit.
+    cap_s = (30.0 if on_gpu else math.inf) if quick else TRAIN_CAP_S
+    quick_cpu_steps = QUICK_CPU_STEPS if quick and not on_gpu else None
+    setup_s = 6.0 if on_gpu else 1.0  # model build and the held-out evaluation before training
+    training = None
+    try:
+        if deadline - time.monotonic() - pool_s - setup_s < (10.0 if on_gpu else 2.0):
+            raise TimeoutError(f"time budget spent ({max(0.0, deadline - time.monotonic()):.0f} s left)")
+        train, heldout, pool = make_pool(config, seconds=pool_s, **pool_kw)
+        details["pool"] = pool
+        train_s = min(cap_s, deadline - time.monotonic() - setup_s)
+        if train_s < (5.0 if on_gpu else 1.0):
+            raise TimeoutError(f"time budget spent after the pool ({train_s:.0f} s left to train)")
+        # The official 20,000-step warm-up is never reached in minutes: warm up over ~10% of the
+        # steps this run is expected to take (from the timed workload), then decay as 1/sqrt(step).
+        rate = thr.get("samples_per_s") or config.batch_size
+        expected = quick_cpu_steps or max(10, int(0.8 * train_s * rate / config.batch_size))
+        training = train_for(config, train, heldout, device=device, seconds=train_s,
+                             warmup_steps=min(config.warmup_steps, max(1, expected // 10)),
+                             log_every=max(1, expected // 100 if on_gpu else 5),
+                             max_steps=quick_cpu_steps)  # fmt: skip
+    except Exception as error:  # the throughput above is still reported; the reason goes in the rows
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            reason = _oom_reason(error)
+        elif isinstance(error, TimeoutError):
+            reason = str(error)
+        else:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        details["training_error"] = reason
+        rows += [_row("training run samples/s", None, reason), _row("training loss, last point", None, reason)]
+    if training is not None:
+        curve = training.pop("loss_curve")  # kept once, at details["loss_curve"]
+        first, last = curve[0], curve[-1]
+        averaged = last["step"] - (curve[-2]["step"] if len(curve) > 1 else 0)
+        details["training"] = training
+        details["loss_curve"] = curve
+        rows += [
+            _row("training run samples/s", training["samples_per_s"],
+                 f"samples/s, {training['steps']} steps in {training['seconds']:.0f} s (generated data)"),
+            _row("training loss, first point", first["loss"], f"step {first['step']}"),
+            _row("training loss, last point", last["loss"], f"step {last['step']}, mean of {averaged} steps"),
+            _row("held-out loss after the run", training["heldout_loss_after"]["total"],
+                 f"untrained {training['heldout_loss_before']['total']:.3g}, {len(heldout)} samples"),
+        ]  # fmt: skip
+        directory = os.environ.get(FIGURES_ENV)
+        if directory:
+            title = (
+                f"PROSE {label} ({training['params'] / 1e6:.3g} M), batch {training['batch']}, {device}"
+                f"{', bf16' if on_gpu else ''}: {training['steps']} steps in {training['seconds']:.0f} s"
+            )
+            try:
+                figure = loss_curve_figure(training | {"loss_curve": curve}, title)
+                details["figure"] = save_figure(figure, directory, "prose_loss_curve.png")
+            except OSError as error:  # OutputError too: a figure that cannot be written loses only itself
+                details["figure_error"] = str(error)
+    details["seconds"] = time.monotonic() - start
+    return {"rows": rows, "details": details, "skipped": None}
+
+
+__all__ = ["bench_data", "bench_train", "format_result", "gpu_stage", "run"]

@@ -25,6 +25,13 @@ Two things are measured, side by side in this process:
 
 `--quick` shrinks both (batch 64, ensembles up to 1,024) for the smoke test. `--device cuda` runs
 the torch side (batched ETDRK4, both EnKF forms) on the GPU; the numpy loop stays on the CPU.
+
+`gpu_stage` is the KS stage of `workbench bench gpu` (workbench/bench_gpu.py): the same batched
+ETDRK4 (Kassam & Trefethen 2005) at N = 1,024 with 1,024 and 10,240 members, float64 and float32,
+in member-steps per second (goal ≥ 5e6), each checked against the same solver run on the CPU in
+float64 for the first 4 members; then one stochastic EnKF analysis (Evensen 1994; perturbed
+observations, Burgers, van Leeuwen & Evensen 1998) at 10,240 members. On `--quick`: 64 members,
+10 steps, a 256-member analysis.
 """
 
 from __future__ import annotations
@@ -123,11 +130,12 @@ def _time_analysis(forecast, obs, obs_std, form: str, seed: int, device: str):
     return time.perf_counter() - t0, out.mean(dim=0).cpu().numpy()
 
 
-def bench_enkf(quick: bool = False, device: str = "cpu", seed: int = 0) -> dict:
+def bench_enkf(quick: bool = False, device: str = "cpu", seed: int = 0, sizes: tuple[int, ...] = ()) -> dict:
+    """Analyses at the ensemble sizes `sizes` (default: 128, 1,024 and, unless quick, 10,240)."""
     truth = initial_condition(KSGrid(L, N), "medida")
     obs_std = NOISE_MAG * float(np.std(truth))
     obs = torch.as_tensor(truth, device=device)
-    sizes = (128, 1024) if quick else (128, 1024, 10240)
+    sizes = sizes or ((128, 1024) if quick else (128, 1024, 10240))
     runs = []
     for m in sizes:
         rng = np.random.default_rng(seed + m)
@@ -203,4 +211,121 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["bench_enkf", "bench_etdrk4", "format_result", "run"]
+# --------------------------------------------------------------------------------------------
+# `workbench bench gpu`: the KS / MEDIDA stage
+# --------------------------------------------------------------------------------------------
+
+GOAL_MEMBER_STEPS = 5e6  # member-steps/s at N = 1,024 (the goal of the GPU stage)
+CPU_MEMBERS = 4  # members re-run on the CPU in float64 as the reference
+DEVICE_TOL = 1e-10  # float64 on the device vs the CPU: FFT round-off only (~1e-15 per step)
+
+
+def _ks_rows(members: int, dtype: str, steps: int, value, diff, goals: bool, reason: str = "") -> list[dict]:
+    rate_goal = f">= {GOAL_MEMBER_STEPS:.0e}" if goals else None
+    diff_goal = f"<= {DEVICE_TOL:g}" if dtype == "float64" else None  # float32 round-off is ~1e-6: reported only
+    return [
+        {"measure": f"ETDRK4 {members:,} members {dtype}", "value": value,
+         "unit": reason or "member-steps/s", "goal": rate_goal,
+         "met": None if value is None or not goals else value >= GOAL_MEMBER_STEPS},
+        {"measure": f"ETDRK4 {members:,} members {dtype} vs CPU", "value": diff,
+         "unit": reason or (f"max |du|, {CPU_MEMBERS} members, {steps} steps" if diff is not None
+                            else "not finite: the run blew up"), "goal": diff_goal,
+         "met": None if diff is None or diff_goal is None else diff <= DEVICE_TOL},
+    ]  # fmt: skip
+
+
+def _time_etdrk4(states: np.ndarray, dtype: torch.dtype, steps: int, repeats: int, device: str):
+    """(best wall time of `repeats` runs of `steps` steps, the first CPU_MEMBERS final states)."""
+    solver = ETDRK4(KSEquation(), KSGrid(L, N), H, device=device, dtype=dtype)
+    batch = torch.as_tensor(states, device=device).to(dtype)
+    solver.run(batch, 1)  # warm-up: FFT plans, allocator
+    seconds, out = _best_time(lambda: solver.run(batch, steps), repeats, device)
+    return seconds, out[:CPU_MEMBERS].to(torch.float64).cpu().numpy()
+
+
+def gpu_stage(device: str = "cuda", quick: bool = False, budget_s: float = 60.0, seed: int = 0) -> dict:
+    """The KS stage of `workbench bench gpu`: batched ETDRK4 throughput and agreement with the CPU,
+    then an EnKF analysis, within `budget_s` seconds (a size that would not fit is skipped, with
+    its reason in the row)."""
+    start = time.monotonic()
+    deadline = start + 0.9 * budget_s - 1.0  # leave time to write the result and release the device
+    on_gpu = str(device).startswith("cuda")
+    # 200 steps (t = 0.2) are ≥ 0.1 s per run at 10,240 members even at 1e7 member-steps/s, long
+    # enough to time, and short enough that three runs of four configurations fit in ~40 s.
+    sizes, steps, repeats = ((64,), 10, 3) if quick else ((1024, 10240), 200, 3)
+    goals = not quick  # the goal is stated for N = 1,024 at 1,024 and 10,240 members
+    states = _perturbed_states(max(sizes), seed)  # the first rows are the same for every size
+
+    # The reference: the same solver on the CPU in float64, for the first CPU_MEMBERS members.
+    reference = ETDRK4(KSEquation(), KSGrid(L, N), H, device="cpu").run(states[:CPU_MEMBERS], steps).numpy()
+
+    rows, runs, rate_seen = [], [], None
+    for members in sizes:
+        for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
+            left = deadline - time.monotonic()
+            # Cost of warm-up + repeats, estimated from the rate already measured (larger batches
+            # are at least as fast per member-step on a GPU, so this is an upper bound there).
+            need = (1 + repeats) * members * steps / rate_seen + 1.0 if rate_seen else 0.0
+            if need > left:
+                reason = f"skipped: needs ~{need:.0f} s, {max(left, 0):.0f} s left"
+                rows += _ks_rows(members, name, steps, None, None, goals, reason)
+                runs.append({"members": members, "dtype": name, "skipped": reason})
+                continue
+            try:
+                seconds, head = _time_etdrk4(states[:members], dtype, steps, repeats, device)
+            except torch.cuda.OutOfMemoryError as error:
+                reason = f"out of memory: {str(error).splitlines()[0][:120]}"
+                rows += _ks_rows(members, name, steps, None, None, goals, reason)
+                runs.append({"members": members, "dtype": name, "skipped": reason})
+                torch.cuda.empty_cache()
+                continue
+            rate = members * steps / seconds
+            rate_seen = min(rate_seen or rate, rate)
+            diff = float(np.max(np.abs(head - reference)))
+            diff = diff if np.isfinite(diff) else None  # a blown-up run: no number (the result is strict JSON)
+            rows += _ks_rows(members, name, steps, rate, diff, goals)
+            runs.append({"members": members, "dtype": name, "steps": steps, "best_s": seconds,
+                         "member_steps_per_s": rate, "max_abs_diff_cpu": diff})  # fmt: skip
+
+    # EnKF (Evensen 1994; the stochastic analysis with perturbed observations of Burgers, van
+    # Leeuwen & Evensen 1998) at MEDIDA's 10·n members; auto picks the state-space form for m ≥ n.
+    m = 256 if quick else 10240
+    left = deadline - time.monotonic()
+    enkf = None
+    if left < (2.0 if quick else 5.0):
+        reason = f"skipped: {max(left, 0):.0f} s left"
+        rows.append(
+            {"measure": f"EnKF analysis {m:,} members", "value": None, "unit": reason, "goal": None, "met": None}
+        )
+    else:
+        try:
+            enkf = bench_enkf(device=device, seed=seed, sizes=(m,))
+            r = enkf["runs"][0]
+            rows += [
+                {"measure": f"EnKF analysis {m:,} members", "value": r["auto_s"],
+                 "unit": f"s per analysis ({r['form']} form)", "goal": None, "met": None},
+                {"measure": "EnKF mean vs explicit K = B(B+R)^-1", "value": r["max_abs_mean_diff"],
+                 "unit": "max |d mean|", "goal": f"< {MEAN_TOL:g}", "met": bool(r["agree"])},
+            ]  # fmt: skip
+        except torch.cuda.OutOfMemoryError as error:
+            reason = f"out of memory: {str(error).splitlines()[0][:120]}"
+            rows.append(
+                {"measure": f"EnKF analysis {m:,} members", "value": None, "unit": reason, "goal": None, "met": None}
+            )
+    details = {
+        "device": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "N": N,
+        "L": L,
+        "h": H,
+        "steps": steps,
+        "repeats": repeats,
+        "cpu_reference": f"operators.ks.ETDRK4 on the CPU, float64, members 0-{CPU_MEMBERS - 1}",
+        "etdrk4": runs,
+        "enkf": enkf,
+        "seconds": time.monotonic() - start,
+    }
+    return {"rows": rows, "details": details, "skipped": None}
+
+
+__all__ = ["bench_enkf", "bench_etdrk4", "format_result", "gpu_stage", "run"]
