@@ -160,4 +160,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    # Idle OpenMP threads sleep instead of spinning, so a stage's CPU-side work (data generation,
+    # the CPU reference) does not compete with torch's own threads for the cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(_stage_main(*sys.argv[1:]))
