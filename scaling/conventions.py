@@ -151,6 +151,9 @@ def _positive(name: str, value) -> np.ndarray:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number or an array of numbers, got {value!r}") from None
-    if not np.all(np.isfinite(array) & (array > 0)):
-        raise InputError(f"{name} must be finite and > 0, got {value!r}")
+    bad = np.flatnonzero(~(np.isfinite(array) & (array > 0)))
+    if bad.size:
+        # The number as written (-0.0), not a numpy repr; for an array, which entry.
+        where = "" if array.ndim == 0 else f" (entry {bad[0] + 1} of {array.size})"
+        raise InputError(f"{name} must be finite and > 0, got {float(array.ravel()[bad[0]])!r}{where}")
     return array

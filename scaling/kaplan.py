@@ -64,10 +64,10 @@ def huber_log_objective(
     return in_blocks(objective, log_loss.numel())
 
 
-def best_start(objective: Objective, starts, *, max_iter: int = 1000) -> tuple[np.ndarray, float, bool]:
+def best_start(objective: Objective, starts, *, max_iter: int = 1000, progress=None) -> tuple[np.ndarray, float, bool]:
     """Run L-BFGS from every start as one batch; return (x, objective, converged) of the best."""
     x0 = torch.as_tensor(np.asarray(starts, float), dtype=torch.float64)
-    result = minimize_batched(objective, x0, max_iter=max_iter)
+    result = minimize_batched(objective, x0, max_iter=max_iter, progress=progress)
     f = result.f.numpy()
     finite = np.isfinite(f) & np.all(np.isfinite(result.x.numpy()), 1)
     if not finite.any():
@@ -76,20 +76,24 @@ def best_start(objective: Objective, starts, *, max_iter: int = 1000) -> tuple[n
     return result.x[best].numpy().copy(), float(f[best]), bool(result.success[best])
 
 
-def multistart(build: Callable[[np.ndarray | None], Objective], starts, n_runs: int, *, max_iter: int = 1000):
+def multistart(
+    build: Callable[[np.ndarray | None], Objective], starts, n_runs: int, *, max_iter: int = 1000, progress=None
+):
     """`best_start` over all runs, from the starts that do best on a subsample when the table is long.
 
     `build(indices)` returns the objective on those runs (None: all of them). Returns
     (x, objective, converged, problems) of the best, with `scaling.identify`'s verdict on it.
+    `progress(done)` counts the starts that have stopped, in the screen and then the refinement.
     """
     subsample = screen_rows(n_runs)
     if subsample is not None:
-        screened = minimize_batched(build(subsample), torch.as_tensor(np.asarray(starts, float)), max_iter=max_iter)
+        x0 = torch.as_tensor(np.asarray(starts, float))
+        screened = minimize_batched(build(subsample), x0, max_iter=max_iter, progress=progress)
         f = screened.f.numpy()
         f = np.where(np.isfinite(f) & np.all(np.isfinite(screened.x.numpy()), 1), f, np.inf)
         starts = screened.x[np.argsort(f, kind="stable")[:REFINE_STARTS]].numpy()
     objective = build(None)
-    x, f, converged = best_start(objective, starts, max_iter=max_iter)
+    x, f, converged = best_start(objective, starts, max_iter=max_iter, progress=progress)
     flat = identify.flatness_problem(identify.hessian_eigenvalues(objective, torch.as_tensor(x)))
     return x, f, converged, (flat,) if flat else ()
 
@@ -151,25 +155,25 @@ def envelope_by(values, loss) -> tuple[np.ndarray, np.ndarray]:
     return distinct, lowest
 
 
-def fit_kaplan_N(N, loss, *, frontier: bool = True, delta: float = HUBER_DELTA) -> KaplanFit:
+def fit_kaplan_N(N, loss, *, frontier: bool = True, delta: float = HUBER_DELTA, progress=None) -> KaplanFit:
     """Fit L(N) = (N_c/N)^alpha_N (Eq. 1.1) as log L = alpha_N·(log N_c - log N).
 
     With `frontier=True` (default) only the lowest loss per distinct N is fitted (`envelope_by`):
     Eq. 1.1 describes converged, data-unlimited models. Pass False when `loss` already is that.
     """
-    return _fit_single("N", N, loss, frontier=frontier, delta=delta)
+    return _fit_single("N", N, loss, frontier=frontier, delta=delta, progress=progress)
 
 
-def fit_kaplan_D(D, loss, *, frontier: bool = True, delta: float = HUBER_DELTA) -> KaplanFit:
+def fit_kaplan_D(D, loss, *, frontier: bool = True, delta: float = HUBER_DELTA, progress=None) -> KaplanFit:
     """Fit L(D) = (D_c/D)^alpha_D (Eq. 1.2) as log L = alpha_D·(log D_c - log D).
 
     Eq. 1.2 describes large models early-stopped after D tokens, so `frontier=True` (default)
     keeps the lowest loss per distinct D, as in `fit_kaplan_N`.
     """
-    return _fit_single("D", D, loss, frontier=frontier, delta=delta)
+    return _fit_single("D", D, loss, frontier=frontier, delta=delta, progress=progress)
 
 
-def _fit_single(form: str, values, loss, *, frontier: bool, delta: float) -> KaplanFit:
+def _fit_single(form: str, values, loss, *, frontier: bool, delta: float, progress=None) -> KaplanFit:
     values, loss = _checked({form: values, "loss": loss}, n_params=2)
     identify.check_loss_varies(loss)
     if frontier:
@@ -184,7 +188,7 @@ def _fit_single(form: str, values, loss, *, frontier: bool, delta: float) -> Kap
         return huber_log_objective(lambda x: x[:, 1:2] * (x[:, 0:1] - lv), lo, delta=delta)
 
     starts = list(itertools.product(LOG_SCALE_STARTS, EXPONENT_STARTS))
-    x, f, converged, problems = multistart(build, starts, values.size)
+    x, f, converged, problems = multistart(build, starts, values.size, progress=progress)
     scale, exponent = float(np.exp(x[0])), float(x[1])
     pair = {"N_c": scale, "alpha_N": exponent} if form == "N" else {"D_c": scale, "alpha_D": exponent}
     constants = {"N_c": np.nan, "alpha_N": np.nan, "D_c": np.nan, "alpha_D": np.nan} | pair
@@ -201,7 +205,7 @@ def _fit_single(form: str, values, loss, *, frontier: bool, delta: float) -> Kap
     )
 
 
-def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA) -> KaplanFit:
+def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA, progress=None) -> KaplanFit:
     """Fit L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Eq. 1.5).
 
     Free parameters (log N_c, log D_c, alpha_N, alpha_D); in log space the form is
@@ -223,7 +227,7 @@ def fit_kaplan_ND(N, D, loss, *, delta: float = HUBER_DELTA) -> KaplanFit:
         return huber_log_objective(log_predict, lo, delta=delta)
 
     starts = list(itertools.product(LOG_SCALE_STARTS, LOG_SCALE_STARTS, EXPONENT_STARTS, EXPONENT_STARTS))
-    x, f, converged, problems = multistart(build, starts, N.size)
+    x, f, converged, problems = multistart(build, starts, N.size, progress=progress)
     constants = {"N_c": float(np.exp(x[0])), "alpha_N": float(x[2]), "D_c": float(np.exp(x[1])), "alpha_D": float(x[3])}
     return KaplanFit(
         form="ND",

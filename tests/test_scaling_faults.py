@@ -336,6 +336,15 @@ def test_numbers_in_messages_are_plain(tmp_path):
     assert "value -0.0 must be > 0" in str(info.value) and "np." not in str(info.value)
 
 
+def test_model_shape_numbers_in_messages_are_plain():
+    from scaling.conventions import param_count
+
+    with pytest.raises(InputError, match=r"width must be finite and > 0, got -0.0$"):
+        param_count("standard", width=np.float64(-0.0), depth=2, vocab=100)
+    with pytest.raises(InputError, match=r"got -1.0 \(entry 2 of 2\)"):
+        param_count("standard", width=np.array([64.0, -1.0]), depth=2, vocab=100)
+
+
 def test_column_names_are_shown_as_given(tmp_path, capsys):
     path = tmp_path / "runs.csv"
     path.write_text("N, D,loss\n1e8,1e9,3.0\n")

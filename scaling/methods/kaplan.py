@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from scaling.methods.base import progress_bar
+
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
@@ -36,11 +38,12 @@ def fit(runs: pd.DataFrame, args: argparse.Namespace) -> KaplanFit:
     from scaling.kaplan import fit_kaplan_D, fit_kaplan_N, fit_kaplan_ND
 
     N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
-    if args.form == "ND":
-        return fit_kaplan_ND(N, D, loss)
-    if args.form == "N":
-        return fit_kaplan_N(N, loss, frontier=True)
-    return fit_kaplan_D(D, loss)
+    with progress_bar(None, "starts") as bar:
+        if args.form == "ND":
+            return fit_kaplan_ND(N, D, loss, progress=bar)
+        if args.form == "N":
+            return fit_kaplan_N(N, loss, frontier=True, progress=bar)
+        return fit_kaplan_D(D, loss, progress=bar)
 
 
 def payload(fit: KaplanFit, args: argparse.Namespace) -> dict:

@@ -152,6 +152,7 @@ def dataset(result, args: argparse.Namespace) -> xr.Dataset:
             "n_starts": result.n_starts,
             "n_at_optimum": result.n_at_optimum,
             "converged": int(result.converged),
+            "identified": int(result.identified),
             "tie": int(result.tie),
         },
     )
