@@ -214,10 +214,20 @@ def _akima_optimum(x_sorted, losses, noise, replicates, rng):
         "log_std": log_std,
         "stable": draws.size >= replicates // 2,
         "grid": grid,
-        "curve": np.exp(curve),
+        "curve": _plot_curve(curve),
         "loss_star": loss_star,
         "point": grid[idx],
+        "loss": float(np.exp(curve[idx])),
     }
+
+
+def _plot_curve(log_curve: np.ndarray) -> np.ndarray:
+    """The interpolant as losses, for figures. Between two sizes a hair apart (digitised data) the
+    spline's slopes explode and its log loss can pass exp's range: those points are left out (NaN,
+    a gap in the plot) instead of overflowing; the minimum is taken on the log curve, never here."""
+    with np.errstate(over="ignore"):
+        curve = np.exp(log_curve)
+    return np.where(np.isfinite(curve), curve, np.nan)
 
 
 def _parabola_optimum(x_sorted, losses):
@@ -308,7 +318,7 @@ def isoflop_optima(
             loss_star = float(np.median(opt_N["loss_star"]))
         else:
             N_star, D_star = opt_N["point"], opt_D["point"]
-            loss_star = float(opt_N["curve"].min())
+            loss_star = opt_N["loss"]
         optima.append(
             BudgetOptimum(
                 status="ok",

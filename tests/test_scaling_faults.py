@@ -340,6 +340,19 @@ def test_200k_run_table_fits_with_finite_results():
     assert kaplan.converged and all(np.isfinite([kaplan.N_c, kaplan.alpha_N, kaplan.D_c, kaplan.alpha_D]))
 
 
+def test_isoflop_on_digitised_sizes_does_not_overflow(epoch_runs):
+    """Epoch's digitised sizes include near-duplicates, where the Akima curve's log loss leaves exp's
+    range: the figure's curve gets a gap there, and no overflow warning reaches the user."""
+    import warnings
+
+    from scaling.isoflop import fit_isoflop, isoflop_optima
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_isoflop(isoflop_optima(epoch_runs, replicates=20))
+    assert np.isfinite(fit.a) and all(np.isfinite(o.loss_star) for o in fit.used)
+
+
 # ------------------------------------------------------------------------------------ messages
 
 
