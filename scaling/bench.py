@@ -228,3 +228,44 @@ def format_result(r: dict) -> str:
             f"true constants (relative difference {long_table['objective_excess']:.1e})",
         ]
     return "\n".join(lines)
+
+
+def gpu_stage(device: str = "cuda", quick: bool = False, budget_s: float = 60.0) -> dict:
+    """`workbench bench gpu`'s scaling stage: the batched Approach-3 fit and bootstrap on `device`
+    beside the same batched code on the CPU (recorded only: 240 runs are a small problem)."""
+    N, D, loss, source = _data()
+    starts = hoffmann_grid()
+    n_boot = 1000
+    if quick:
+        starts, n_boot = starts[::30], 50
+    deadline = time.monotonic() + budget_s
+    timings, fits = {}, {}
+    for where in dict.fromkeys([device, "cpu"]):
+        if time.monotonic() > deadline:
+            break
+        fit_parametric(N, D, loss, starts=starts[:8], device=where)  # warm-up: context, kernel caches
+        t0 = time.perf_counter()
+        fits[where] = fit_parametric(N, D, loss, starts=starts, device=where)
+        t1 = time.perf_counter()
+        bootstrap_parametric(N, D, loss, fits[where], n_boot=n_boot, seed=42, device=where)
+        timings[where] = (t1 - t0, time.perf_counter() - t1)
+    rows = []
+    for where, (fit_s, boot_s) in timings.items():
+        rows.append({"measure": f"Approach 3 fit, {len(starts)} starts ({where})", "value": fit_s, "unit": "s",
+                     "goal": None, "met": None})  # fmt: skip
+        rows.append({"measure": f"bootstrap, {n_boot} replicates ({where})", "value": boot_s, "unit": "s",
+                     "goal": None, "met": None})  # fmt: skip
+    if device in fits and "cpu" in fits and device != "cpu":
+        rel = abs(fits[device].objective - fits["cpu"].objective) / abs(fits["cpu"].objective)
+        rows.append({"measure": f"objective {device} vs cpu", "value": rel, "unit": "relative difference",
+                     "goal": f"<= {SAME_OPTIMUM_RTOL:g}", "met": bool(rel <= SAME_OPTIMUM_RTOL)})  # fmt: skip
+    return {
+        "rows": rows,
+        "details": {
+            "data": source,
+            "n_starts": int(len(starts)),
+            "n_bootstrap": n_boot,
+            "objective": {k: float(v.objective) for k, v in fits.items()},
+        },  # fmt: skip
+        "skipped": None if rows else "time budget spent before the first fit",
+    }
