@@ -53,10 +53,17 @@ def write_config(base: Path, experiment: str) -> Path:
     return path
 
 
+def with_ctrl_c() -> None:
+    """SIGINT as a terminal leaves it. A shell without job control starts background commands (a
+    CI runner's, say) with SIGINT ignored, and that would pass on to the command under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args: str, **kwargs) -> subprocess.Popen:
     """`workbench ...` in its own process group, as a terminal would start it."""
     return subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=with_ctrl_c,
+                            **kwargs)  # fmt: skip
 
 
 def final_results(sweep_dir: Path) -> dict[str, tuple]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_clean_error, run_cli
+from tests.test_faults import with_ctrl_c
 from tests.test_jobs import write_config
 from workbench.errors import InputError
 
@@ -197,7 +198,8 @@ def test_ctrl_c_in_a_debug_sweep_exits_130_and_records_every_member(tmp_path):
     config = write_config(tmp_path, "int", steps=4000)
     command = [sys.executable, "-m", "workbench.cli", "jobs", "sweep", str(config), "--executor", "debug",
                "--grid", "model.lr=1e-2,3e-2", "--set", "train.checkpoint_every=50"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=with_ctrl_c)  # fmt: skip
     ckpt = tmp_path / "runs" / "int" / "000_lr=0.01" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not ckpt.exists() and time.monotonic() < deadline:
