@@ -70,6 +70,37 @@ def test_isoflop_json_keys_on_bundled_dataset(tmp_path):
 
 
 @pytest.mark.slow
+def test_isoflop_fits_every_bundled_porian_experiment_with_its_draws(tmp_path):
+    """All 15 Porian experiments fit and write their bootstrap draws. The N and D bootstraps are
+    separate noise draws trimmed to their own fewest-valid counts (Porian et al. 2024, App. B), so
+    the a and b draws differ in length (they did on 6 experiments at the default 1000 replicates,
+    which crashed --out); each keeps its own count."""
+    from scaling.datasets import load_dataset
+
+    experiments = [
+        (name, experiment, str(rows["flop_count"].iloc[0]))
+        for name in ("porian-rw", "porian-owt2")
+        for experiment, rows in load_dataset(name).groupby("experiment")
+    ]
+    assert len(experiments) == 15
+    unequal = 0
+    for name, experiment, convention in experiments:
+        out = tmp_path / f"{name}-{experiment}.nc"
+        where = f"experiment={experiment}"
+        result = run_cli("scaling", "fit", "--dataset", name, "--where", where, "--method", "isoflop", "--convention",
+                         convention, "--replicates", "1000", "--json", "--out", str(out))  # fmt: skip
+        assert result.returncode == 0, (name, experiment, result.stderr)
+        payload = json.loads(result.stdout)
+        assert np.all(np.isfinite([payload["a"], payload["b"], *payload["a_ci"], *payload["b_ci"]])), payload
+        ds = xr.open_dataset(out, engine="h5netcdf")
+        assert float(ds["a"]) == pytest.approx(payload["a"]) and float(ds["b"]) == pytest.approx(payload["b"])
+        assert ds.sizes["draw"] == payload["n_bootstrap"] > 500 and ds.sizes["draw_D"] > 500
+        assert np.all(np.isfinite(ds["a_draws"])) and np.all(np.isfinite(ds["b_draws"]))
+        unequal += ds.sizes["draw"] != ds.sizes["draw_D"]
+    assert unequal > 0  # the case that used to crash is exercised
+
+
+@pytest.mark.slow
 def test_reconcile_json_is_the_ladder(tmp_path):
     result = run_cli("scaling", "reconcile", "--dataset", "porian-rw", "--replicates", "200", "--json", "--out",
                      str(tmp_path / "ladder.nc"), "--plot", str(tmp_path / "ladder.png"))  # fmt: skip

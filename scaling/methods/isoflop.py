@@ -123,7 +123,8 @@ def _interval(bounds, spec: str) -> str:
 
 
 def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:
-    """Per-budget optima along dimension `C` (status says why a budget was refused), exponents as scalars."""
+    """Per-budget optima along dimension `C` (status says why a budget was refused), exponents as scalars,
+    and the bootstrap exponents: a along `draw`, b along `draw_D` (independent draws of different lengths)."""
     import xarray as xr
 
     fit = result.fit
@@ -148,8 +149,11 @@ def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:
         "D_coef": ((), fit.D_law.coef),
         "r2": ((), fit.N_law.r2),
         "N_star_at_5.88e23": ((), N_star),
-        "a_draws": (("draw",), fit.a_draws),
-        "b_draws": (("draw",), fit.b_draws),
+        # Steps 5-6 of Porian et al. 2024 (App. B): a is refitted on the N-bootstrap and b on the
+        # D-bootstrap, two separate noise draws, each keeping as many replicates as its fewest-valid
+        # budget. The two sets are not paired and their lengths differ, so each has its own dimension.
+        "a_draws": (("draw",), fit.a_draws, {"long_name": "a refitted on the i-th valid N* replicate per budget"}),
+        "b_draws": (("draw_D",), fit.b_draws, {"long_name": "b refitted on the i-th valid D* replicate per budget"}),
     }
     return xr.Dataset(
         data,
