@@ -3,6 +3,7 @@ and diffusers' scheduler code: no training."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -30,6 +31,54 @@ def test_beta_and_student_t_kernels_agree(N, D):
     if D > 4:  # the variance of ||n||² is infinite for D <= 4, so the mean has no standard error
         for draws in (a, b):
             assert abs(draws.mean() - theory) < 3 * draws.std() / math.sqrt(count)
+
+
+@pytest.mark.parametrize("N,D", [(2, 1.0), (64, 1.0), (2, 128.0), (64, 2048.0)])
+def test_radius_odds_have_the_law_of_the_beta_draw(N, D):
+    """R²/(σ²D) = B/(1 − B), B ~ Beta(N/2, D/2), is drawn as a ratio of Gamma draws: the same law
+    as the Beta-based draw (two-sample KS) and as the beta-prime(N/2, D/2) CDF (one-sample KS).
+    Seeds are fixed, so the p-values are fixed; 1e-3 would reject a correct sampler at 0.1 % of seeds,
+    and at 50,000 draws a side KS detects a CDF gap of about 0.012 at that level."""
+    count, sigma = 50_000, 1.0
+    odds = (pfgmpp.sample_kernel(np.full(count, sigma), N, D, np.random.default_rng(4)) ** 2).sum(1) / (sigma**2 * D)
+    b = np.random.default_rng(5).beta(N / 2, D / 2, count)
+    assert np.all(b < 1)  # no rounding to 1 in the reference sample at this seed
+    assert stats.ks_2samp(odds, b / (1 - b)).pvalue > 1e-3
+    assert stats.kstest(odds, stats.betaprime(N / 2, D / 2).cdf).pvalue > 1e-3
+
+
+class _RoundingExtremes:
+    """A seeded Generator whose radius draws sit at float64's rounding extreme for D = 1: every Beta
+    draw is exactly 1 (what numpy returns for about 6.5e-8 of Beta(32, 1/2) draws), and every Gamma(1/2)
+    draw is exactly 0 on the first call (numpy's uniform exactly 0) and 2^-106 after it (the smallest
+    positive Gamma(1/2) draw numpy makes: U² with U = 2^-53). Other draws come from the generator."""
+
+    def __init__(self, seed: int):
+        self._rng, self._gamma_calls = np.random.default_rng(seed), 0
+
+    def __getattr__(self, name):
+        return getattr(self._rng, name)
+
+    def beta(self, a, b, size=None):
+        return np.ones(size)
+
+    def standard_gamma(self, shape, size=None):
+        if shape != 0.5:
+            return self._rng.standard_gamma(shape, size)
+        self._gamma_calls += 1
+        return np.full(size, 0.0 if self._gamma_calls == 1 else 2.0**-106)
+
+
+def test_training_noise_at_D_1_is_finite_at_the_rounding_extreme():
+    """Xu et al. 2023's kernel at D = 1 (N = 64, the digits): the radius r·sqrt(B/(1 − B)) is finite
+    however close to 1 the Beta variable falls; forming B = 1 first made it infinite."""
+    from workbench.generative.losses import pfgmpp_noise
+
+    sigma, noise = pfgmpp_noise(_RoundingExtremes(6), 4096, 64, 1.0)
+    radius = np.linalg.norm(noise, axis=1)
+    assert np.all(np.isfinite(noise)) and np.all(np.isfinite(radius)) and np.all(radius > 0)
+    # G(32)/2^-106 under the square root: radii of order σ·2^55, far out in the tail but finite
+    assert np.all(radius / sigma > 2.0**50)
 
 
 def test_kernel_radius_matches_its_density():
@@ -137,6 +186,33 @@ def test_timestep_spacings_match_diffusers():
         assert schedules.timesteps("trailing", 1000, s)[0] == 999
     with pytest.raises(InputError, match="unknown timestep spacing 'middle'"):
         schedules.timesteps("middle", 1000, 10)
+
+
+def test_trailing_timesteps_for_every_step_count_match_diffusers_where_it_is_valid():
+    """Trailing spacing (Lin et al. 2024, Table 2) for T = 1000 and every S = 1..T: S strictly decreasing
+    timesteps in [0, T−1] starting at T−1, equal to diffusers' DDIM formula wherever that formula gives S
+    values, all >= 0. Its float arange gives S + 1 values ending in −1 for some S (61 is the first)."""
+    T = 1000
+    overshoots = 0
+    for S in range(1, T + 1):
+        steps = schedules.timesteps("trailing", T, S)
+        assert len(steps) == S and steps[0] == T - 1 and steps[-1] >= 0, S
+        assert np.all(np.diff(steps) < 0), S
+        diffusers = np.round(np.arange(T, 0, -T / S)).astype(np.int64) - 1
+        if len(diffusers) == S and diffusers.min() >= 0:
+            np.testing.assert_array_equal(steps, diffusers, err_msg=f"S = {S}")
+        else:
+            overshoots += 1
+            np.testing.assert_array_equal(steps, diffusers[:S], err_msg=f"S = {S}")  # the same spacing, cut at S
+    assert overshoots == 62  # the cases the formula itself gets wrong are exercised
+
+    from tests.conftest import run_cli
+
+    result = run_cli("diffusion", "timesteps", "--spacing", "trailing", "--train-steps", "1000", "--steps", "61",
+                     "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    timesteps = json.loads(result.stdout)["timesteps"]
+    assert len(timesteps) == 61 and timesteps[0] == 999 and timesteps[-1] == 15  # round(1000/61) − 1
 
 
 def test_prediction_conversions_are_exact_inverses():

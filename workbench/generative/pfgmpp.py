@@ -61,7 +61,9 @@ def sample_kernel(
 ) -> np.ndarray:
     """Noise n ~ p_r(· | 0) with r = σ√D for each σ in `sigma` (shape (B,)) → (B, N).
 
-    ``beta`` (the reference's `training/loss.py`): B ~ Beta(N/2, D/2), R = r·sqrt(B/(1 − B)), n = R·g/||g||.
+    ``beta`` (the reference's `training/loss.py`): B ~ Beta(N/2, D/2), R = r·sqrt(B/(1 − B)), n = R·g/||g||,
+    with B/(1 − B) drawn as the ratio of independent Gamma(N/2) and Gamma(D/2) draws (beta-prime), the
+    same law without rounding B to 1 (see `_beta_prime`).
     ``clip`` > 0 clips B to [clip, 1 − clip] as the image code does (1e-3); off by default because
     on low-dimensional data it distorts the kernel (N = 2, D = 128: 6 % of draws clipped).
     ``student_t``: n = σ·z / sqrt(χ²_D / D), the same law.
@@ -82,11 +84,27 @@ def sample_kernel(
         z = rng.standard_normal((count, N))
         chi2 = rng.chisquare(D, count)
         return (sigma / np.sqrt(chi2 / D))[:, None] * z
-    b = rng.beta(N / 2.0, D / 2.0, count)
-    if clip > 0:
-        b = np.clip(b, clip, 1.0 - clip)
-    radius = sigma * math.sqrt(D) * np.sqrt(b / (1.0 - b))
+    odds = _beta_prime(rng, N / 2.0, D / 2.0, count)  # B/(1 − B)
+    if clip > 0:  # B in [clip, 1 − clip]  <=>  B/(1 − B) in [clip/(1 − clip), (1 − clip)/clip]
+        odds = np.clip(odds, clip / (1.0 - clip), (1.0 - clip) / clip)
+    radius = sigma * math.sqrt(D) * np.sqrt(odds)
     return radius[:, None] * _directions(rng, count, N)
+
+
+def _beta_prime(rng: np.random.Generator, a: float, b: float, count: int) -> np.ndarray:
+    """B/(1 − B) for B ~ Beta(a, b), drawn as G_a/G_b with independent G_a ~ Gamma(a), G_b ~ Gamma(b)
+    (B = G_a/(G_a + G_b), so B/(1 − B) = G_a/G_b: the beta-prime law of the PFGM++ radius, Xu et al.
+    2023, the perturbation kernel). Forming B first rounds G_a + G_b to G_a when G_b is below G_a's
+    last place: B = 1 exactly and an infinite radius, about 6e-8 of Beta(32, 1/2) draws (N = 64, D = 1).
+    A G_b of exactly 0 is a rounding too (numpy's uniform was exactly 0, probability 2^-53; or, for
+    b far below 1, a power of a small uniform underflowed), not a draw of the continuous law: it is
+    drawn again."""
+    numerator = rng.standard_gamma(a, count)
+    denominator = rng.standard_gamma(b, count)
+    while not np.all(denominator > 0):
+        zero = ~(denominator > 0)
+        denominator[zero] = rng.standard_gamma(b, int(zero.sum()))
+    return numerator / denominator
 
 
 def prior(

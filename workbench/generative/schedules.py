@@ -102,7 +102,7 @@ def timesteps(spacing: str, train_steps: int, sample_steps: int, steps_offset: i
     - ``linspace``: round(linspace(0, T−1, S)) reversed → T=1000, S=10: 999, 888, ..., 111, 0;
     - ``leading``: arange(S)·(T//S) + steps_offset reversed → 900, ..., 0 (offset 1: 901, ..., 1);
       never starts at T−1, which is one of Lin et al.'s flaws;
-    - ``trailing``: round(arange(T, 0, −T/S)) − 1 → 999, 899, ..., 99 (always starts at T−1).
+    - ``trailing``: the first S of round(arange(T, 0, −T/S)) − 1 → 999, 899, ..., 99 (always starts at T−1).
     """
     if spacing not in SPACINGS:
         raise InputError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
@@ -120,7 +120,10 @@ def timesteps(spacing: str, train_steps: int, sample_steps: int, steps_offset: i
     elif spacing == "leading":
         steps = (np.arange(sample_steps) * (train_steps // sample_steps))[::-1] + steps_offset
     else:
-        steps = np.round(np.arange(train_steps, 0, -train_steps / sample_steps)) - 1
+        # diffusers' own float arithmetic, so that every value matches its DDIM `set_timesteps`. Its
+        # float arange can overshoot by one element (T/(T/S) rounds above S; 62 of S = 1..1000 at
+        # T = 1000), a last value near 0 that becomes −1; the first S values are T/S apart from T.
+        steps = np.round(np.arange(train_steps, 0, -train_steps / sample_steps))[:sample_steps] - 1
     steps = steps.astype(np.int64)
     if steps.min() < 0 or steps.max() > train_steps - 1:
         raise InputError(f"steps_offset = {steps_offset} puts timesteps outside 0..{train_steps - 1}")
