@@ -1,5 +1,6 @@
 """The order of a table's rows changes no result: every method of `workbench scaling fit` gives the
-same payload, to the last bit, on shuffles of Epoch's Chinchilla table.
+same payload, to the last bit, on shuffles of Epoch's Chinchilla table (when the shared data folder
+holds it: it is not bundled) and of a bundled table (Porian et al.'s RefinedWeb cosine-decay runs).
 
 Floating-point sums are not associative, so without a canonical order a shuffle moves the
 parametric and Kaplan fits in the 9th digit and changes how many starts count as reaching the
@@ -30,36 +31,54 @@ ARGS = {
 }
 
 
+TABLES = {"epoch": "chinchilla", "porian-rw-cosine": "standard"}  # table -> its parameter-count convention
+
+
+@pytest.fixture(scope="module", params=list(TABLES))
+def table(request):
+    """(name, convention, runs) of each table the shuffles are taken from."""
+    if request.param == "epoch":
+        runs = request.getfixturevalue("epoch_runs")
+    else:
+        from scaling.datasets import load_dataset
+
+        porian = load_dataset("porian-rw")
+        runs = porian[porian["experiment"] == "cosine_decay"][["N", "D", "loss", "C"]].reset_index(drop=True)
+    return request.param, TABLES[request.param], runs
+
+
 @pytest.fixture(scope="module")
-def shuffled_tables(epoch_runs):
+def shuffled_tables(table):
+    runs = table[2]
     rng = np.random.default_rng(14)
-    return [epoch_runs.iloc[rng.permutation(len(epoch_runs))].reset_index(drop=True) for _ in range(N_SHUFFLES)]
+    return [runs.iloc[rng.permutation(len(runs))].reset_index(drop=True) for _ in range(N_SHUFFLES)]
 
 
-def _payload(name: str, table) -> str:
+def _payload(name: str, runs, table_name: str, convention: str) -> str:
     method = METHODS[name.split("-")[0]]
-    args = argparse.Namespace(convention="chinchilla", target_compute=CHINCHILLA_BUDGET, **ARGS[name])
-    runs = load_runs(table, convention="chinchilla", name="epoch")
+    args = argparse.Namespace(convention=convention, target_compute=CHINCHILLA_BUDGET, **ARGS[name])
+    runs = load_runs(runs, convention=convention, name=table_name)
     return json.dumps(method.payload(method.fit(runs, args), args), sort_keys=True, default=float)
 
 
-def _assert_same_on_shuffles(name, epoch_runs, shuffled_tables):
-    reference = _payload(name, epoch_runs)
-    for i, table in enumerate(shuffled_tables):
-        assert _payload(name, table) == reference, f"{name}: shuffle {i} changed the result"
+def _assert_same_on_shuffles(name, table, shuffled_tables):
+    table_name, convention, runs = table
+    reference = _payload(name, runs, table_name, convention)
+    for i, shuffled in enumerate(shuffled_tables):
+        assert _payload(name, shuffled, table_name, convention) == reference, f"{name}: shuffle {i} changed the result"
 
 
 @pytest.mark.parametrize("name", ["isoflop", "envelope"])
-def test_fit_is_bit_identical_on_shuffled_rows(name, epoch_runs, shuffled_tables):
-    _assert_same_on_shuffles(name, epoch_runs, shuffled_tables)
+def test_fit_is_bit_identical_on_shuffled_rows(name, table, shuffled_tables):
+    _assert_same_on_shuffles(name, table, shuffled_tables)
 
 
 # Six fits each: Kaplan's 256 starts take about 3 s per fit on 2 cores, Hoffmann's 4500 starts
 # and 20 bootstrap refits about 5 s.
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["parametric", "kaplan-ND", "kaplan-N", "kaplan-D"])
-def test_slow_fit_is_bit_identical_on_shuffled_rows(name, epoch_runs, shuffled_tables):
-    _assert_same_on_shuffles(name, epoch_runs, shuffled_tables)
+def test_slow_fit_is_bit_identical_on_shuffled_rows(name, table, shuffled_tables):
+    _assert_same_on_shuffles(name, table, shuffled_tables)
 
 
 @pytest.mark.slow
