@@ -9,9 +9,13 @@ library, 10 pairs, Δt = 5e-3, RVM threshold 1e2) are reproduced with the FD lib
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+import scaling.medida.pipeline as pipeline
+from operators.ks import KSGrid
 from scaling.medida.cases import CASES
 from scaling.medida.library import RegressionConfig, build_library, derivative_stack, sparse_regression
 from scaling.medida.pipeline import LibraryConfig, MedidaConfig, equations, run, true_error
@@ -167,6 +171,41 @@ def test_every_builtin_case_has_a_nonzero_true_error():
     assert len(CASES) == 24
     for name in CASES:
         assert true_error(*equations(MedidaConfig(case=name))), name
+
+
+def test_public_filter_observation_error_is_absolute_and_climatology_scales_with_the_state(monkeypatch):
+    # The public code (`experiments/KS/main.py`: sig_m = NOISE_MAG, R = sig_m²·I; `EnKF.py`: virtual
+    # observations w + N(0, sig_m²)) uses an absolute observation error: the std handed to the
+    # analysis (R = std², and the std of the observation perturbations) is NOISE_MAG, unchanged when
+    # the truth is scaled. The climatology filter keeps R = (noise·std(u))², which scales with it.
+    config = MedidaConfig(case="KS1", N=128, spinup=1.0, spacing=1.0, pairs=2, noise=0.01, ensemble=16)
+    truth, model = equations(config)
+    grid = KSGrid(config.L, config.N)
+    windows = pipeline.truth_windows(truth, config)
+    public_std, climatology_std = [], []
+    real_analysis, real_gain = pipeline.analysis, pipeline.kalman_gain
+
+    def spy_analysis(forecast, obs, obs_std, *args, **kwargs):
+        public_std.append(obs_std)
+        return real_analysis(forecast, obs, obs_std, *args, **kwargs)
+
+    def spy_gain(forecast, obs_std, *args, **kwargs):
+        climatology_std.append(obs_std)
+        return real_gain(forecast, obs_std, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "analysis", spy_analysis)
+    monkeypatch.setattr(pipeline, "kalman_gain", spy_gain)
+    for factor in (1.0, 3.0):
+        obs, sigma = pipeline.observe(factor * windows, config.noise, config.seed)
+        assert sigma == pytest.approx(factor * config.noise * np.std(windows), rel=1e-12)
+        public = dataclasses.replace(config, assimilation="public")
+        _, _, info = pipeline.one_step_error(obs, model, grid, public, sigma)
+        assert public_std[-2:] == [config.noise] * 2, (factor, sigma, public_std)
+        assert info["enkf_observation_std"] == config.noise
+        pipeline.one_step_error(obs, model, grid, config, sigma)
+        assert climatology_std[-1] == pytest.approx(sigma, rel=1e-12)
+    # One analysis per window and scale.
+    assert len(public_std) == 4
 
 
 # --- noisy observations -------------------------------------------------------------------------

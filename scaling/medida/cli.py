@@ -130,6 +130,9 @@ def _run(args) -> int:
         if config.noise > 0 and config.ensemble is not None
         else "no data assimilation"
     )
+    if da.startswith("EnKF") and config.assimilation == "public":
+        # The public code's filter: absolute observation error R = NOISE_MAG²·I (`experiments/KS/main.py`).
+        da += f" (public filter, R = {config.noise:g}²·I)"
     lam = ", ".join(_fmt(0.0 - model_rhs.get(t, 0.0)) for t in ("u*u_x", "u_xx", "u_xxxx"))
     extra = "".join(f" + {_fmt(-model_rhs[t])}·{t}" for t in ("u_xxx", "u^2*u_x") if t in model_rhs)
     lines = [

@@ -23,7 +23,8 @@ Pipeline of one run (`run(config)`):
    background ensemble drawn from the climatology estimated from the observations (gain ≈ 1
    where the state dominates the noise, ≈ 0 where the noise dominates); `assimilation: public`
    is the public code's filter (members around the observed u(t−Δt) with a white σ_b spread, one CNAB2 step,
-   one analysis at t), which keeps the noise and fails at 1 %.
+   one analysis at t, with the public code's absolute observation error R = `noise`²·I), which keeps
+   the noise and fails at 1 %.
 4. **Regression.** y ≈ Θ(u_a(t))·ξ over the 24-term library, sparse Bayesian (ARD) or STLSQ.
 
 The model error is reported as RHS terms, u_t(truth) − u_t(model) = Σ ξ_j·term_j, named like
@@ -114,6 +115,7 @@ class MedidaConfig:
     estimate: str = "one_step"  # one_step (CNAB2, the public protocol) or richardson
     model_substeps: int = 5  # ETDRK4 substeps per Δt of the model forecast (richardson)
     noise: float = 0.0  # observation noise std as a fraction of std(u)
+    # (assimilation: public also uses it, as the public code's NOISE_MAG, as the absolute std of R)
     ensemble: int | None = None  # EnKF members; None: no data assimilation
     inflation: float = 1.0
     localisation: float = 0.0  # Gaspari–Cohn half-width (length units); 0 = none
@@ -283,7 +285,7 @@ def one_step_error(
         enkf = EnKFConfig(config.ensemble, config.inflation, config.localisation, config.enkf_form)
         gen = torch.Generator().manual_seed(int(config.seed) * 1000 + 11)
         if config.assimilation == "public":
-            return _public_enkf(obs, model, grid, config, enkf, sigma_obs, gen)
+            return _public_enkf(obs, model, grid, config, enkf, gen)
         states, info = _climatology_enkf(obs, grid, config, enkf, sigma_obs, gen)
     return states[:, 2], _estimate(states, model, grid, config), info
 
@@ -307,12 +309,18 @@ def _estimate(states: np.ndarray, model: KSEquation, grid: KSGrid, config: Medid
     return ((now - cnab2_step(prev, prev2, model, grid, dt)) / dt).cpu().numpy()
 
 
-def _public_enkf(obs, model, grid, config, enkf, sigma_obs, gen):
+def _public_enkf(obs, model, grid, config, enkf, gen):
     """The public code's EnKF (`experiments/KS/EnKF.py`), but fed the noisy observation at t (the
     public code analyses the clean truth there): members = observed u(t−Δt) + N(0, σ_b²), one
     CNAB2 step each, one analysis at t. Its white background spread keeps the gain ≈ 1 at every
     wavenumber, so the analysis is the noisy observation and the library's derivatives amplify
-    the noise: it fails at 1 % noise."""
+    the noise: it fails at 1 % noise.
+
+    As in the public code (`experiments/KS/main.py`: sig_m = NOISE_MAG, R = sig_m²·I; `EnKF.py`:
+    virtual observations w + N(0, sig_m²)), the observation error is absolute: R = `noise`²·I and
+    the perturbed observations get noise of std `noise`, whatever the state's spread, while the
+    observations themselves carry noise of std `noise`·std(u) (from `observe`)."""
+    r_std = float(config.noise)
     dt = config.dt
     states, targets, spread = [], [], []
     for j in range(obs.shape[0]):
@@ -320,7 +328,7 @@ def _public_enkf(obs, model, grid, config, enkf, sigma_obs, gen):
         pert = config.sigma_b * torch.randn(enkf.members, grid.N, generator=gen, dtype=torch.float64)
         members = prev + pert.to(config.device)
         forecast = cnab2_step(members, prev2.expand_as(members), model, grid, dt)
-        post = analysis(forecast, now, sigma_obs, enkf, generator=gen, length=grid.L)
+        post = analysis(forecast, now, r_std, enkf, generator=gen, length=grid.L)
         u_a, u_f = post.mean(0), forecast.mean(0)
         states.append(u_a)
         targets.append((u_a - u_f) / dt)
@@ -328,7 +336,7 @@ def _public_enkf(obs, model, grid, config, enkf, sigma_obs, gen):
     return (
         torch.stack(states).cpu().numpy(),
         torch.stack(targets).cpu().numpy(),
-        {"analysis_spread": float(np.mean(spread))},
+        {"analysis_spread": float(np.mean(spread)), "enkf_observation_std": r_std},
     )
 
 
