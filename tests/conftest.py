@@ -48,6 +48,18 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+def one_line_error(capsys, *argv: str) -> str:
+    """`workbench ARGV` in this process: exit 2, one line on stderr and no traceback; that line."""
+    from workbench.cli import main
+
+    capsys.readouterr()
+    assert main(list(argv)) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and captured.out == "" and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
 def assert_clean_error(result, *fragments):
     """Exit 2, one line on stderr naming the problem, no traceback, nothing on stdout."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)

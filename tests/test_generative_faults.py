@@ -6,21 +6,11 @@ import mpmath
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
-from workbench.cli import main
+from tests.conftest import one_line_error, run_cli
 from workbench.config import from_dict
 from workbench.errors import ConfigError
 from workbench.generative import schedules
 from workbench.generative.config import DiffusionConfig
-
-
-def _one_line_error(capsys, *argv: str) -> str:
-    capsys.readouterr()
-    assert main(list(argv)) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and captured.out == "" and "Traceback" not in captured.err, captured.err
-    return lines[0]
 
 
 def _algorithm_1_in_high_precision(betas: np.ndarray) -> np.ndarray:
@@ -67,7 +57,7 @@ def test_schedule_steps_are_bounded_before_allocating(capsys, monkeypatch):
         raise AssertionError("a 10^8-step schedule was allocated")
 
     monkeypatch.setattr(schedules, "make_betas", no_work)
-    line = _one_line_error(capsys, "diffusion", "schedule", "--steps", "100000000")
+    line = one_line_error(capsys, "diffusion", "schedule", "--steps", "100000000")
     assert "--steps 100000000" in line and "1,000,000" in line
     with pytest.raises(ConfigError, match="train_timesteps"):
         from_dict(DiffusionConfig, {"train_timesteps": 10**8})
@@ -84,5 +74,5 @@ def test_schedule_steps_are_bounded_before_allocating(capsys, monkeypatch):
     ],
 )
 def test_timesteps_message_names_the_flag_that_is_wrong(capsys, flags, fragment):
-    line = _one_line_error(capsys, "diffusion", "timesteps", "--spacing", "trailing", *flags)
+    line = one_line_error(capsys, "diffusion", "timesteps", "--spacing", "trailing", *flags)
     assert line.startswith(f"workbench: error: {fragment}:"), line

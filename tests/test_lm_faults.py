@@ -4,19 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli import main
+from tests.conftest import one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "jobs" / "configs" / "lm_mup_tiny.yaml")
-
-
-def _one_line_error(capsys, *argv: str) -> str:
-    capsys.readouterr()
-    assert main(list(argv)) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and captured.out == "" and "Traceback" not in captured.err, captured.err
-    return lines[0]
 
 
 @pytest.fixture
@@ -35,7 +26,7 @@ def test_base_shapes_unwritable_out_exits_2_before_building(capsys, monkeypatch,
 
     monkeypatch.setattr(workbench.lm.model, "base_shapes", no_work)
     for out in (blocker / "base.bsh", Path("/proc/workbench-base.bsh")):
-        line = _one_line_error(capsys, "lm", "base-shapes", CONFIG, str(out))
+        line = one_line_error(capsys, "lm", "base-shapes", CONFIG, str(out))
         assert str(out) in line and "base-shape file" in line
 
 
@@ -48,12 +39,12 @@ def test_coord_check_unwritable_plot_exits_2_before_training(capsys, monkeypatch
     monkeypatch.setattr(workbench.lm.coord_check, "coord_data", no_work)
     quick = ["lm", "coord-check", "--widths", "16,32", "--variants", "mup", "--steps", "1", "--seeds", "1"]
     for plot in (blocker / "coord.png", Path("/proc/workbench-coord.png")):
-        line = _one_line_error(capsys, *quick, "--plot", str(plot))
+        line = one_line_error(capsys, *quick, "--plot", str(plot))
         assert str(plot) in line and "--plot" in line
     (tmp_path / "coord.png").mkdir()
-    assert "is a directory" in _one_line_error(capsys, *quick, "--plot", str(tmp_path / "coord.png"))
+    assert "is a directory" in one_line_error(capsys, *quick, "--plot", str(tmp_path / "coord.png"))
     # A format matplotlib cannot write would have failed at the end, after the training.
-    assert "unknown figure format '.xyz'" in _one_line_error(capsys, *quick, "--plot", str(tmp_path / "c.xyz"))
+    assert "unknown figure format '.xyz'" in one_line_error(capsys, *quick, "--plot", str(tmp_path / "c.xyz"))
 
 
 def test_transfer_unwritable_outputs_exit_2_before_training(capsys, monkeypatch, blocker):
@@ -64,5 +55,5 @@ def test_transfer_unwritable_outputs_exit_2_before_training(capsys, monkeypatch,
 
     monkeypatch.setattr(workbench.lm.transfer, "lr_sweep", no_work)
     quick = ["lm", "transfer", "--widths", "32,64", "--steps", "1"]
-    assert str(blocker) in _one_line_error(capsys, *quick, "--out", str(blocker / "sweep.nc"))
-    assert str(blocker) in _one_line_error(capsys, *quick, "--plot", str(blocker / "transfer.png"))
+    assert str(blocker) in one_line_error(capsys, *quick, "--out", str(blocker / "sweep.nc"))
+    assert str(blocker) in one_line_error(capsys, *quick, "--plot", str(blocker / "transfer.png"))

@@ -9,17 +9,8 @@ import math
 import pytest
 
 from scaling.medida.pipeline import MedidaConfig
-from workbench.cli import main
+from tests.conftest import one_line_error
 from workbench.errors import InputError
-
-
-def _one_line_error(capsys, *argv: str) -> str:
-    capsys.readouterr()
-    assert main(list(argv)) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and captured.out == "" and "Traceback" not in captured.err, captured.err
-    return lines[0]
 
 
 @pytest.fixture
@@ -43,7 +34,7 @@ def no_run(monkeypatch):
     ],
 )
 def test_run_names_a_non_finite_coefficient(capsys, no_run, setting, fragments):
-    line = _one_line_error(capsys, "medida", "run", "KS2", "--set", setting)
+    line = one_line_error(capsys, "medida", "run", "KS2", "--set", setting)
     for fragment in fragments:
         assert fragment in line, line
     assert "blew up" not in line
@@ -52,12 +43,12 @@ def test_run_names_a_non_finite_coefficient(capsys, no_run, setting, fragments):
 def test_config_file_and_sweep_with_a_nan_coefficient(capsys, no_run, tmp_path):
     config = tmp_path / "case.yaml"
     config.write_text("case: KS2\nlambda_model: [1.0, .nan, 1.0]\n")
-    line = _one_line_error(capsys, "medida", "run", str(config))
+    line = one_line_error(capsys, "medida", "run", str(config))
     assert "lambda_model[1]" in line and "u_xx term" in line and "NaN" in line
     sweep = tmp_path / "sweep.json"
     base = {"lambda_true": [1.0, math.nan, 1.0]}
     sweep.write_text(json.dumps({"name": "t", "root": str(tmp_path / "runs"), "cases": ["KS2"], "base": base}))
-    line = _one_line_error(capsys, "medida", "sweep", str(sweep), "--executor", "debug")
+    line = one_line_error(capsys, "medida", "sweep", str(sweep), "--executor", "debug")
     assert "lambda_true[1]" in line and "NaN" in line
     assert not (tmp_path / "runs" / "t" / "results.nc").exists()
 
