@@ -224,13 +224,14 @@ def submit(
     name = resolve_executor(executor)
     sweep_dir = check_writable_dir(first.sweep_dir, "experiment directory")
     with file_lock(sweep_dir / SUBMIT_LOCK, description="jobs submit"):
-        _refuse_active(sweep_dir, members)
+        current = _statuses_if_any(sweep_dir)
+        _refuse_active(sweep_dir, members, current)
         for member in members:
             check_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
         for member in members:
             create_run_dir(member.config.root, member.config.experiment, member.config.resolved_run_id, member.config)
         attempts = {m.config.resolved_run_id: (attempts or {}).get(m.config.resolved_run_id, 0) + 1 for m in members}
-        running = sum(m.state in ("pending", "running") and not m.queued for m in _statuses_if_any(sweep_dir))
+        running = _jobs_active(current)
         # Every member is recorded before any job exists, so a submission cut short (a kill, a
         # torn line) leaves members that status reports and resubmit can start.
         intents = _queue(members, attempts)
@@ -252,9 +253,16 @@ def _statuses_if_any(sweep_dir: Path) -> list[MemberStatus]:
     return status(sweep_dir) if (sweep_dir / MANIFEST).is_file() else []
 
 
-def _refuse_active(sweep_dir: Path, members: Sequence[Member], *, queued_ok: bool = False) -> None:
+def _jobs_active(current: Sequence[MemberStatus]) -> int:
+    """Members with a job that is pending or running (queued ones have no job yet)."""
+    return sum(m.state in ("pending", "running") and not m.queued for m in current)
+
+
+def _refuse_active(
+    sweep_dir: Path, members: Sequence[Member], statuses: Sequence[MemberStatus], *, queued_ok: bool = False
+) -> None:
     """A second writer into a run directory is refused: its member must have ended first."""
-    current = {m.run_id: m for m in _statuses_if_any(sweep_dir)}
+    current = {m.run_id: m for m in statuses}
     for member in members:
         run_id = member.config.resolved_run_id
         known = current.get(run_id)
@@ -329,11 +337,10 @@ def drain_local_queue(sweep_dir: Path, poll_s: float = 1.0) -> None:
                     return
                 records = {r["run_id"]: r for r in latest_records(sweep_dir)}
                 members = [_member_from_record(records[m.run_id], sweep_dir) for m in queued]
-                running = sum(m.state in ("pending", "running") and not m.queued for m in current)
-                free = local_limit(members[0].config.job) - running
+                free = local_limit(members[0].config.job) - _jobs_active(current)
                 if free > 0:
                     chosen = members[:free]
-                    _refuse_active(sweep_dir, chosen, queued_ok=True)
+                    _refuse_active(sweep_dir, chosen, current, queued_ok=True)
                     _submit_now(chosen, "local", {m.run_id: m.attempt for m in queued})
             time.sleep(poll_s)
 
@@ -632,11 +639,8 @@ def resubmit(sweep: str | os.PathLike[str], executor: str | None = None) -> list
     ]
     if not rerun:
         return []
-    members = []
-    for m in rerun:
-        record = records[m.run_id]
-        config = job_config_from_dict(record["config"], source=f"{manifest_path(sweep)} ({m.run_id})")
-        members.append(Member(config, dict(record.get("params", {})), tuple(record.get("overrides", ()))))
+    sweep_dir = manifest_path(sweep).parent
+    members = [_member_from_record(records[m.run_id], sweep_dir) for m in rerun]
     return submit(members, executor or rerun[0].executor, attempts={m.run_id: m.attempt for m in rerun})
 
 
