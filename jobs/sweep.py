@@ -671,12 +671,12 @@ def run_array(
     ex = make_executor(spec, name, folder)
     if name == "debug":
         return name, [fn(*item) for item in items]
-    local = name == "local"
-    quiet = controller_output(folder.parent / "local_controllers.log") if local else contextlib.nullcontext()
-    with quiet, own_session() if local else contextlib.nullcontext():
+    start = time.monotonic()
+    if name == "local":
+        jobs = _submit_local(ex, fn, items, local_limit(spec), folder, start, timeout_s, poll_s)
+    else:
         jobs = ex.map_array(fn, *zip(*items))
     records = [{"executor": name, "job_id": str(job.job_id), "folder": str(folder)} for job in jobs]
-    start = time.monotonic()
     while True:
         queue = _squeue_states([r["job_id"] for r in records]) if name == "slurm" else {}
         states = [_state(r, _paths(r), queue) for r in records]
@@ -689,3 +689,18 @@ def run_array(
         if state == "failed":
             raise RuntimeError(f"job {record['job_id']} failed: {detail}; log: {_paths(record).stderr}")
     return name, [job.result() for job in jobs]
+
+
+def _submit_local(ex, fn, items, limit: int, folder: Path, start: float, timeout_s: float | None, poll_s: float):
+    """Start the members as local processes, at most `limit` at once (job.array_parallelism and
+    the cores, `jobs.local.local_limit`): a member starts when an earlier one has ended."""
+    jobs: list = []
+    for item in items:
+        while sum(not job.done() for job in jobs) >= limit:
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                started = ", ".join(str(job.job_id) for job in jobs)
+                raise TimeoutError(f"jobs {started} not finished after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+        with controller_output(folder.parent / "local_controllers.log"), own_session():
+            jobs.append(ex.submit(fn, *item))
+    return jobs

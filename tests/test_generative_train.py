@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,10 +16,15 @@ from workbench.generative.config import DiffusionConfig, PFGMPPConfig
 
 # --- configs and bad input ------------------------------------------------------------------------
 def test_bad_D_and_epsilon_with_zero_snr_are_config_errors():
-    with pytest.raises(ConfigError, match="D = 0.0 must be > 0"):
+    with pytest.raises(ConfigError, match="D = 0: PFGM\\+\\+ needs"):
         PFGMPPConfig(D=0.0)
-    with pytest.raises(ConfigError, match="D = -3.0 must be > 0"):
+    with pytest.raises(ConfigError, match="D = -3: PFGM\\+\\+ needs an augmentation dimension D >= 2"):
         PFGMPPConfig(D=-3.0)
+    for D in (1.0, 1.999):  # PFGM (D = 1) is not a PFGM++ setting: E||n||² = Nσ²D/(D − 2) is infinite
+        with pytest.raises(ConfigError, match="D = 1 is PFGM, a different method"):
+            PFGMPPConfig(D=D)
+    PFGMPPConfig(D=2.0)
+    PFGMPPConfig(D=math.inf)
     with pytest.raises(ConfigError, match="'epsilon' cannot be used with zero_terminal_snr"):
         DiffusionConfig(zero_terminal_snr=True, prediction_type="epsilon")
     DiffusionConfig(zero_terminal_snr=True, prediction_type="v_prediction")
@@ -27,8 +33,9 @@ def test_bad_D_and_epsilon_with_zero_snr_are_config_errors():
 def test_cli_rejects_bad_D_spacing_and_prediction(tmp_path):
     config = "jobs/configs/diffusion_robustness.yaml"
     assert_clean_error(
-        run_cli("diffusion", "robustness", config, "--set", "D=[8, -1]", "--executor", "debug"), "every D must be > 0"
+        run_cli("diffusion", "robustness", config, "--set", "D=[8, -1]", "--executor", "debug"), "D = -1: PFGM++ needs"
     )
+    assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "D=[1, 8]", "--executor", "debug"), "D = 1:")
     assert_clean_error(run_cli("diffusion", "robustness", config, "--set", "model.D=0", "--executor", "debug"), "D = 0")
     assert_clean_error(run_cli("diffusion", "timesteps", "--spacing", "middle"), "unknown timestep spacing 'middle'")
     assert_clean_error(run_cli("diffusion", "brightness", "jobs/configs/diffusion_brightness.yaml", "--set",
@@ -91,6 +98,11 @@ def test_pfgmpp_run_trains_loads_and_samples(tmp_path):
     run = _train(tmp_path, config, "pfgmpp")
     trained = load_trained(run.path)
     assert trained.config == config and trained.data.shape == (256, 2)
+    import xarray as xr
+
+    with xr.open_dataset(run.path / "metrics.nc") as metrics:  # σ_data measured on the data, and recorded
+        assert float(metrics["sigma_data"]) == pytest.approx(float(np.std(trained.data)))
+    assert trained.model.sigma_data == pytest.approx(float(np.std(trained.data)))
     ema = {k: v for k, v in torch.load(run.path / "model.pt", weights_only=True).items() if k.startswith("ema.")}
     live = {k: v for k, v in torch.load(run.path / "model.pt", weights_only=True).items() if k.startswith("model.")}
     assert ema and len(ema) == len(live)
@@ -188,23 +200,65 @@ def test_two_process_ddp_matches_one_process_on_the_full_batch(tmp_path):
         assert rank0[step] == full[0::2] and rank1[step] == full[1::2]  # together, the one process's batch
 
 
-def test_quantize_keeps_at_most_2_to_the_bits_levels():
+def test_quantize_keeps_at_most_2_to_the_bits_levels_with_zero_exact():
     from workbench.generative.networks import MLPDenoiser
     from workbench.generative.sampling import quantize
 
     torch.manual_seed(0)
     net = MLPDenoiser(4, 32, 2)
+    with torch.no_grad():
+        net.inp.weight[0, 0] = 0.0
     for bits in (3, 8):
         q = quantize(net, bits)
         for (name, w), (_, w0) in zip(q.named_parameters(), net.named_parameters()):
-            if name.endswith("weight") and w.dim() == 2:
+            if name.startswith("cond.") or name.endswith("bias"):
+                assert torch.equal(w, w0), name
+            elif name.endswith("weight") and w.dim() == 2:
                 assert torch.unique(w).numel() <= 2**bits
                 step = (w0.max() - w0.min()) / (2**bits - 1)
-                assert torch.max(torch.abs(w - w0)) <= step / 2 + 1e-6
-            elif name.endswith("bias"):
-                assert torch.equal(w, w0)
+                # generate_quant.py's integer zero point: one step of error at most (the truncated
+                # zero point can clip the minimum), half a step everywhere else
+                error = torch.abs(w - w0)
+                assert torch.max(error) <= step + 1e-6
+                inside = (w0 >= w.min()) & (w0 <= w.max())
+                assert torch.max(error[inside]) <= step / 2 + 1e-6
+                values = torch.unique(w)
+                assert torch.allclose(torch.diff(values) / step, torch.round(torch.diff(values) / step), atol=1e-3)
+        assert q.inp.weight[0, 0] == 0.0  # 0 is on the grid
     with pytest.raises(InputError, match="bits must be an integer in 2..16"):
         quantize(net, 1)
+
+
+def test_quantize_leaves_the_noise_and_label_conditioning_at_full_precision():
+    """As generate_quant.py skips map_* and affine: the UNet's `cond` MLP and label embedding and
+    every block's `emb` projection stay bit-identical; every conv and the other linears change."""
+    from workbench.generative.networks import UNetDenoiser
+    from workbench.generative.sampling import quantize
+
+    torch.manual_seed(0)
+    net = UNetDenoiser(1, 16, num_classes=10)
+    q = quantize(net, 4)
+    kept, changed = set(), set()
+    for (name, w), (_, w0) in zip(q.named_parameters(), net.named_parameters()):
+        (kept if torch.equal(w, w0) else changed).add(name)
+    conditioning = {n for n in kept | changed if n.startswith("cond.") or ".emb." in n}
+    assert conditioning and conditioning <= kept
+    convs = {n for n in changed | kept if "conv" in n and n.endswith("weight")}
+    assert convs and convs <= changed
+    norms = {f"{n}.weight" for n, m in net.named_modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert not {n for n in kept if n.endswith("weight") and n not in norms | conditioning}
+
+
+def test_sigma_data_comes_from_the_data_unless_configured():
+    from workbench.generative.data import training_data
+
+    config = PFGMPPConfig(data="mixture2d")
+    data, _ = training_data(config)
+    assert config.resolved_sigma_data(data) == pytest.approx(float(np.std(data)))
+    assert 1.3 < config.resolved_sigma_data(data) < 1.5  # eight modes on a circle of radius 2
+    assert PFGMPPConfig(data="mixture2d", sigma_data=0.5).resolved_sigma_data(data) == 0.5
+    with pytest.raises(ConfigError, match="standard deviation 0.0; set sigma_data"):
+        config.resolved_sigma_data(np.zeros((10, 2)))
 
 
 def test_robustness_experiment_machinery(tmp_path):
@@ -224,11 +278,38 @@ def test_robustness_experiment_machinery(tmp_path):
     assert (
         ds["swd_alpha"].shape == (2, 2, 2) and ds["swd_steps"].shape == (2, 2, 2) and ds["swd_bits"].shape == (2, 2, 2)
     )
-    for name in ("swd_alpha", "swd_steps", "swd_bits", "mmd_alpha"):
+    for name in ("swd_clean", "swd_alpha", "swd_steps", "swd_bits", "mmd_alpha"):
         assert np.all(np.isfinite(ds[name].values))
+    assert ds["nfe"].values.tolist() == [5, 11]  # NFE = 2·steps − 1
+    # α = 0 at the full step count is the clean setting, sampled with the same seed
+    assert np.array_equal(ds["swd_alpha"].sel(alpha=0.0).values, ds["swd_clean"].values)
+    assert not np.array_equal(ds["swd_alpha"].sel(alpha=0.2).values, ds["swd_clean"].values)
+    row = payload["rows"][1]
+    assert row["clean"]["ci95"][0] <= row["clean"]["mean"] <= row["clean"]["ci95"][1]
+    assert row["nfe"]["levels"] == [5, 11] and row["alpha"]["mean"][0] == 0.0  # degradations
     assert (tmp_path / "pfgmpp_robustness" / "robustness.png").stat().st_size > 10_000
     assert (tmp_path / "pfgmpp_robustness" / "samples_Dinf.png").is_file()  # digits: sample grids per D
     assert [row["D"] for row in payload["rows"]] == [4.0, None]  # JSON null for inf
+
+
+def test_bootstrap_interval_over_seeds():
+    from workbench.generative.robustness import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(1.0, 0.2, size=(8, 3))
+    mean, lo, hi = bootstrap_interval(values)
+    assert np.allclose(mean, values.mean(0)) and np.all(lo < mean) and np.all(mean < hi)
+    # the percentile interval of a mean over 8 seeds is close to ±1.96·s/√8
+    assert np.allclose(hi - lo, 2 * 1.96 * values.std(0, ddof=0) / np.sqrt(8), rtol=0.25)
+    assert np.array_equal(bootstrap_interval(values)[1], lo)  # seeded: reproducible
+    one = bootstrap_interval(values[:1])
+    assert np.array_equal(one[0], one[1]) and np.array_equal(one[0], one[2])
+    # coverage over repeated experiments: the 95 % interval holds the true mean most of the time
+    hits = sum(
+        lo <= 1.0 <= hi
+        for lo, hi in (bootstrap_interval(rng.normal(1.0, 0.2, size=8), draws=2000, seed=k)[1:] for k in range(200))
+    )
+    assert 0.8 <= hits / 200 <= 1.0
 
 
 @pytest.mark.slow

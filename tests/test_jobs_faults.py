@@ -193,6 +193,30 @@ def test_a_local_sweep_runs_at_most_its_limit_at_once(tmp_path):
     assert most == 1
 
 
+def hold_interval(path: str, seconds: float) -> tuple[float, float]:
+    """A run_array member: note when it ran (start, end) in `path`."""
+    start = time.time()
+    time.sleep(seconds)
+    end = time.time()
+    Path(path).write_text(f"{start} {end}")
+    return start, end
+
+
+def test_an_experiment_array_on_the_local_executor_runs_at_most_its_limit_at_once(tmp_path):
+    """run_array (the experiment runner's arrays: robustness, brightness, make-data, MEDIDA) starts
+    a local member only when fewer than job.array_parallelism are running."""
+    from jobs.sweep import run_array
+    from workbench.jobspec import JobSpec
+
+    items = [(str(tmp_path / f"member{k}"), 1.0) for k in range(4)]
+    name, results = run_array(hold_interval, items, JobSpec(array_parallelism=2), "local", tmp_path / "jobs" / "%j")
+    assert name == "local" and len(results) == 4
+    for k, (start, _) in enumerate(results):
+        # while member k ran, at most 2 members (itself included) ran
+        assert sum(s <= start < e for s, e in results) <= 2, (k, results)
+    assert max(sum(s <= t < e for s, e in results) for t, _ in results) == 2  # the limit is used
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_a_debug_sweep_exits_130_and_records_every_member(tmp_path):
     config = write_config(tmp_path, "int", steps=4000)

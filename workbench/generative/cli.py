@@ -152,10 +152,11 @@ def _run_experiment(args, name: str) -> int:
     config_type = RobustnessConfig if name == "robustness" else BrightnessConfig
     config = load_experiment_config(config_type, args.config, args.overrides)
     from workbench.generative import experiments as ex
+    from workbench.generative import robustness as rob
 
     # (items, member, finish); a brightness member returns the runs of several arms
     items, member, finish = {
-        "robustness": (ex.robustness_items, ex.robustness_member, ex.finish_robustness),
+        "robustness": (rob.robustness_items, rob.robustness_member, rob.finish_robustness),
         "brightness": (ex.brightness_groups, ex.brightness_member, ex.finish_brightness),
     }[name]
     folder = lambda config: ex.output_dir(config) / "submitit"

@@ -77,17 +77,39 @@ class DataAndNet:
 class PFGMPPConfig(DataAndNet):
     """PFGM++ (Xu et al. 2023) with augmentation dimension D; D = inf (YAML `.inf`) is EDM."""
 
-    D: float = field(default=128.0, metadata=bounds(gt=0))
+    D: float = 128.0  # >= 2 (the official code's aug_dim range); .inf is EDM
     kernel_clip: float = field(
         default=0.0, metadata=bounds(ge=0, lt=0.5)
     )  # the official image code clips the Beta draw at 1e-3; off: it distorts the kernel on low-dimensional data
     sigma_max: float = field(default=80.0, metadata=bounds(gt=0))
     sigma_min: float = field(default=0.002, metadata=bounds(gt=0))
+    # EDM's σ_data (Karras et al. 2022, Table 1); 0: the standard deviation of the training data
+    sigma_data: float = field(default=0.0, metadata=bounds(ge=0))
 
     def __post_init__(self):
         self._check_data()
-        if not self.D > 0:
-            raise ConfigError(f"D = {self.D} must be > 0 (D = .inf is EDM)")
+        _check_D(self.D)
+
+    def resolved_sigma_data(self, data: np.ndarray) -> float:
+        """σ_data for preconditioning and the loss weight: the configured value, or the standard
+        deviation of `data` over all its values when the config says 0."""
+        if self.sigma_data > 0:
+            return float(self.sigma_data)
+        std = float(np.std(np.asarray(data, dtype=np.float64)))
+        if not (math.isfinite(std) and std > 0):
+            raise ConfigError(f"the training data have standard deviation {std}; set sigma_data > 0 in the config")
+        return std
+
+
+def _check_D(D: float) -> None:
+    # The σ ↔ r alignment r = σ√D rests on E||n||² = Nσ²D/(D − 2), infinite for D <= 2; the official
+    # code (github.com/Newbeeer/pfgmpp, train.py --aug_dim) accepts D >= 2 only. PFGM (D = 1) is a
+    # different method with its own prior and sampler.
+    if not D >= 2:
+        raise ConfigError(
+            f"D = {D:g}: PFGM++ needs an augmentation dimension D >= 2 (D = .inf is EDM); "
+            "D = 1 is PFGM, a different method with its own prior and sampler"
+        )
 
 
 @dataclass(frozen=True)
@@ -185,19 +207,23 @@ class RobustnessConfig:
     experiment: str = "pfgmpp_robustness"
     root: str = "runs"
     model: PFGMPPConfig = PFGMPPConfig()
-    train: TrainConfig = TrainConfig(max_steps=1500, checkpoint_every=500)
-    D: tuple[float, ...] = (1.0, 8.0, 64.0, 2048.0, math.inf)
-    seeds: int = field(default=3, metadata=bounds(ge=1))
-    alphas: tuple[float, ...] = (0.0, 0.1, 0.2)
-    steps: tuple[int, ...] = (4, 6, 8, 12, 18)
-    bits: tuple[int, ...] = (4, 5, 6, 8)
+    train: TrainConfig = TrainConfig(max_steps=10_000, checkpoint_every=2_000)
+    # The official probes' settings (github.com/Newbeeer/pfgmpp: generate_alpha.py, generate_steps.py,
+    # generate_quant.py): D values, noise α, Heun steps (NFE = 2·steps − 1: 35 down to 9), weight bits.
+    D: tuple[float, ...] = (64.0, 128.0, 2048.0, math.inf)
+    seeds: int = field(default=5, metadata=bounds(ge=1))
+    alphas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+    steps: tuple[int, ...] = (18, 12, 8, 6, 5)
+    bits: tuple[int, ...] = (8, 6, 4)
     samples: int = field(default=1000, metadata=bounds(ge=10))
     heun_steps: int = field(default=18, metadata=bounds(ge=2))
     job: JobSpec = field(default_factory=lambda: JobSpec(name="pfgmpp_robustness"))
 
     def __post_init__(self):
-        if not self.D or any(not d > 0 for d in self.D):
-            raise ConfigError(f"D = {list(self.D)}: every D must be > 0 (use .inf for EDM)")
+        if not self.D:
+            raise ConfigError("D = []: list at least one augmentation dimension (use .inf for EDM)")
+        for D in self.D:
+            _check_D(D)
         if any(a < 0 for a in self.alphas):
             raise ConfigError(f"alphas = {list(self.alphas)} must be >= 0")
         if any(s < 2 for s in self.steps):

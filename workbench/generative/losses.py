@@ -4,7 +4,7 @@
 PFGM++ / EDM (continuous σ):
     σ = exp(P_std·ξ + P_mean), ξ ~ N(0, 1)                    P_mean = −1.2, P_std = 1.2
     n ~ p_r(· | 0), r = σ√D   (Gaussian σ·z when D = ∞)       (pfgmpp.sample_kernel)
-    L = λ(σ)·||D_θ(y + n; σ) − y||²,  λ(σ) = (σ² + σ_d²)/(σ·σ_d)²,  σ_d = 0.5
+    L = λ(σ)·||D_θ(y + n; σ) − y||²,  λ(σ) = (σ² + σ_d²)/(σ·σ_d)²,  σ_d the data's std
     D_θ(x; σ) = c_skip·x + c_out·F_θ(c_in·x; c_noise),
     c_skip = σ_d²/(σ² + σ_d²), c_out = σσ_d/sqrt(σ² + σ_d²), c_in = 1/sqrt(σ² + σ_d²), c_noise = ln(σ)/4.
 The network is conditioned on σ = r/√D, not r (as in the PFGM++ code), which is what lets EDM's settings carry over.

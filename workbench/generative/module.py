@@ -37,7 +37,8 @@ class Generative(pl.LightningModule):
         self.sample_shape = tuple(data.shape[1:])
         self.pfgmpp = isinstance(config, PFGMPPConfig)
         net = make_network(config, self.sample_shape)
-        self.model = EDMPrecond(net) if self.pfgmpp else net
+        self.sigma_data = config.resolved_sigma_data(data) if self.pfgmpp else math.nan
+        self.model = EDMPrecond(net, self.sigma_data) if self.pfgmpp else net
         self.ema = EMA(self.model, config.ema_half_life)
         self.alpha_bar = None if self.pfgmpp else config.alpha_bar()
 
@@ -91,4 +92,5 @@ class Generative(pl.LightningModule):
     def extra_metrics(self, ds):
         ds["params"] = ((), np.int64(sum(p.numel() for p in self.model.parameters())))
         ds["D"] = ((), float(getattr(self.config, "D", math.nan)))
+        ds["sigma_data"] = ((), float(self.sigma_data))  # EDM's σ_data as used (PFGM++ only)
         return ds

@@ -14,7 +14,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["EMA", "MLPDenoiser", "UNetDenoiser", "make_network", "noise_embedding"]
+__all__ = ["EMA", "FULL_PRECISION", "MLPDenoiser", "UNetDenoiser", "make_network", "noise_embedding"]
+
+
+# Module names of the noise/label conditioning (the MLP `cond` and each UNet block's `emb`
+# projection), which post-training quantisation leaves at full precision, as the official PFGM++
+# generate_quant.py leaves its `map_*` and `affine` layers.
+FULL_PRECISION = frozenset({"cond", "emb"})
 
 
 def noise_embedding(c_noise: torch.Tensor, channels: int, max_period: float = 10_000.0) -> torch.Tensor:

@@ -23,7 +23,7 @@ from workbench.generative import pfgmpp
 from workbench.generative.config import DiffusionConfig, PFGMPPConfig
 from workbench.generative.data import training_data
 from workbench.generative.losses import EDMPrecond, timestep_condition
-from workbench.generative.networks import make_network
+from workbench.generative.networks import FULL_PRECISION, make_network
 from workbench.generative.prediction import classifier_free_guidance
 from workbench.generative.samplers import ddim_sample, ddpm_sample, edm_sigmas, heun_sample
 
@@ -50,7 +50,7 @@ def load_trained(run_dir: str | Path) -> Trained:
     config = from_dict(PFGMPPConfig if kind == "pfgmpp" else DiffusionConfig, model_raw, source=str(config_path))
     data, labels = training_data(config)
     net = make_network(config, tuple(data.shape[1:]))
-    model = EDMPrecond(net) if isinstance(config, PFGMPPConfig) else net
+    model = EDMPrecond(net, config.resolved_sigma_data(data)) if isinstance(config, PFGMPPConfig) else net
     state = torch.load(weights_path, weights_only=True, map_location="cpu")
     ema = {k[len("ema.module.") :]: v for k, v in state.items() if k.startswith("ema.module.")}
     model.load_state_dict(ema)
@@ -58,20 +58,28 @@ def load_trained(run_dir: str | Path) -> Trained:
 
 
 def quantize(model: nn.Module, bits: int) -> nn.Module:
-    """A copy with every Linear/Conv/Embedding weight min-max quantised to `bits` and dequantised,
-    per tensor (the generate_quant.py protocol of github.com/Newbeeer/pfgmpp); norms and biases
-    stay."""
+    """A copy whose Linear/Conv/Embedding weights are quantised to `bits` per tensor and dequantised,
+    as generate_quant.py of github.com/Newbeeer/pfgmpp does: scale = (max − min)/(2^b − 1), an integer
+    zero point zp = ⌊clamp(−min/scale, 0, 2^b − 1)⌋, q = round(clamp(zp + w/scale, 0, 2^b − 1)),
+    ŵ = scale·(q − zp), so 0 is exactly representable. Like the reference, which skips its noise and
+    label mapping layers (`map_*`) and each block's embedding projection (`affine`), the noise/label
+    conditioning (`networks.FULL_PRECISION`), norms and biases stay at full precision."""
     if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
         raise InputError(f"quantisation bits must be an integer in 2..16, got {bits!r}")
     out = copy.deepcopy(model)
     levels = 2**bits - 1
     with torch.no_grad():
-        for module in out.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                w = module.weight
-                lo, hi = w.min(), w.max()
-                scale = (hi - lo) / levels if hi > lo else torch.ones_like(hi)
-                w.copy_(torch.round((w - lo) / scale) * scale + lo)
+        for name, module in out.named_modules():
+            if not isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                continue
+            if FULL_PRECISION.intersection(name.split(".")):
+                continue
+            w = module.weight
+            lo, hi = w.min(), w.max()
+            scale = (hi - lo) / levels if hi > lo else torch.ones_like(hi)
+            zero = torch.floor(torch.clamp(-lo / scale, 0, levels))
+            q = torch.round(torch.clamp(zero + w / scale, 0, levels))
+            w.copy_(scale * (q - zero))
     return out
 
 
