@@ -303,7 +303,7 @@ def _record(member: Member, executor: str, job_id: str | None, folder: str, atte
         "job_id": job_id,
         "folder": folder,
         "attempt": attempts.get(run_id, 1),
-        "submitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "submitted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": to_dict(member.config),
     }
 

@@ -30,6 +30,47 @@ def test_help_has_examples():
         assert "example" in result.stdout
 
 
+def test_help_shows_each_default_once_and_no_empty_default():
+    from workbench.cli import build_parser
+    from workbench.completion import _subparsers
+
+    parser = build_parser()
+    for area_parser in _subparsers(parser).values():
+        for verb_parser in [area_parser, *_subparsers(area_parser).values()]:
+            text = verb_parser.format_help()
+            assert "(default: None)" not in text and "(default: False)" not in text, verb_parser.prog
+            assert "(default: []" not in text, verb_parser.prog
+            for line in text.splitlines():
+                assert line.count("default") <= 1 or "(default" not in line, (verb_parser.prog, line)
+    assert "(default: auto)" in run_cli("jobs", "submit", "--help").stdout  # a real default is still shown
+
+
+def test_version_and_completion_script(tmp_path):
+    import subprocess
+
+    from workbench import __version__
+
+    assert run_cli("--version").stdout.strip() == f"workbench {__version__}"
+    result = run_cli("completion", "bash")
+    assert result.returncode == 0
+    script = tmp_path / "workbench.bash"
+    script.write_text(result.stdout)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        probe = f"source {script}; COMP_WORDS=(workbench {line}); COMP_CWORD={len(words)}; _workbench; "
+        probe += 'printf "%s\\n" "${COMPREPLY[@]}"'
+        return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+
+    assert complete("sc") == ["scaling"]
+    assert set(complete("jobs", "s")) == {"status", "submit", "sweep"}
+    assert complete("jobs", "submit", "x.yaml", "--exec") == ["--executor"]
+    assert "--method" in complete("scaling", "fit", "runs.csv", "--")
+    (tmp_path / "my_config.yaml").write_text("")
+    assert complete("jobs", "submit", str(tmp_path / "my_c")) == [str(tmp_path / "my_config.yaml")]  # files
+    assert_clean_error(run_cli("completion", "fish"), "invalid choice: 'fish'")
+
+
 def test_fit_verb_is_built_from_the_method_registry():
     from scaling.methods import METHODS
 

@@ -39,7 +39,15 @@ FOUNDATION = {
         "batches",
     )  # fmt: skip
 }
-SHELL = {"workbench", "workbench.cli", "workbench.bench", "workbench.bench_gpu", "workbench.demo", "jobs.experiment"}
+SHELL = {
+    "workbench",
+    "workbench.cli",
+    "workbench.bench",
+    "workbench.bench_gpu",
+    "workbench.demo",
+    "workbench.completion",
+    "jobs.experiment",
+}
 # Domain areas by package prefix, longest first wins.
 AREAS = {
     "workbench.lm": "lm",

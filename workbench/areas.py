@@ -64,6 +64,7 @@ AREAS = (
     ),
     Area("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     Area("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
+    Area("completion", "workbench.completion", "print a shell completion script (bash or zsh)"),
 )
 
 # Built-in model kinds: `kind: NAME` in a job config -> the Trainable declared at "module:attribute".

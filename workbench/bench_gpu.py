@@ -59,7 +59,7 @@ def run(
         "device": device,
         "gpu": _gpu_name(device),
         "host": platform.node(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "budget_s": budget_s,
         "quick": quick,
         "stages": {},

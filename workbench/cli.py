@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench import __version__
 from workbench.areas import AREAS
 from workbench.errors import InputError
 from workbench.jobspec import EXECUTORS
@@ -47,7 +48,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep example blocks as written and show defaults."""
+    """Keep example blocks as written and show defaults: once, and only where there is one to show
+    (not None, False or an empty list) and the help text does not already state it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_parser(
@@ -203,21 +211,12 @@ def build_parser() -> ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"workbench {_version()}")
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     areas = parser.add_subparsers(dest="area", metavar="AREA", parser_class=ArgumentParser)
     areas.required = True
     for area in AREAS:
         importlib.import_module(area.cli).register(areas, area.name, area.help)
     return parser
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("workbench")
-    except Exception:  # not installed (running from a checkout)
-        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
