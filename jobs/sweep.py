@@ -582,7 +582,10 @@ def collect(sweep: str | os.PathLike[str], *, members: Sequence[MemberStatus] | 
     import numpy as np
     import xarray as xr
 
+    from workbench.provenance import PREFIX, with_provenance
     from workbench.store import combine_runs, open_dataset, with_sweep_dims
+
+    CONFIG = PREFIX + "config"
 
     members = status(sweep) if members is None else members
     dims = list(dict.fromkeys(dim for m in members for dim in m.params))
@@ -593,14 +596,23 @@ def collect(sweep: str | os.PathLike[str], *, members: Sequence[MemberStatus] | 
         dims = ["run"]
     grid = {dim: _sorted_unique([m.params[dim] for m in members]) for dim in dims}
 
-    runs = []
+    runs, origins, configs = [], {}, {}
     for m in members:
         path = Path(m.run_dir) / "metrics.nc"
+        config_path = Path(m.run_dir) / "config.json"
+        if config_path.is_file():
+            configs[m.run_id] = json.loads(config_path.read_text())
         if m.state == "done" and path.is_file():
             ds = open_dataset(path).drop_vars(["status"], errors="ignore")
+            recorded = {k: v for k, v in ds.attrs.items() if k.startswith(PREFIX) and k != CONFIG}
+            origins[m.run_id] = {k[len(PREFIX) :]: v for k, v in recorded.items()}
+            ds.attrs = {k: v for k, v in ds.attrs.items() if not k.startswith(PREFIX)}
             runs.append(with_sweep_dims(ds, {dim: m.params[dim] for dim in dims}))
     combined = combine_runs(runs) if runs else xr.Dataset()
     combined = combined.reindex(grid) if runs else xr.Dataset(coords=grid)
+    # the sweep's own provenance, each member's resolved config, and where each member's run came from
+    combined = with_provenance(combined, configs)
+    combined.attrs[PREFIX + "runs"] = json.dumps(origins, sort_keys=True)
 
     shape = tuple(len(values) for values in grid.values())
     meta = {name: np.full(shape, "", dtype=object) for name in ("state", "job_id", "log", "run_id")}

@@ -130,6 +130,12 @@ def _check_single_setup(runs, name: str, convention: str) -> None:
             )
 
 
+def _options(args: argparse.Namespace) -> dict:
+    """The command's resolved options, as the provenance of what it writes."""
+    plain = (str, int, float, bool, type(None), list, tuple)
+    return {k: v for k, v in vars(args).items() if k != "handler" and isinstance(v, plain)}
+
+
 def _check_output(path: str | None, suffixes: tuple[str, ...], flag: str) -> Path | None:
     """Validate an output path, and that it can be written, before any work is done."""
     return None if path is None else check_writable(path, flag, suffixes=suffixes)
@@ -174,11 +180,12 @@ def _fit(args) -> int:
     runs = _load_table(args)
     fit = method.fit(runs, args)
     if out is not None:
+        from workbench.provenance import with_provenance
         from workbench.store import atomic_write_netcdf
 
         dataset = method.dataset(fit, args)
         dataset.attrs.update({"method": args.method, "convention": args.convention, "source": runs.attrs["source"]})
-        atomic_write_netcdf(dataset, out)
+        atomic_write_netcdf(with_provenance(dataset, _options(args)), out)
     if plot is not None:
         method.plot(fit, args, runs, plot)
     emit(args, method.text(fit, args), method.payload(fit, args))
@@ -284,6 +291,7 @@ def _reconcile(args) -> int:
 def _write_ladder(path: Path, results, source: str) -> None:
     import xarray as xr
 
+    from workbench.provenance import with_provenance
     from workbench.store import atomic_write_netcdf
 
     steps = [row["step"] for _, _, row in results]
@@ -300,7 +308,7 @@ def _write_ladder(path: Path, results, source: str) -> None:
         coords={"step": steps, "bound": ["lo", "hi"]},
         attrs={"source": source, "method": "isoflop-akima"},
     )
-    atomic_write_netcdf(ds, path)
+    atomic_write_netcdf(with_provenance(ds), path)
 
 
 # ---------------------------------------------------------------------------------------- simulate
@@ -351,6 +359,7 @@ def _simulate(args) -> int:
       workbench scaling simulate --preset epoch --kind grid --out grid.csv
     """
     from scaling.simulate import simulate_runs
+    from workbench.provenance import with_provenance
     from workbench.store import atomic_write_netcdf, atomic_write_text
 
     out = _check_output(args.out, (".csv", ".nc"), "--out")
@@ -371,7 +380,7 @@ def _simulate(args) -> int:
     if out.suffix == ".nc":
         ds = runs.to_xarray().rename({"index": "run"})
         ds.attrs.update({k: float(v) for k, v in law.as_dict().items()} | {"kind": args.kind, "noise": args.noise})
-        atomic_write_netcdf(ds, out)
+        atomic_write_netcdf(with_provenance(ds, _options(args)), out)
     else:
         atomic_write_text(out, runs.to_csv(index=False))
     emit(

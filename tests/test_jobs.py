@@ -241,6 +241,12 @@ def check_grid_sweep(tmp_path: Path, executor: str) -> tuple[Path, list[dict]]:
     ds = open_dataset(sweep / "sweep.nc")
     assert ds["final_loss"].notnull().all() and (ds["state"] == "done").all()
     assert list(ds["lr"].values) == [3e-3, 1e-2] and list(ds["seed"].values) == [0, 1]
+    # provenance: each member's resolved config and where its run came from
+    configs = json.loads(ds.attrs["provenance_config"])
+    assert sorted(configs) == sorted(m["run_id"] for m in members)
+    assert sorted(c["model"]["lr"] for c in configs.values()) == [3e-3, 3e-3, 1e-2, 1e-2]
+    origins = json.loads(ds.attrs["provenance_runs"])
+    assert sorted(origins) == sorted(configs) and all(o["torch"] and o["host"] for o in origins.values())
     return sweep, members
 
 

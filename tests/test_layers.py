@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("workbench", "operators", "scaling", "jobs")
-FOUNDATION = {
+# "workbench" itself is its __init__: the package docstring and __version__.
+FOUNDATION = {"workbench"} | {
     f"workbench.{name}"
     for name in (
         "errors",
@@ -37,10 +38,10 @@ FOUNDATION = {
         "train",
         "callbacks",
         "batches",
+        "provenance",
     )  # fmt: skip
 }
 SHELL = {
-    "workbench",
     "workbench.cli",
     "workbench.bench",
     "workbench.bench_gpu",

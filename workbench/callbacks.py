@@ -14,6 +14,7 @@ import torch
 import xarray as xr
 from lightning.pytorch.callbacks import Callback
 
+from workbench.provenance import with_provenance
 from workbench.store import atomic_write_netcdf
 
 __all__ = ["MetricsRecorder", "NonFiniteGuard", "PeriodicCheckpoint", "PeriodicEvaluation"]
@@ -45,8 +46,8 @@ class MetricsRecorder(Callback):
     LightningModule an `extra_metrics(ds) -> ds` method; it is applied on every write.
     """
 
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, every
+    def __init__(self, path: Path, every: int, config: Any = None) -> None:
+        self.path, self.every, self.config = path, every, config
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.start_step = 0
@@ -87,7 +88,8 @@ class MetricsRecorder(Callback):
         )
         ds["loss"].attrs["description"] = "training loss (global-batch mean) after the step"
         extra = getattr(self.module, "extra_metrics", None)
-        atomic_write_netcdf(extra(ds) if extra is not None else ds, self.path)
+        ds = extra(ds) if extra is not None else ds
+        atomic_write_netcdf(with_provenance(ds, self.config), self.path)
 
 
 class PeriodicCheckpoint(Callback):

@@ -99,7 +99,8 @@ def train(
     module = trainable.build(model_config, config.seed)
 
     guard = callbacks.NonFiniteGuard()
-    recorder = callbacks.MetricsRecorder(Path(run_dir.metrics_path), config.log_every)
+    resolved = {"kind": trainable.name, "model": model_config, "train": config}
+    recorder = callbacks.MetricsRecorder(Path(run_dir.metrics_path), config.log_every, config=resolved)
     saver = callbacks.PeriodicCheckpoint(last, config.checkpoint_every, guard, recorder)
     # Only inside a SLURM allocation: an unconditional SLURMEnvironment raises outside one, and
     # auto_requeue=False because submitit's USR2 handler requeues.

@@ -36,6 +36,7 @@ from scaling.medida.pipeline import MedidaConfig, check_library_covers, equation
 from workbench.config import bounds, from_dict, save, to_dict
 from workbench.errors import ConfigError, InputError
 from workbench.jobspec import SAFE_PATH_NAME, JobSpec, check_name
+from workbench.provenance import with_provenance
 from workbench.store import atomic_write_netcdf
 
 __all__ = [
@@ -309,7 +310,7 @@ def finish(config: MedidaSweepConfig, members: list[dict[str, Any]], executor: s
     """Members (flattened over jobs) → <root>/<name>/results.nc, and the (text, payload) of the report."""
     ds = assemble(config, members)
     out = output_dir(config)
-    atomic_write_netcdf(ds, out / "results.nc")
+    atomic_write_netcdf(with_provenance(ds, config), out / "results.nc")
     jobs = math.ceil(len(members) / config.per_job)
     rows, lines = (
         [],

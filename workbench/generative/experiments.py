@@ -29,6 +29,7 @@ from workbench.generative.data import training_data
 from workbench.generative.features import image_features
 from workbench.generative.metrics import mmd2, sliced_wasserstein
 from workbench.generative.sampling import load_trained, sample_diffusion
+from workbench.provenance import with_provenance
 from workbench.store import atomic_write_netcdf, create_run_dir
 from workbench.train import TrainConfig, train
 
@@ -151,7 +152,7 @@ def finish_brightness(config: BrightnessConfig, members: list[dict[str, Any]], e
     out = output_dir(config)
     data, _ = training_data(config.model)
     ds = assemble_brightness(config, members, data)
-    atomic_write_netcdf(ds, out / "results.nc")
+    atomic_write_netcdf(with_provenance(ds, config), out / "results.nc")
     plot_brightness(ds, out / "brightness.png")
     for m in members:
         if m["seed"] == 0:

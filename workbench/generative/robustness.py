@@ -26,6 +26,7 @@ from workbench.atomic import atomic_savefig
 from workbench.generative.config import RobustnessConfig
 from workbench.generative.experiments import output_dir, save_grid, score_samples, train_member
 from workbench.generative.sampling import load_trained, quantize, sample_pfgmpp
+from workbench.provenance import with_provenance
 from workbench.store import atomic_write_netcdf
 
 __all__ = [
@@ -172,7 +173,7 @@ def finish_robustness(config: RobustnessConfig, members: list[dict[str, Any]], e
     degradation under each perturbation, with 95 % bootstrap intervals over seeds."""
     out = output_dir(config)
     ds = assemble_robustness(config, members)
-    atomic_write_netcdf(ds, out / "results.nc")
+    atomic_write_netcdf(with_provenance(ds, config), out / "results.nc")
     plot_robustness(ds, out / "robustness.png")
     for m in members:
         if m["seed"] == 0 and m.get("grid") is not None:
