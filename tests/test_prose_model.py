@@ -154,9 +154,12 @@ def test_tiny_model_overfits_a_fixed_batch():
 def test_data_only_has_no_symbol_path():
     model = _tiny(data_only=True)
     counts = count_parameters(model)
-    assert model.symbol_decoder is None and model.symbol_encoder is None
-    assert counts["symbol_decoder"] == 0 and counts["symbol_encoder"] == 0
-    assert not any(name.startswith(("symbol_decoder", "symbol_encoder")) for name, _ in model.named_parameters())
+    # The official --no_text builds no text encoder, no fusion and no text decoder.
+    assert model.symbol_decoder is None and model.symbol_encoder is None and model.fusion is None
+    assert counts["symbol_decoder"] == 0 and counts["symbol_encoder"] == 0 and counts["fusion"] == 0
+    assert not any(
+        name.startswith(("symbol_decoder", "symbol_encoder", "fusion")) for name, _ in model.named_parameters()
+    )
     data_times, data_values, _ = _random_inputs()
     out = model(data_times, data_values, query_times=torch.linspace(2, 6, 4))
     assert out.symbol_logits is None and out.trajectory.shape == (3, 4, 3)
@@ -165,6 +168,17 @@ def test_data_only_has_no_symbol_path():
     torch.testing.assert_close(losses.total, 6.0 * losses.trajectory)
     with pytest.raises(InputError, match="data_only"):
         model.greedy_decode(data_times, data_values)
+
+
+def test_data_only_decoder_reads_the_data_encoder_output():
+    """As the official trainer with --no_text: the data decoder attends straight to the data encoder."""
+    model = _tiny(data_only=True).eval()
+    data_times, data_values, _ = _random_inputs()
+    seen = {}
+    model.data_encoder.register_forward_hook(lambda m, args, out: seen.update(encoder=out))
+    model.data_decoder.register_forward_hook(lambda m, args, out: seen.update(memory=args[1]))
+    model(data_times, data_values, query_times=torch.linspace(2, 6, 4))
+    assert seen["memory"] is seen["encoder"]
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -198,6 +212,79 @@ def test_greedy_and_beam_search():
     picked = log_probs.gather(-1, beam.tokens[:, 0, :, None])[..., 0]
     valid = torch.arange(ids.shape[1] - 1)[None] < beam.lengths[:, :1]
     torch.testing.assert_close((picked * valid).sum(1), beam.scores[:, 0], rtol=0, atol=1e-4)
+
+
+# --- the two embedding LayerNorms ----------------------------------------------------------------
+def _first_layer_input(module: torch.nn.Module, run) -> torch.Tensor:
+    seen = []
+    handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    run()
+    handle.remove()
+    return seen[0]
+
+
+def test_data_encoder_normalizes_the_embedder_output():
+    """The official DataTransformerModel.fwd applies layer_norm_emb before its first layer: the first
+    layer sees zero-mean, unit-variance tokens, whatever the scale of the embedder output."""
+    model = _tiny().eval()
+    inputs = _random_inputs()
+    times = torch.linspace(2, 6, 5)
+    first = model.data_encoder.layers[0]
+
+    before = _first_layer_input(first, lambda: model(*inputs, query_times=times))
+    torch.testing.assert_close(before.mean(-1), torch.zeros(before.shape[:2]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(before.var(-1, unbiased=False), torch.ones(before.shape[:2]), rtol=0, atol=1e-4)
+    trajectory = model(*inputs, query_times=times).trajectory
+    with torch.no_grad():  # scale the embedder's output by 7
+        model.data_embedder.mlp[2].weight.mul_(7.0)
+        model.data_embedder.mlp[2].bias.mul_(7.0)
+    after = _first_layer_input(first, lambda: model(*inputs, query_times=times))
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model(*inputs, query_times=times).trajectory, trajectory, rtol=0, atol=1e-5)
+
+
+def test_data_decoder_normalizes_the_query_embedding():
+    """The official DataOperatorModel.fwd applies layer_norm_emb to Linear(1 -> d)(t) before the first
+    cross-attention."""
+    model = _tiny().eval()
+    inputs = _random_inputs()
+    times = torch.linspace(2, 6, 5)
+    first = model.data_decoder.layers[0]
+    queries = _first_layer_input(first, lambda: model(*inputs, query_times=times))
+    torch.testing.assert_close(queries.mean(-1), torch.zeros(queries.shape[:2]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(queries.var(-1, unbiased=False), torch.ones(queries.shape[:2]), rtol=0, atol=1e-4)
+    trajectory = model(*inputs, query_times=times).trajectory
+    with torch.no_grad():  # scale the query embedding by 5
+        model.data_decoder.query.weight.mul_(5.0)
+        model.data_decoder.query.bias.mul_(5.0)
+    torch.testing.assert_close(model(*inputs, query_times=times).trajectory, trajectory, rtol=0, atol=1e-5)
+
+
+def _old_layout(state: dict, fusion: dict | None = None) -> dict:
+    """A state dict as the model before the two LayerNorms saved it (data_encoder.N. keys, no norms)."""
+    old = {}
+    for key, value in state.items():
+        if key.startswith(("data_encoder.norm.", "data_decoder.query_norm.")):
+            continue
+        old[key.replace("data_encoder.layers.", "data_encoder.")] = value
+    return {**old, **(fusion or {})}
+
+
+def test_weights_of_the_earlier_layout_are_refused_clearly():
+    model = _tiny()
+    model.load_state_dict(_tiny().state_dict())  # the current layout loads
+    with pytest.raises(InputError, match="earlier version of the model"):
+        model.load_state_dict(_old_layout(model.state_dict()))
+    data_only = _tiny(data_only=True)
+    fusion = {f"fusion.{k}": v for k, v in model.fusion.state_dict().items()}
+    with pytest.raises(InputError, match="fusion block, which the data_only model no longer has"):
+        data_only.load_state_dict(_old_layout(data_only.state_dict(), fusion))
+    # Nested, as Lightning loads a checkpoint of the LightningModule (keys "model.").
+    holder = torch.nn.Module()
+    holder.model = _tiny()
+    nested = {f"model.{k}": v for k, v in _old_layout(model.state_dict()).items()}
+    with pytest.raises(InputError, match="earlier version"):
+        holder.load_state_dict(nested)
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -259,6 +346,7 @@ def test_paper_preset_parameter_count():
     with torch.device("meta"):
         counts = count_parameters(ProseModel(ProseConfig.paper(vocab_size=1072)))
         ours = count_parameters(ProseModel(ProseConfig.paper(vocab_size=VOCAB.size)))
+        data_only = count_parameters(ProseModel(ProseConfig.paper(vocab_size=1072, data_only=True)))
     # Per block, from the official code's layer shapes at d 512 and its 1 072-word vocabulary.
     table = {
         "data_embedder": 0.27e6,
@@ -271,6 +359,14 @@ def test_paper_preset_parameter_count():
     for block, published in table.items():
         assert abs(counts[block] - published) <= 0.05e6, (block, counts[block])  # table rounds to 0.1 M
     assert abs(counts["total"] - 104e6) <= 0.5e6, counts["total"]
+    # Exactly, with the official layer_norm_emb of the data encoder (embedder output) and of the
+    # data decoder (query embedding): 2 x 2 x 512 parameters more than without them.
+    assert counts == {"data_embedder": 265_216, "data_encoder": 6_305_792, "symbol_encoder": 13_159_424,
+                      "fusion": 25_221_120, "data_decoder": 25_222_659, "symbol_decoder": 34_183_216,
+                      "total": 104_357_427}  # fmt: skip
+    # The official --no_text ablation: embedder, data encoder and data decoder only (31.8 M).
+    assert data_only == {"data_embedder": 265_216, "data_encoder": 6_305_792, "symbol_encoder": 0, "fusion": 0,
+                         "data_decoder": 25_222_659, "symbol_decoder": 0, "total": 31_793_667}  # fmt: skip
     # Our vocabulary (1 041 words for d_max 3, without the reference's unused operators) changes only
     # the two embeddings (symbol encoder, tied symbol decoder) and the output bias.
     assert counts["total"] - ours["total"] == (1072 - VOCAB.size) * (2 * 512 + 1)

@@ -1,4 +1,5 @@
-"""The `prose` trainable (operators.prose.trainable): schedule, token-level corruption, harness runs.
+"""The `prose` trainable (operators.prose.module): schedule, token-level corruption, per-step data
+noise, harness runs.
 
 Fast tests only; the learning checks are in tests/test_prose_evaluate.py (marked slow).
 """
@@ -171,7 +172,14 @@ def test_added_terms_are_drawn_uniformly_from_the_ten_shapes():
 # --- training through the harness ---------------------------------------------------------------
 torch = pytest.importorskip("torch")
 
-from operators.prose.module import inverse_sqrt_lr  # noqa: E402
+from operators.odes import NOISE_GAMMA  # noqa: E402
+from operators.prose.module import (  # noqa: E402
+    NOISE_STREAM,
+    add_training_noise,
+    data_noise_gamma,
+    inverse_sqrt_lr,
+)
+from workbench.batches import StepBatches, step_rng  # noqa: E402
 from workbench.registry import get_trainable  # noqa: E402
 from workbench.store import create_run_dir, open_dataset  # noqa: E402
 from workbench.train import TrainConfig, load_weights, train  # noqa: E402
@@ -259,6 +267,91 @@ def test_loader_workers_give_the_same_batches_in_step_order():
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+# --- data noise, fresh at every step (the official enc_dec_step) ---------------------------------
+def _trajectories(batch: dict) -> np.ndarray:
+    """Input and target of a batch joined again: the whole (B, T, d_max) trajectories it trains on."""
+    return np.concatenate([batch["data_values"].numpy(), batch["target"].numpy()], axis=1)
+
+
+def test_add_training_noise_follows_the_official_additive_noise():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=(3, 20, 3)) * np.array([1.0, 5.0, 0.5])
+    clean[1, :, 2] = 0.0  # a 2-D sample padded to d_max 3
+    eps = rng.standard_normal(clean.shape)
+    noisy = add_training_noise(clean, eps, np.array([3, 2, 3]), 0.02)
+    assert noisy.dtype == np.float32 and np.all(noisy[1, :, 2] == 0.0)  # padded components stay 0
+    noise = noisy - clean
+    real = [eps[0], eps[1][:, :2], eps[2]]
+    for b in range(3):
+        # sigma = gamma ||u|| / (||eps|| + 1e-6), norms over the whole trajectory and the real components
+        sigma = 0.02 * np.linalg.norm(clean[b]) / (np.linalg.norm(real[b]) + 1e-6)
+        np.testing.assert_allclose(noise[b][:, : real[b].shape[1]], sigma * real[b], rtol=0, atol=1e-6)
+        assert np.linalg.norm(noise[b]) / np.linalg.norm(clean[b]) == pytest.approx(0.02, rel=1e-5)
+    assert np.array_equal(add_training_noise(clean, eps, np.array([3, 2, 3]), 0.0), clean.astype(np.float32))
+
+
+def test_training_noise_is_drawn_on_clean_data_at_every_step():
+    module = get_trainable("prose").build(TINY, 7)
+    data, n_in = module.train_data, TINY.input_len
+    assert module.noise_gamma == NOISE_GAMMA == 0.02
+
+    def step(k):
+        share = module.draw(step_rng(7, k), k)
+        return share[0], module.build_batch(share)
+
+    rows, batch = step(3)
+    clean, stored = data.clean[rows], data.noisy[rows]
+    whole = _trajectories(batch)
+    # The batch starts from the clean trajectories: the noise is ~2 % of each, and is not the copy
+    # stored at generation.
+    ratio = np.linalg.norm(whole - clean, axis=(1, 2)) / np.linalg.norm(clean, axis=(1, 2))
+    np.testing.assert_allclose(ratio, 0.02, rtol=1e-4)
+    assert not np.allclose(whole, stored, rtol=0, atol=1e-4)
+    # Exactly this step's draw from its own stream; input and target carry the same draw (one sigma,
+    # one eps over the whole trajectory), as the official trainer noises `data` before splitting it.
+    eps = step_rng(7, 3, NOISE_STREAM).standard_normal((TINY.batch_size, len(data.t), TINY.d_max))
+    expected = add_training_noise(clean, eps, data.dim[rows], NOISE_GAMMA)
+    assert np.array_equal(batch["data_values"].numpy(), expected[:, :n_in])
+    assert np.array_equal(batch["target"].numpy(), expected[:, n_in:])
+    noise_in, noise_out = (whole - clean)[:, :n_in], (whole - clean)[:, n_in:]
+    sigma_in = (noise_in * eps[:, :n_in]).sum((1, 2)) / (eps[:, :n_in] ** 2).sum((1, 2))
+    sigma_out = (noise_out * eps[:, n_in:]).sum((1, 2)) / (eps[:, n_in:] ** 2).sum((1, 2))
+    np.testing.assert_allclose(sigma_in, sigma_out, rtol=1e-4)
+    # Another step gives the same sample other noise.
+    for k in range(4, 20):
+        other_rows, other = step(k)
+        common = sorted(set(rows.tolist()) & set(other_rows.tolist()))
+        if common:
+            break
+    i, j = list(rows).index(common[0]), list(other_rows).index(common[0])
+    assert not np.allclose(_trajectories(other)[j], whole[i], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(_trajectories(other)[j], whole[i], rtol=0, atol=0.2 * np.abs(clean[i]).max())
+
+
+def test_training_noise_follows_the_step_for_resumes_and_ranks():
+    build = get_trainable("prose").build
+    module = build(TINY, 7)
+    keys = ("data_values", "target", "dim_mask")
+    # A resumed run (a fresh module whose loader starts at step 5) sees the noise of an
+    # uninterrupted one at step 5.
+    uninterrupted = StepBatches(module.draw, seed=7, start=0, build=module.build_batch).batch(5)
+    resumed_module = build(TINY, 7)
+    resumed = next(iter(StepBatches(resumed_module.draw, seed=7, start=5, build=resumed_module.build_batch)))
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in keys)
+    # Two data-parallel ranks take rows 0, 2, ... and 1, 3, ... of the one global draw.
+    for rank in (0, 1):
+        share = StepBatches(module.draw, seed=7, start=0, rank=rank, world=2, build=module.build_batch).batch(5)
+        assert all(torch.equal(share[k], uninterrupted[k][rank::2]) for k in keys)
+
+
+def test_noise_level_is_the_datas(tmp_path):
+    assert data_noise_gamma(TINY) == NOISE_GAMMA  # in-process data are generated with it
+    (tmp_path / "manifest.json").write_text('{"data": {"noise_gamma": 0.05}}')
+    assert data_noise_gamma(dataclasses.replace(TINY, data=str(tmp_path))) == 0.05
+    with pytest.raises(InputError, match="noise_gamma"):
+        data_noise_gamma(dataclasses.replace(TINY, data=str(tmp_path / "nope")))
+
+
 @pytest.fixture(scope="module")
 def made_data(tmp_path_factory):
     from operators.prose.cli import load_data_config, make_data
@@ -277,6 +370,7 @@ def test_trains_from_a_make_data_directory(tmp_path, made_data):
     get_trainable("prose").preflight(config)
     module = get_trainable("prose").build(config, 0)
     assert (len(module.train_data), len(module.val_data)) == (16, 6)  # train split; val split
+    assert module.noise_gamma == 0.02  # the directory's noise_gamma (prose_data_tiny.yaml)
     run = create_run_dir(tmp_path, "prose", "from_disk", config=config)
     assert train(config, TrainConfig(max_steps=2, checkpoint_every=2), run)["status"] == "completed"
 
@@ -289,6 +383,21 @@ def test_preflight_names_a_missing_shard(made_data, tmp_path):
     (broken / "shard-00001.npz").unlink()
     with pytest.raises(InputError, match="shard-00001.npz is missing"):
         get_trainable("prose").preflight(dataclasses.replace(TINY, data=str(broken)))
+
+
+def test_a_run_saved_before_the_layernorms_is_refused_clearly(tmp_path):
+    """model.pt of the earlier layout (data_encoder.N., no embedding LayerNorms) is one InputError."""
+    from operators.prose.evaluate import load_run
+    from operators.prose.model import ProseModel
+
+    run = create_run_dir(tmp_path, "prose", "old", config=TINY)
+    state = {}
+    for key, value in ProseModel(TINY.model_config()).state_dict().items():
+        if not key.startswith(("data_encoder.norm.", "data_decoder.query_norm.")):
+            state["model." + key.replace("data_encoder.layers.", "data_encoder.")] = value
+    torch.save(state, Path(run.path) / "model.pt")
+    with pytest.raises(InputError, match="earlier version of the model"):
+        load_run(run.path)
 
 
 def test_job_configs_load_and_follow_the_official_code():

@@ -12,8 +12,9 @@ Data: a **pool** is generated once, before training (`make_pool`), in chunks of 
 `operators.odes.generate` batched engine plus `prepare_data`'s tokenization (~1 ms + ~2 ms per
 sample on one core, the tokenization being the larger part); with ``workers`` > 0 the chunks are
 made by that many spawned processes until a time limit, else in this process. Each step then
-draws its rows from the pool and a fresh skeleton corruption for each row, so the GPU never waits
-for an ODE solver; the CPU only pads and copies a batch (from pinned memory, asynchronously),
+draws its rows from the pool, a fresh skeleton corruption for each row and fresh data noise on the
+clean trajectories (`operators.prose.module.training_batch`, as the official `enc_dec_step`), so the
+GPU never waits for an ODE solver; the CPU only pads and copies a batch (from pinned memory, asynchronously),
 which overlaps the previous step's GPU work because nothing synchronises between log points.
 """
 
@@ -32,7 +33,14 @@ import torch
 from operators.odes import generate
 from operators.prose.config import ProseTrainableConfig
 from operators.prose.model import ProseModel, count_parameters
-from operators.prose.module import TEST_CORRUPTION_SEED, forward_losses, inverse_sqrt_lr
+from operators.prose.module import (
+    NOISE_STREAM,
+    TEST_CORRUPTION_SEED,
+    data_noise_gamma,
+    forward_losses,
+    inverse_sqrt_lr,
+    training_batch,
+)
 from operators.prose.samples import ProseData, corrupted_inputs, make_batch, prepare_data
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary
@@ -126,7 +134,7 @@ def make_pool(
         "heldout_samples": len(val),
         "seconds": time.perf_counter() - start,
         "chunk_s_mean": float(np.mean(chunk_s)) if chunk_s else None,
-        "sampling": "rows uniformly with replacement from the pool, fresh skeleton corruption per draw",
+        "sampling": "rows uniformly with replacement from the pool, fresh skeleton corruption and data noise per draw",
     }
     return train, val, info
 
@@ -204,6 +212,8 @@ def train_for(
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
     rng = np.random.default_rng(seed)
+    noise_rng, gamma = np.random.default_rng([seed, NOISE_STREAM]), data_noise_gamma(config)
+    noise_shape = (batch, len(train.t), config.d_max)
     autocast = dict(device_type="cuda" if on_gpu else "cpu", dtype=torch.bfloat16, enabled=on_gpu)
     curve: list[dict] = []
     running, count, step, build_s, stopped = torch.zeros((), device=device), 0, 0, 0.0, "time"
@@ -213,8 +223,9 @@ def train_for(
         t0 = time.perf_counter()
         rows = rng.integers(len(train), size=batch)
         inputs = corrupted_inputs(train, rows, corruptor, rng)
-        tensors = make_batch(train, rows, inputs, input_len=config.input_len, d_max=config.d_max,
-                             vocabulary=vocabulary, with_symbols=True)  # fmt: skip
+        tensors = training_batch(train, rows, inputs, noise_rng.standard_normal(noise_shape), gamma=gamma,
+                                 input_len=config.input_len, d_max=config.d_max, vocabulary=vocabulary,
+                                 with_symbols=True)  # fmt: skip
         tensors = _to_device(tensors, device)
         build_s += time.perf_counter() - t0
         with torch.autocast(**autocast):

@@ -33,12 +33,12 @@ class ProseSizes:
     ffn: int = field(default=128, metadata=bounds(ge=1))
     data_encoder_layers: int = field(default=1, metadata=bounds(ge=1))
     symbol_encoder_layers: int = field(default=1, metadata=bounds(ge=1))
-    fusion_layers: int = field(default=2, metadata=bounds(ge=1))
+    fusion_layers: int = field(default=2, metadata=bounds(ge=1))  # unused when data_only
     data_decoder_layers: int = field(default=2, metadata=bounds(ge=1))
     symbol_decoder_layers: int = field(default=2, metadata=bounds(ge=1))
     d_max: int = field(default=3, metadata=bounds(ge=1, le=5))  # 3 for the 3-D set, 5 for all 15 systems
     max_symbol_len: int = field(default=150, metadata=bounds(ge=1))  # longest generated token sequence
-    data_only: bool = False  # ablation: no symbol input, no symbol decoder
+    data_only: bool = False  # ablation (official --no_text): no symbol encoder, fusion or symbol decoder
 
     def _check_heads(self) -> None:
         if self.hidden % self.heads:

@@ -3,14 +3,14 @@ code (github.com/felix-lyx/prose, `prose_ode/parsers.py` and `symbolicregression
 
 One model, six blocks::
 
-    [t, u_1..u_dmax] --data embedder (MLP)--> data encoder (self-attn) --\
-                                                                          +-> fusion (self-attn over
-    skeleton tokens --embedding + sinusoid--> symbol encoder (self-attn)--/    [data; symbol] + type emb)
-                                                                                 |            |
-                     query times t -> Linear(1->d) -> data decoder (cross-attn  |            |
-                                                     on fused DATA positions) <-+            |
-                     <BOS> y_1 .. -> symbol decoder (causal self-attn + cross-attn           |
-                                                     on fused SYMBOL positions) <------------+
+    [t, u_1..u_dmax] --data embedder (MLP)--> data encoder (LN, self-attn) --\
+                                                                              +-> fusion (self-attn over
+    skeleton tokens --embedding + sinusoid--> symbol encoder (self-attn) -----/    [data; symbol] + type emb)
+                                                                                     |            |
+                query times t -> Linear(1->d) -> LN -> data decoder (cross-attn     |            |
+                                                     on fused DATA positions) <-----+            |
+                     <BOS> y_1 .. -> symbol decoder (causal self-attn + cross-attn               |
+                                                     on fused SYMBOL positions) <----------------+
 
 Choices, all following the reference code unless stated:
 
@@ -18,6 +18,9 @@ Choices, all following the reference code unless stated:
   ``nn.MultiheadAttention``. Post-LN trains fine at these depths with the reference's 20k-step
   warm-up; pre-LN is not offered, to keep one code path that matches the published counts.
 - The data embedder sees the time as a feature; the data encoder and fusion have no positions.
+  The data encoder starts with a LayerNorm of the embedder output and the data decoder with one of
+  the query embedding Linear(1->d)(t) (both ``layer_norm_emb`` of the official
+  `symbolicregression/model/transformer.py`: `DataTransformerModel.fwd`, `DataOperatorModel.fwd`).
   Symbol encoder and decoder add sinusoidal positions, then a LayerNorm (XLM style).
 - "Split fused features": the data decoder attends only to the fused outputs at data positions,
   the symbol decoder only to those at symbol positions, so the modalities mix only in fusion.
@@ -27,8 +30,11 @@ Choices, all following the reference code unless stated:
   bias) separate from the symbol encoder's, as the reference's parameter counts imply.
 - Targets are right-padded, so the causal mask alone keeps ``<PAD>`` from reaching real tokens;
   no key-padding mask is used in decoder self-attention.
-- ``data_only`` (ablation): no symbol encoder input and no symbol decoder (the reference's
-  ``--no_text`` together with ``--data_only``); fusion then runs over the data features only.
+- ``data_only`` (ablation): the reference's ``--no_text`` (with ``--data_only``): no symbol
+  encoder, no fusion and no symbol decoder are built (`symbolicregression/model/__init__.py`,
+  `build_modules`), and the data decoder attends straight to the data encoder's output
+  (`symbolicregression/trainer.py`, `enc_dec_step`); ``fusion_layers`` is then unused. At paper
+  size that is 31.8 M parameters against the multimodal 104.3 M.
 
 Symbol ids use :class:`operators.prose.tokens.Vocabulary`'s layout by default (``<BOS>`` 0,
 ``<EOS>`` 1, ``<PAD>`` 2). ``symbol_mask`` is True at real tokens and False at padding.
@@ -179,6 +185,23 @@ class DataEmbedder(nn.Module):
         return self.mlp(torch.cat([times[..., None], values], dim=-1))
 
 
+class DataEncoder(nn.Module):
+    """Data encoder: LayerNorm of the embedded points (the reference's ``layer_norm_emb``), then
+    self-attention layers; no positions (the time is an embedder feature)."""
+
+    def __init__(self, cfg: ProseConfig):
+        super().__init__()
+        self.norm = _layer_norm(cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.data_encoder_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.norm(x))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 class SymbolEncoder(nn.Module):
     def __init__(self, cfg: ProseConfig):
         super().__init__()
@@ -217,16 +240,21 @@ class Fusion(nn.Module):
 
 
 class DataDecoder(nn.Module):
-    """Operator (data) decoder: query = Linear(1 -> d)(t); cross-attention layers; Linear(d -> d_max)."""
+    """Operator (data) decoder: query = LN(Linear(1 -> d)(t)); cross-attention layers; Linear(d -> d_max).
+
+    The LayerNorm of the query embedding is the reference's ``layer_norm_emb`` (`DataOperatorModel.fwd`).
+    """
 
     def __init__(self, cfg: ProseConfig):
         super().__init__()
         self.query = nn.Linear(1, cfg.hidden)
+        self.query_norm = _layer_norm(cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(CrossAttentionLayer(cfg) for _ in range(cfg.data_decoder_layers))
         self.head = nn.Linear(cfg.hidden, cfg.d_max)
 
     def forward(self, query_times: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        queries = self.query(query_times[..., None])  # (Q, d) once, or (B, Q, d)
+        queries = self.dropout(self.query_norm(self.query(query_times[..., None])))  # (Q, d) once, or (B, Q, d)
         if queries.dim() == 2:
             queries = queries.expand(memory.shape[0], *queries.shape)
         for layer in self.layers:
@@ -254,6 +282,20 @@ class SymbolDecoder(nn.Module):
 
 
 # --- the model -----------------------------------------------------------------------------------
+def _reject_old_layout(module, state_dict, prefix, *_args) -> None:
+    """Weights saved before the data-encoder and query LayerNorms (and, for data_only, before the
+    fusion block was dropped) cannot be loaded; say so instead of listing missing keys."""
+    old_encoder = any(k.startswith(f"{prefix}data_encoder.0.") for k in state_dict)
+    old_fusion = module.fusion is None and any(k.startswith(f"{prefix}fusion.") for k in state_dict)
+    if old_encoder or old_fusion:
+        raise InputError(
+            "these PROSE weights were saved by an earlier version of the model (before the LayerNorms "
+            "of the data encoder's input and the data decoder's queries were added"
+            + (", and with a fusion block, which the data_only model no longer has" if old_fusion else "")
+            + "); they cannot be loaded into the current model: train the run again"
+        )
+
+
 @dataclass
 class Encoded:
     """Fused features split by modality (the reference's split_fused_feature_data/text)."""
@@ -296,11 +338,13 @@ class ProseModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.data_embedder = DataEmbedder(cfg)
-        self.data_encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.data_encoder_layers))
+        self.data_encoder = DataEncoder(cfg)
+        # data_only is the reference's --no_text: no symbol encoder, no fusion, no symbol decoder.
         self.symbol_encoder = None if cfg.data_only else SymbolEncoder(cfg)
-        self.fusion = Fusion(cfg)
+        self.fusion = None if cfg.data_only else Fusion(cfg)
         self.data_decoder = DataDecoder(cfg)
         self.symbol_decoder = None if cfg.data_only else SymbolDecoder(cfg)
+        self.register_load_state_dict_pre_hook(_reject_old_layout)
 
     # -- input checks (one clear InputError each) --
     def _check_inputs(self, data_times, data_values, symbol_ids, symbol_mask) -> int:
@@ -356,13 +400,12 @@ class ProseModel(nn.Module):
         symbol_ids: torch.Tensor | None = None,
         symbol_mask: torch.Tensor | None = None,
     ) -> Encoded:
-        """Embed, encode and fuse both modalities; returns the fused features split by modality."""
+        """Embed, encode and (unless data_only) fuse both modalities; the features the decoders read,
+        split by modality (data_only: the data encoder output)."""
         self._check_inputs(data_times, data_values, symbol_ids, symbol_mask)
-        data = self.data_embedder(data_times, data_values)
-        for layer in self.data_encoder:
-            data = layer(data)
-        if self.symbol_encoder is None:
-            return Encoded(self.fusion(data, None, None), None, None)
+        data = self.data_encoder(self.data_embedder(data_times, data_values))
+        if self.fusion is None:  # data_only: the data decoder reads the data encoder's output
+            return Encoded(data, None, None)
         padding = (symbol_ids == self.cfg.pad_id) if symbol_mask is None else ~symbol_mask.bool()
         symbols = self.symbol_encoder(symbol_ids, padding)
         fused = self.fusion(data, symbols, padding)

@@ -3,11 +3,24 @@
 Loss 6 · relative squared L² of the trajectory + cross-entropy of the symbols (Liu, Zhang &
 Schaeffer 2023; `symbolicregression/trainer.py` of the official code, github.com/felix-lyx/prose,
 folder `prose_ode/`). Each step's batch and skeleton corruption come from `workbench.batches`
-(seeded by (TrainConfig.seed, step)), so a resumed run sees what an uninterrupted one would. Every
-``eval_every`` steps (and after the last) the trajectory and symbol losses on the first
+(seeded by (TrainConfig.seed, step)), so a resumed run sees what an uninterrupted one would.
+
+The data noise is drawn afresh at every step, as the official `enc_dec_step` does: the batch starts
+from the CLEAN trajectories u (all T = 192 times) and each sample gets u + σ ε with
+ε ~ N(0, I) over its real components and σ = γ ‖u‖₂ / (‖ε‖₂ + 1e-6), norms over the whole
+trajectory; the first ``input_len`` points of that noisy trajectory are the input and the rest the
+target, so input and target carry one draw. ε of the global batch comes from
+``step_rng(seed, step, NOISE_STREAM)``, a stream of its own (rows and corruption keep theirs), so
+the draw depends only on (seed, step) and each data-parallel rank keeps its rows of it. γ is the
+data's noise level (`data_noise_gamma`: the make-data directory's ``noise_gamma``, else
+`operators.odes.NOISE_GAMMA` = 0.02, the official ``--train_noise_gamma``). Validation keeps the
+stored noisy copy (noise drawn once at generation), as the official evaluation scores against
+noisy data.
+
+Every ``eval_every`` steps (and after the last) the trajectory and symbol losses on the first
 ``eval_samples`` validation samples, with the test corruption drawn once from seed 42, are
 recorded; metrics.nc then also holds ``val_data_loss``, ``val_symbol_loss`` (over
-``eval_step``), their final values and the parameter counts per block.
+``eval_step``), their final values, the parameter counts per block and ``train_noise_gamma``.
 
 Optimisation follows the official defaults (`parsers.py`, `symbolicregression/optim.py`): AdamW
 (0.9, 0.999, eps 1e-8, decoupled weight decay 1e-4), LR linear from 1e-7 to ``lr`` over
@@ -17,23 +30,76 @@ gradient-norm clip 1.0; bf16 autocast on a GPU comes from the harness.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from operators.odes import NOISE_GAMMA
 from operators.prose.config import ProseTrainableConfig
 from operators.prose.model import ProseModel, ProseOutput, count_parameters, prose_loss
 from operators.prose.samples import corrupted_inputs, load_data, make_batch, run_model
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary
-from workbench.batches import step_loader
+from workbench.batches import step_loader, step_rng
 from workbench.callbacks import PeriodicEvaluation
+from workbench.errors import InputError
 
-__all__ = ["TEST_CORRUPTION_SEED", "Prose", "forward_losses", "inverse_sqrt_lr"]
+__all__ = [
+    "NOISE_STREAM",
+    "TEST_CORRUPTION_SEED",
+    "Prose",
+    "add_training_noise",
+    "data_noise_gamma",
+    "forward_losses",
+    "inverse_sqrt_lr",
+    "training_batch",
+]
 
 TEST_CORRUPTION_SEED = 42  # the validation/test skeleton corruption is drawn once, from this seed
+NOISE_STREAM = 1  # step_rng(seed, step, NOISE_STREAM) draws the data noise; step_rng(seed, step) rows and corruption
+NOISE_EPS = 1e-6  # σ = γ‖u‖ / (‖ε‖ + 1e-6), the official enc_dec_step's additive noise
+
+
+def data_noise_gamma(config: ProseTrainableConfig) -> float:
+    """The noise level γ of the training data: ``noise_gamma`` of the make-data directory
+    ``config.data`` (its manifest), else `operators.odes.NOISE_GAMMA`, with which in-process data
+    are generated; the stored noisy copies that validation uses have the same level."""
+    if not config.data:
+        return float(NOISE_GAMMA)
+    manifest = Path(config.data) / "manifest.json"
+    try:
+        return float(json.loads(manifest.read_text(encoding="utf-8"))["data"]["noise_gamma"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{manifest} does not give the data's noise_gamma; rerun make-data to rewrite it") from None
+
+
+def add_training_noise(clean: np.ndarray, eps: np.ndarray, dim: np.ndarray, gamma: float) -> np.ndarray:
+    """clean + σ ε per sample, float32 (the official `enc_dec_step`, ``--noise_type additive``).
+
+    clean and eps are (B, T, d_max), dim (B,). Only a sample's ``dim`` real components get noise
+    (padded ones stay 0); σ = γ ‖u‖₂ / (‖ε‖₂ + 1e-6), both norms over all T times and the real
+    components, so ‖noise‖₂ ≈ γ ‖u‖₂ for each whole trajectory.
+    """
+    u = np.asarray(clean, dtype=np.float64)
+    real = np.arange(u.shape[2])[None, :] < np.asarray(dim)[:, None]  # (B, d_max)
+    eps = np.asarray(eps, dtype=np.float64) * real[:, None, :]
+    sigma = gamma * np.linalg.norm(u, axis=(1, 2)) / (np.linalg.norm(eps, axis=(1, 2)) + NOISE_EPS)
+    return (u + sigma[:, None, None] * eps).astype(np.float32)
+
+
+def training_batch(data, rows, symbol_inputs, eps: np.ndarray, *, gamma: float, input_len: int, **batch_args) -> dict:
+    """`make_batch` of `rows` with this step's noise: input and target come from
+    ``add_training_noise(clean, eps)``, not from the noisy copy stored at generation."""
+    rows = np.asarray(rows, dtype=np.int64)
+    batch = make_batch(data, rows, symbol_inputs, input_len=input_len, **batch_args)
+    noisy = add_training_noise(data.clean[rows], eps, data.dim[rows], gamma)
+    batch["data_values"] = torch.from_numpy(np.ascontiguousarray(noisy[:, :input_len]))
+    batch["target"] = torch.from_numpy(np.ascontiguousarray(noisy[:, input_len:]))  # the same draw, as the official
+    return batch
 
 
 def inverse_sqrt_lr(step: int, lr: float, warmup_steps: int, warmup_init_lr: float = 1e-7) -> float:
@@ -65,6 +131,7 @@ class Prose(pl.LightningModule):
         self.vocabulary = Vocabulary(max_dim=config.d_max)
         self.corruptor = SkeletonCorruptor(self.vocabulary, config.add_term_prob, config.miss_term_prob)
         self.train_data, val = load_data(config)
+        self.noise_gamma = data_noise_gamma(config)
         self.val_data = val.subset(np.arange(min(config.eval_samples, len(val))))
         # The validation corruption is drawn once, from seed 42 (the official --test_env_seed).
         self.val_inputs = corrupted_inputs(
@@ -72,19 +139,24 @@ class Prose(pl.LightningModule):
         )
         self.evaluations: dict[int, tuple[float, float]] = {}  # filled by PeriodicEvaluation
 
-    def draw(self, rng: np.random.Generator, step: int) -> tuple[np.ndarray, list | None]:
-        """The global batch of `step`: sample rows and, unless data_only, their corrupted skeletons."""
+    def draw(self, rng: np.random.Generator, step: int) -> tuple[np.ndarray, list | None, np.ndarray]:
+        """The global batch of `step`: sample rows, unless data_only their corrupted skeletons, and
+        the standard normal ε (batch, T, d_max) of the data noise, from its own stream."""
         rows = rng.integers(len(self.train_data), size=self.config.batch_size)
         inputs = corrupted_inputs(self.train_data, rows, self.corruptor, rng) if self.with_symbols else None
-        return rows, inputs
+        shape = (self.config.batch_size, len(self.train_data.t), self.config.d_max)
+        eps = step_rng(self.seed, step, NOISE_STREAM).standard_normal(shape)
+        return rows, inputs, eps
 
-    def build_batch(self, share: tuple[np.ndarray, list | None]) -> dict:
-        """Tensors of this rank's rows (run in the DataLoader's workers)."""
-        rows, inputs = share
-        return make_batch(
+    def build_batch(self, share: tuple[np.ndarray, list | None, np.ndarray]) -> dict:
+        """Tensors of this rank's rows, with this step's data noise (run in the DataLoader's workers)."""
+        rows, inputs, eps = share
+        return training_batch(
             self.train_data,
             rows,
             inputs,
+            eps,
+            gamma=self.noise_gamma,
             input_len=self.config.input_len,
             d_max=self.config.d_max,
             vocabulary=self.vocabulary,
@@ -153,6 +225,10 @@ class Prose(pl.LightningModule):
             if block != "total":
                 ds[f"params_{block}"] = ((), np.int64(count))
         ds["samples_per_step"] = ((), np.int64(self.config.batch_size))
+        ds["train_noise_gamma"] = ((), float(self.noise_gamma))
+        ds["train_noise_gamma"].attrs["description"] = (
+            "relative level of the data noise drawn afresh for every training batch (||noise|| = gamma ||u||)"
+        )
         return ds
 
     def on_before_optimizer_step(self, optimizer) -> None:
