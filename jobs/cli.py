@@ -25,6 +25,8 @@ def register(areas, name: str, help_text: str) -> None:
         help="a swept key and its values (repeatable: the grid is the product)",
     )
 
+    add_parser(verbs, "configs", run_configs, json=True)
+
     p = add_parser(verbs, "status", run_status, json=True)
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment> (holds manifest.jsonl)")
 
@@ -49,6 +51,29 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------ handlers
+
+
+def run_configs(args) -> int:
+    """List the bundled configs, which every CONFIG argument also accepts by name.
+
+    examples:
+      workbench jobs configs
+      workbench jobs submit mlp_tiny --wait
+    """
+    import yaml
+
+    from jobs.entrypoints import bundled_configs
+
+    rows = []
+    for name, path in bundled_configs().items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        comment = " ".join(line.lstrip("# ").strip() for line in lines[:1] if line.startswith("#"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML too
+        rows.append({"name": name, "path": str(path), "kind": raw.get("kind", ""), "about": comment})
+    width = max(len(r["name"]) for r in rows)
+    text = "\n".join(f"{r['name']:<{width}}  {r['about'][:100]}" for r in rows)
+    emit(args, text, rows)
+    return 0
 
 
 def run_submit(args) -> int:

@@ -36,7 +36,48 @@ from workbench.registry import get_trainable
 from workbench.store import RunDir, create_run_dir
 from workbench.train import TrainConfig
 
-__all__ = ["TrainJob", "TrainJobConfig", "job_config_from_dict", "load_job_config"]
+__all__ = [
+    "BUNDLED_CONFIGS",
+    "RUNS_DIR_ENV",
+    "TrainJob",
+    "TrainJobConfig",
+    "bundled_configs",
+    "job_config_from_dict",
+    "load_job_config",
+    "resolve_config_path",
+    "with_runs_dir",
+]
+
+# The configs shipped with the package: `workbench jobs submit mlp_tiny` finds jobs/configs/mlp_tiny.yaml.
+BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
+# Where runs go when neither the command line nor --set says: clusters keep runs on scratch.
+RUNS_DIR_ENV = "WORKBENCH_RUNS_DIR"
+
+
+def bundled_configs() -> dict[str, Path]:
+    """Name → path of every bundled config."""
+    return {p.stem: p for p in sorted(BUNDLED_CONFIGS.glob("*.yaml")) + sorted(BUNDLED_CONFIGS.glob("*.json"))}
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """A config file as given, or, for a bare name that is not a file here, the bundled config of
+    that name (ConfigError listing the bundled names when there is none)."""
+    given = Path(path)
+    if given.exists() or given.suffix or len(given.parts) > 1:
+        return given
+    found = bundled_configs().get(given.name)
+    if found is None:
+        names = ", ".join(bundled_configs())
+        raise ConfigError(f"{path}: no such file, and no bundled config of that name (bundled: {names})")
+    return found
+
+
+def with_runs_dir(config_type: type, overrides: Sequence[str]) -> list[str]:
+    """`overrides` after ``root=$WORKBENCH_RUNS_DIR`` when that is set and `config_type` has a
+    `root`, so --runs-dir and --set root=... (later in the list) still win."""
+    chosen = os.environ.get(RUNS_DIR_ENV, "")
+    has_root = any(f.name == "root" for f in dataclasses.fields(config_type))
+    return [f"root={chosen}", *overrides] if chosen and has_root else list(overrides)
 
 
 @dataclass(frozen=True)
@@ -105,6 +146,8 @@ def load_job_config(
     directory) and stored absolute, so the job finds its run directory wherever it starts.
     Every problem is a ConfigError naming the file or the override and the key.
     """
+    path = resolve_config_path(path)
+    overrides = with_runs_dir(TrainJobConfig, overrides)
     kind = load(_JobFile, path).kind
     # Read again with `model` typed as the trainable's config, so that file keys and --set
     # overrides are checked, and named in errors (model.lr), like every other key.

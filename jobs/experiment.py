@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jobs.entrypoints import resolve_config_path, with_runs_dir
 from jobs.submit import resolve_executor
 from jobs.sweep import run_array
 from workbench.config import apply_overrides, load
@@ -71,8 +72,9 @@ def load_experiment_config(
     ``job.folder``) are made absolute against `base_dir` (default: the current directory), so the
     members find them wherever they run.
     """
+    path = resolve_config_path(path)
     try:
-        config = apply_overrides(load(cls, path), list(overrides))
+        config = apply_overrides(load(cls, path), with_runs_dir(cls, overrides))
     except ConfigError:
         raise
     except InputError as error:  # a domain check in __post_init__ that does not know the file

@@ -382,3 +382,31 @@ def test_demo_runs_its_ladder_as_local_jobs_with_the_same_numbers(tmp_path):
     assert [r["step"] for r in rows] == [r["step"] for r in expected]
     assert [r["a"] for r in rows] == pytest.approx([r["a"] for r in expected], rel=1e-12)
     assert len(list((tmp_path / "runs" / "demo" / "submitit").glob("*/*_result.pkl"))) == len(rows)
+
+
+# --------------------------------------------------------------------- where configs and runs live
+
+
+def _dry_root(*args: str, cwd=None) -> str:
+    result = run_cli("jobs", "submit", *args, "--dry-run", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["members"][0]["config"]["root"]
+
+
+def test_bundled_configs_by_name_and_the_runs_dir(tmp_path, monkeypatch):
+    """`mlp_tiny` is jobs/configs/mlp_tiny.yaml from any folder; runs go to the config's root unless
+    $WORKBENCH_RUNS_DIR, then --runs-dir, then --set root= say otherwise."""
+    monkeypatch.delenv("WORKBENCH_RUNS_DIR", raising=False)
+    assert _dry_root("mlp_tiny", cwd=tmp_path) == str(tmp_path / "runs")
+    scratch, flag, explicit = tmp_path / "scratch", tmp_path / "flag", tmp_path / "explicit"
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(scratch))
+    assert _dry_root("mlp_tiny", cwd=tmp_path) == str(scratch)
+    assert _dry_root("mlp_tiny", "--runs-dir", str(flag), cwd=tmp_path) == str(flag)
+    assert _dry_root("mlp_tiny", "--set", f"root={explicit}", "--runs-dir", str(flag), cwd=tmp_path) == str(explicit)
+    listed = json.loads(run_cli("jobs", "configs", "--json").stdout)
+    assert {"mlp_tiny", "prose_tiny", "diffusion_robustness"} <= {row["name"] for row in listed}
+    assert next(r for r in listed if r["name"] == "mlp_tiny")["kind"] == "mlp_regression"
+    assert_clean_error(run_cli("jobs", "submit", "mlp_tny", "--dry-run", cwd=tmp_path),
+                       "mlp_tny: no such file, and no bundled config of that name", "mlp_tiny")  # fmt: skip
+    # a data set is not a run: make-data has no --runs-dir and ignores the variable
+    assert_clean_error(run_cli("prose", "make-data", "prose_data_tiny", "--runs-dir", "x"), "unrecognized arguments")

@@ -134,6 +134,13 @@ def add_executor_flag(parser: argparse.ArgumentParser, default: str | None = "au
     parser.add_argument("--executor", default=default, choices=EXECUTORS, help=help or EXECUTOR_HELP)
 
 
+class _RunsDir(argparse.Action):
+    """--runs-dir DIR: ``root=DIR`` ahead of every --set, so that an explicit --set root= wins."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [f"root={values}", *(getattr(namespace, self.dest) or [])])
+
+
 def add_job_flags(
     parser: argparse.ArgumentParser,
     *,
@@ -141,11 +148,20 @@ def add_job_flags(
     set_example: str = "model.lr=3e-4",
     wait: bool = False,
     dry_run: bool = False,
+    runs_dir: bool = True,
 ) -> None:
-    """The flags of every command that runs a config as jobs: CONFIG, --set, --executor, --json,
-    and where the command has them, --wait and --dry-run."""
-    parser.add_argument("config", help=config_help)
+    """The flags of every command that runs a config as jobs: CONFIG, --set, --runs-dir (where the
+    config has a `root`), --executor, --json, and where the command has them, --wait and --dry-run."""
+    parser.add_argument("config", help=config_help + "; or a bundled config's name (workbench jobs configs)")
     add_set_flag(parser, set_example)
+    if runs_dir:
+        parser.add_argument(
+            "--runs-dir",
+            dest="overrides",
+            action=_RunsDir,
+            metavar="DIR",
+            help="write runs under DIR instead of the config's root (also $WORKBENCH_RUNS_DIR; --set root= wins)",
+        )
     add_executor_flag(parser)
     if wait:
         parser.add_argument("--wait", action="store_true", help="wait until the job(s) end, then report")

@@ -34,7 +34,12 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("tokens", nargs="+", metavar="TOKEN", help="the tokens, space-separated")
 
     p = add_parser(verbs, "make-data", _make_data)
-    add_job_flags(p, config_help="a make-data config, e.g. jobs/configs/prose_data_tiny.yaml", set_example="out=/tmp/d")
+    add_job_flags(
+        p,
+        config_help="a make-data config, e.g. jobs/configs/prose_data_tiny.yaml",
+        set_example="out=/tmp/d",
+        runs_dir=False,  # a data set goes to the config's `out`
+    )
     p.add_argument("--check", action="store_true", help="build nothing: check that OUT holds every shard (else exit 2)")
 
     p = add_parser(verbs, "evaluate", _evaluate, json=True)
