@@ -179,6 +179,21 @@ def test_numeric_rhs_matches_hand_written_equation(name):
     np.testing.assert_allclose([float(e.subs(at_y)) for e in exprs], expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", list(TABLE))
+def test_target_terms_equal_the_integrated_rhs(name):
+    # The target is the expanded sum of terms (the official trees), the integrated RHS may be
+    # factored (the official numeric f_closure): the same function, symbolically, parameters free.
+    fam = FAMILIES[name]
+    assert len(fam.terms) == len(fam.factors) == fam.dim
+    for terms, factor, rhs in zip(fam.terms, fam.factors, fam.rhs):
+        assert sympy.expand(sympy.Add(*terms) * factor - rhs) == 0, (name, terms, rhs)
+    # Substituted, a sum keeps the official term order (an unevaluated Add; tests/test_prose_tokens.py
+    # checks the order on every family).
+    lorenz = FAMILIES["lorenz_3d"].expressions([10, 28, 8 / 3])
+    u0, u1, u2 = sympy.symbols("u_0:3")
+    assert lorenz[1].args == (28.0 * u0, -u0 * u2, -u1)
+
+
 def test_numeric_rhs_is_cached():
     fam = FAMILIES["lorenz_3d"]
     assert fam.numeric_rhs() is fam.numeric_rhs()

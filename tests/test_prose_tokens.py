@@ -504,3 +504,224 @@ def test_unknown_token_is_an_input_error(token):
 def test_bad_id_is_an_input_error(index):
     with pytest.raises(InputError, match="position 0"):
         Vocabulary().decode([index])
+
+
+# --- the families' targets: PROSE's expanded sums of terms ----------------------------------------
+# Per component, the terms of the official target without their coefficients, in the official
+# order: prose_ode/symbolicregression/envs/generators.py, `generate_<family>` (the `term_list`
+# of each tree; the double pendulum's are the terms of its numerators' sums, which
+# `double_pendulum_additional_term` / `double_pendulum_missing_term` corrupt). At nominal parameters.
+OFFICIAL_TERMS = {
+    "thomas": [["sin(u_1)", "u_0"], ["sin(u_2)", "u_1"], ["sin(u_0)", "u_2"]],
+    "lorenz_3d": [["u_1", "u_0"], ["u_0", "u_0*u_2", "u_1"], ["u_0*u_1", "u_2"]],
+    "aizawa": [["u_0*u_2", "u_0", "u_1"], ["u_0", "u_1*u_2", "u_1"], ["1", "u_2", "u_2**3", "u_0**2", "u_0**3*u_2"]],
+    "chen_lee": [["u_0", "u_1*u_2"], ["u_1", "u_0*u_2"], ["u_2", "u_0*u_1"]],
+    "dadras": [["u_1", "u_0", "u_1*u_2"], ["u_1", "u_0*u_2", "u_2"], ["u_0*u_1", "u_2"]],
+    "rossler": [["u_1", "u_2"], ["u_0", "u_1"], ["1", "u_0*u_2", "u_2"]],
+    "halvorsen": [["u_0", "u_1", "u_2", "u_1**2"], ["u_1", "u_2", "u_0", "u_2**2"], ["u_2", "u_0", "u_1", "u_0**2"]],
+    "fabrikant": [["u_1*u_2", "u_1", "u_0**2*u_1", "u_0"], ["u_0*u_2", "u_0", "u_0**3", "u_1"], ["u_2", "u_0*u_1*u_2"]],
+    "sprott_B": [["u_1*u_2"], ["u_0", "u_1"], ["1", "u_0*u_1"]],
+    "sprott_linz_F": [["u_1", "u_2"], ["u_1", "u_0"], ["u_0**2", "u_2"]],
+    "four_wing": [["u_0", "u_1*u_2"], ["u_0", "u_1", "u_0*u_2"], ["u_2", "u_0*u_1"]],
+    "lorenz_96_4d": [
+        ["u_1*u_3", "u_2*u_3", "u_0", "1"],
+        ["u_0*u_2", "u_0*u_3", "u_1", "1"],
+        ["u_1*u_3", "u_0*u_1", "u_2", "1"],
+        ["u_0*u_2", "u_1*u_2", "u_3", "1"],
+    ],
+    "lorenz_96_5d": [
+        ["u_1*u_4", "u_3*u_4", "u_0", "1"],
+        ["u_0*u_2", "u_0*u_4", "u_1", "1"],
+        ["u_1*u_3", "u_0*u_1", "u_2", "1"],
+        ["u_2*u_4", "u_1*u_2", "u_3", "1"],
+        ["u_0*u_3", "u_2*u_3", "u_4", "1"],
+    ],
+    "duffing": [["1"], ["u_2"], ["u_2", "u_1", "u_1**3", "cos(0.5*u_0)"]],
+    "double_pendulum": [
+        ["u_2"],
+        ["u_3"],
+        ["sin(u_0)", "sin(u_0 - 2*u_1)", "(u_3**2 + u_2**2*cos(u_0 - u_1))*sin(u_0 - u_1)"],
+        ["u_2**2", "cos(u_0)", "u_3**2*cos(u_0 - u_1)"],
+    ],
+}
+# Terms per component (the lengths of the lists above). Before the expanded targets, 7 families had
+# fewer: lorenz_3d [2, 2, 2], aizawa [2, 2, 5], rossler [2, 2, 2], fabrikant [2, 2, 1], lorenz_96 3
+# each, double_pendulum [1, 1, 1, 1] (each quotient one term, so nothing could be deleted).
+TERM_COUNTS = {
+    "thomas": [2, 2, 2],
+    "lorenz_3d": [2, 3, 2],
+    "aizawa": [3, 3, 5],
+    "chen_lee": [2, 2, 2],
+    "dadras": [3, 3, 2],
+    "rossler": [2, 2, 3],
+    "halvorsen": [4, 4, 4],
+    "fabrikant": [4, 4, 2],
+    "sprott_B": [1, 2, 2],
+    "sprott_linz_F": [2, 2, 2],
+    "four_wing": [2, 3, 2],
+    "lorenz_96_4d": [4, 4, 4, 4],
+    "lorenz_96_5d": [4, 4, 4, 4, 4],
+    "duffing": [1, 1, 4],
+    "double_pendulum": [1, 1, 3, 3],
+}
+
+
+def _families():
+    from operators.odes import FAMILIES
+
+    return FAMILIES
+
+
+def test_official_term_tables_agree():
+    from operators.odes import FAMILIES
+
+    assert set(OFFICIAL_TERMS) == set(TERM_COUNTS) == set(FAMILIES)
+    assert all([len(c) for c in OFFICIAL_TERMS[name]] == TERM_COUNTS[name] for name in TERM_COUNTS)
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL_TERMS))
+def test_family_target_is_the_official_expanded_sum_of_terms(name):
+    from operators.prose.skeleton import component_terms
+
+    family = _families()[name]
+    exprs = family.expressions(family.nominal)
+    terms = [additive_terms(e) for e in exprs]
+    assert [len(c) for c in terms] == TERM_COUNTS[name]
+    # In the official order, term by term (coefficients aside).
+    got = [[term.as_coeff_Mul()[1] for term in component] for component in terms]
+    assert got == [[sympy.sympify(t) for t in component] for component in OFFICIAL_TERMS[name]]
+    # The token lists have the same terms: what the training-time corruption adds to or deletes from.
+    for params in (family.nominal, family.sample_params(np.random.default_rng(0))):
+        tokens = tokenize(family.expressions(params))
+        assert [len(c) for c in component_terms(tokens)] == TERM_COUNTS[name]
+        assert [len(c) for c in component_terms(skeletonize(tokens))] == TERM_COUNTS[name]
+
+
+def test_lorenz_family_target_is_the_official_33_tokens():
+    family = _families()["lorenz_3d"]
+    tokens = tokenize(family.expressions([10.0, 30.6, 2.74]))
+    assert " ".join(tokens) == LORENZ_TOKENS and len(tokens) == 33  # was 32: x(rho - z) - y factored
+    assert " ".join(tokenize(family.expressions([10.0, 30.6, 2.74]), skeleton=True)) == LORENZ_SKELETON
+    for seed in range(5):
+        exprs = family.expressions(family.sample_params(np.random.default_rng(seed)))
+        assert len(tokenize(exprs)) == 33 and len(tokenize(exprs, skeleton=True)) == 25  # was 24
+
+
+def test_double_pendulum_corruption_keeps_the_quotient():
+    # Terms are added to and deleted from the numerators' sums; the denominators stay.
+    family = _families()["double_pendulum"]
+    exprs = family.expressions(family.nominal)
+    rng = np.random.default_rng(12)
+    kinds = Counter()
+    for _ in range(60):
+        after, record = corrupt(exprs, rng, add_prob=0.5, miss_prob=0.5)
+        kinds[record.kind] += 1
+        _check_corruption(exprs, after, record, dim=4)
+        assert record.component in (2, 3)  # u_2, u_3 (dθ/dt) are never corrupted, as in the official code
+        den = sympy.fraction(exprs[record.component])[1]
+        assert sympy.fraction(after[record.component])[1] == den
+        assert detokenize(tokenize(after), dim=4).valid
+    assert kinds["add"] > 15 and kinds["delete"] > 15
+
+
+# --- corruption rates and placement on every family ----------------------------------------------
+def _prepared(name):
+    from operators.prose.skeleton import SkeletonCorruptor
+
+    family = _families()[name]
+    vocabulary = Vocabulary(max_dim=5)
+    tokens = tokenize(family.expressions(family.sample_params(np.random.default_rng(1))))
+    return family, vocabulary, SkeletonCorruptor(vocabulary).prepare(tokens)
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL_TERMS))
+def test_corruption_rates_on_every_family(name):
+    # --add_term_prob / --miss_term_prob 0.15 on every family (the double pendulum included, whose
+    # numerator terms make deletions possible): 1e4 draws, binomial sd 0.0036 (add, delete), 0.0046 (none).
+    from operators.prose.skeleton import SkeletonCorruptor
+
+    family, vocabulary, terms = _prepared(name)
+    corruptor = SkeletonCorruptor(vocabulary)
+    rng = np.random.default_rng(100 + family.row)
+    kinds = Counter(corruptor.corrupt(terms, rng, family.dim)[1] for _ in range(10_000))
+    assert abs(kinds["add"] / 1e4 - 0.15) <= 0.01, kinds
+    assert abs(kinds["delete"] / 1e4 - 0.15) <= 0.01, kinds
+    assert abs(kinds["none"] / 1e4 - 0.70) <= 0.02, kinds
+
+
+def _marked_corruptor(vocabulary, add_prob, miss_prob):
+    """A SkeletonCorruptor whose every added term is ``inv u_0`` (no target has it), so an addition's
+    (component, position) can be read off the result."""
+    from operators.prose.skeleton import SkeletonCorruptor
+
+    class Marked(SkeletonCorruptor):
+        def shapes(self, dim):
+            return [vocabulary.encode(["inv", "u_0"])]
+
+    return Marked(vocabulary, add_prob, miss_prob)
+
+
+def _located(corruptor, terms, rng, dim, n):
+    """(kind, component, position) of n draws, read off the corrupted skeletons."""
+    from operators.prose.skeleton import component_terms
+
+    vocabulary = corruptor.vocabulary
+    before = [[(sign, tuple(vocabulary.decode(body))) for sign, body in component] for component in terms]
+    marker = ("inv", "u_0")
+    out = Counter()
+    for _ in range(n):
+        ids, kind = corruptor.corrupt(terms, rng, dim)
+        after = [[(sign, tuple(body)) for sign, body in c] for c in component_terms(vocabulary.decode(ids))]
+        changed = [i for i, (b, a) in enumerate(zip(before, after)) if a != b]
+        assert len(changed) == 1, (kind, after)
+        (i,) = changed
+        if kind == "add":
+            positions = [j for j, (_, body) in enumerate(after[i]) if body == marker]
+            assert len(positions) == 1 and len(after[i]) == len(before[i]) + 1
+            out[("add", i, positions[0])] += 1
+        else:
+            assert kind == "delete"
+            positions = [j for j in range(len(before[i])) if before[i][:j] + before[i][j + 1 :] == after[i]]
+            assert len(positions) == 1, (before[i], after[i])  # the families' terms are distinct
+            out[("delete", i, positions[0])] += 1
+    return out
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL_TERMS))
+def test_additions_are_uniform_over_component_position_pairs(name):
+    # tree_with_additional_term: one draw over all (component, position) pairs, so a component
+    # with n terms gets (n + 1) / sum(n_k + 1) of the additions (the double pendulum: its two
+    # numerators only, 4 positions each).
+    family, vocabulary, terms = _prepared(name)
+    counts = TERM_COUNTS[name]
+    components = [2, 3] if name == "double_pendulum" else range(len(counts))
+    expected = [(i, j) for i in components for j in range(counts[i] + 1)]
+    n = 300 * len(expected)
+    located = _located(_marked_corruptor(vocabulary, 1.0, 0.0), terms, np.random.default_rng(7), family.dim, n)
+    assert {(i, j) for _, i, j in located} == set(expected)
+    # 300 expected per pair, sd ~17: +-90 is > 5 sd (a component-first draw misses by more on most families).
+    assert all(abs(located[("add", i, j)] - 300) < 90 for i, j in expected), located
+    for i in components:
+        share = sum(located[("add", i, j)] for j in range(counts[i] + 1)) / n
+        assert abs(share - (counts[i] + 1) / len(expected)) < 0.03, (i, share)
+
+
+def test_aizawa_five_term_component_gets_six_fourteenths_of_the_additions():
+    family, vocabulary, terms = _prepared("aizawa")
+    n = 7000
+    located = _located(_marked_corruptor(vocabulary, 1.0, 0.0), terms, np.random.default_rng(8), 3, n)
+    shares = [sum(v for (_, i, _), v in located.items() if i == k) / n for k in range(3)]
+    # (3+1, 3+1, 5+1) / 14; a component-first draw would give 1/3 each. sd ~0.006.
+    assert shares == pytest.approx([4 / 14, 4 / 14, 6 / 14], abs=0.025), shares
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL_TERMS))
+def test_deletions_are_uniform_over_component_term_pairs(name):
+    # tree_with_missing_term: one draw over all (component, term) pairs of components with >= 2 terms.
+    family, vocabulary, terms = _prepared(name)
+    counts = TERM_COUNTS[name]
+    expected = [(i, j) for i, n_i in enumerate(counts) if n_i >= 2 for j in range(n_i)]
+    n = 300 * len(expected)
+    located = _located(_marked_corruptor(vocabulary, 0.0, 1.0), terms, np.random.default_rng(9), family.dim, n)
+    assert {(i, j) for _, i, j in located} == set(expected)
+    assert all(abs(located[("delete", i, j)] - 300) < 90 for i, j in expected), located

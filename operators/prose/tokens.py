@@ -542,9 +542,56 @@ class Corruption:
     position: int | None = None
 
 
+def _corruptible(sizes: Sequence[int], framed: Sequence[bool]) -> list[int]:
+    """The components that may be corrupted: the framed ones if any (the official double-pendulum
+    rule), else all."""
+    chosen = [i for i, is_framed in enumerate(framed) if is_framed]
+    return chosen or list(range(len(sizes)))
+
+
+def addition_locations(sizes: Sequence[int], framed: Sequence[bool] | None = None) -> list[tuple[int, int]]:
+    """All (component, position) pairs where a term may be added, in the official order
+    (``tree_with_additional_term``: component-major, positions 0..n of a component with n terms)."""
+    framed = [False] * len(sizes) if framed is None else framed
+    return [(i, j) for i in _corruptible(sizes, framed) for j in range(sizes[i] + 1)]
+
+
+def deletion_locations(sizes: Sequence[int], framed: Sequence[bool] | None = None) -> list[tuple[int, int]]:
+    """All (component, term) pairs that may be deleted: the terms of components with >= 2 terms
+    (``tree_with_missing_term``)."""
+    framed = [False] * len(sizes) if framed is None else framed
+    return [(i, j) for i in _corruptible(sizes, framed) if sizes[i] >= 2 for j in range(sizes[i])]
+
+
+def _framed_sum(expr: sympy.Expr) -> sympy.Expr | None:
+    """The sum inside a quotient component, or None: ``N / D`` written by the tokenizer as
+    ``div N D``, with N a sum or a product without a number factor and with exactly one sum
+    factor (the double pendulum's ω̇₁ and ω̇₂; `operators.prose.skeleton` reads the same off tokens)."""
+    if not expr.is_Mul or any(factor.is_number for factor in expr.args) or sympy.fraction(expr)[1] == 1:
+        return None
+    sums = [factor for factor in expr.args if factor.is_Add]
+    return sums[0] if len(sums) == 1 else None
+
+
 def additive_terms(expr: Any) -> tuple[sympy.Expr, ...]:
-    """The top-level additive terms of one component (a non-sum is one term)."""
-    return sympy.Add.make_args(sympy.sympify(expr))
+    """The terms of one component, the units the corruption adds or deletes: its top-level
+    additive terms (a non-sum is one term), or, for a quotient with a sum in its numerator (the
+    double pendulum), that sum's terms, as the official code's double-pendulum corruption."""
+    expr = sympy.sympify(expr)
+    inner = _framed_sum(expr)
+    return sympy.Add.make_args(expr if inner is None else inner)
+
+
+def _is_framed(expr: sympy.Expr) -> bool:
+    return _framed_sum(expr) is not None
+
+
+def _with_terms(expr: sympy.Expr, terms: Sequence[sympy.Expr]) -> sympy.Expr:
+    """`expr` with its `additive_terms` replaced by `terms` (a quotient keeps its other factors)."""
+    inner = _framed_sum(expr)
+    if inner is None:
+        return _join(terms)
+    return sympy.Mul(_join(terms), *(factor for factor in expr.args if factor is not inner))
 
 
 def candidate_monomials(dim: int) -> list[sympy.Expr]:
@@ -569,10 +616,15 @@ def corrupt(
     """Term corruption of the symbol input (the reference's ``--add_term_prob``/``--miss_term_prob``).
 
     With probability ``add_prob`` insert one term c, c*u_i or c*u_i*u_j (i <= j < dim, shape drawn
-    uniformly) at a random position of a random component; with probability ``miss_prob`` delete
-    one top-level term from a random component that has >= 2 terms (nothing happens if none has);
-    otherwise return the expressions unchanged. The coefficient c is log-uniform in [0.1, 10] with
-    a random sign, rounded to 3 digits; it becomes ``<PLACEHOLDER>`` in a skeleton anyway.
+    uniformly) at a (component, position) pair drawn uniformly from all of them; with probability
+    ``miss_prob`` delete one term, a (component, term) pair drawn uniformly from the components
+    with >= 2 terms (nothing happens if none has); otherwise return the expressions unchanged.
+    This is the official ``tree_with_additional_term`` / ``tree_with_missing_term`` placement: a
+    component with n terms has n + 1 positions, so longer components get more additions. The terms
+    are those of :func:`additive_terms`; in a system with quotient components (the double
+    pendulum) only their numerators' sums are corrupted, as the official double-pendulum code
+    does. The coefficient c is log-uniform in [0.1, 10] with a random sign, rounded to 3 digits;
+    it becomes ``<PLACEHOLDER>`` in a skeleton anyway.
     ``dim`` defaults to the number of components.
     """
     if isinstance(exprs, (str, sympy.Basic)) or len(exprs) == 0:
@@ -586,6 +638,8 @@ def corrupt(
     if not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
         raise InputError(f"dim must be an integer in 1..{MAX_DIM}, got {dim!r}")
     exprs = [sympy.sympify(expr) for expr in exprs]
+    sizes = [len(additive_terms(expr)) for expr in exprs]
+    framed = [_is_framed(expr) for expr in exprs]
     draw = rng.random()
     if draw < add_prob:
         shapes = candidate_monomials(dim)
@@ -593,20 +647,19 @@ def corrupt(
         magnitude = 10.0 ** rng.uniform(-1.0, 1.0)
         coefficient = round_sig(magnitude if rng.random() < 0.5 else -magnitude, MANTISSA_DIGITS)
         term = coefficient * shape
-        component = int(rng.integers(len(exprs)))
+        locations = addition_locations(sizes, framed)
+        component, position = locations[int(rng.integers(len(locations)))]
         terms = list(additive_terms(exprs[component]))
-        position = int(rng.integers(len(terms) + 1))
         terms.insert(position, term)
-        exprs[component] = _join(terms)
+        exprs[component] = _with_terms(exprs[component], terms)
         return exprs, Corruption("add", component, term, position)
     if draw < add_prob + miss_prob:
-        eligible = [i for i, expr in enumerate(exprs) if len(additive_terms(expr)) >= 2]
-        if not eligible:
+        locations = deletion_locations(sizes, framed)
+        if not locations:
             return exprs, Corruption("none")
-        component = eligible[int(rng.integers(len(eligible)))]
+        component, position = locations[int(rng.integers(len(locations)))]
         terms = list(additive_terms(exprs[component]))
-        position = int(rng.integers(len(terms)))
         removed = terms.pop(position)
-        exprs[component] = _join(terms)
+        exprs[component] = _with_terms(exprs[component], terms)
         return exprs, Corruption("delete", component, removed, position)
     return exprs, Corruption("none")
