@@ -101,7 +101,8 @@ if STUDY.is_file():
     study = xr.load_dataset(STUDY)
     print(f"full study: {study.attrs['train_steps']} steps, {study.sizes['seed']} seeds")
     print(robustness.summary_table(study))
-    display(robustness.plot_robustness(study))  # noqa: F821 (IPython's display)
+    robustness.plot_robustness(study)
+    plt.show()
 else:
     print(f"{STUDY} is absent: run the full study with jobs/configs/diffusion_robustness.yaml")
 
@@ -116,7 +117,8 @@ robust = RobustnessConfig(
 members = [robustness.robustness_member(robust, D, seed) for D in robust.D for seed in range(robust.seeds)]
 small = robustness.assemble_robustness(robust, members)
 print(robustness.summary_table(small))
-display(robustness.plot_robustness(small))  # noqa: F821
+robustness.plot_robustness(small)
+plt.show()
 
 # %% [markdown]
 # ## 4. Brightness with the exact denoiser
@@ -156,7 +158,5 @@ for arm in bright.arms:
     mean, half = experiments.t_interval(bri["w1"].sel(arm=arm).values, axis=0)
     ratio = float(bri["spread_ratio"].sel(arm=arm).mean())
     print(f"{arm:<22} brightness W1 {float(mean):.4f} ± {float(half):.4f}   spread ratio {ratio:.3f}")
-experiments.plot_brightness(bri, os.path.join(ROOT, "brightness.png"))
-plt.imshow(plt.imread(os.path.join(ROOT, "brightness.png")))
-plt.axis("off")
+experiments.plot_brightness(bri)
 plt.show()

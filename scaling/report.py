@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from workbench.atomic import atomic_savefig
+from workbench.figures import finish_figure, new_figure
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
@@ -33,13 +33,12 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
     return "\n".join([line([h for _, h in columns]), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
-def figure(ncols: int):
-    """A row of `ncols` axes: (figure, axes). A bare matplotlib Figure needs no pyplot backend, so
-    drawing one never changes a notebook's backend or opens a window."""
-    from matplotlib.figure import Figure  # matplotlib only when a figure is drawn: not for `workbench --help`
-
-    fig = Figure(figsize=(5.5 * ncols, 4.2))
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+def figure(ncols: int, ax=None):
+    """A row of `ncols` axes, (figure, axes), made by `workbench.figures.new_figure` (a pyplot
+    figure where pyplot is in use, so `plt.show()` shows it; a bare Figure in the CLI); with `ax`,
+    the caller's axes (one panel)."""
+    fig, axes = new_figure((5.5 * ncols, 4.2), ncols=ncols, ax=ax)
+    return fig, axes[0]
 
 
 def colormap(name: str):
@@ -48,10 +47,10 @@ def colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def save_figure(fig, path) -> None:
-    """Write `fig` as a PNG atomically."""
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
+def save_figure(fig, path=None, ax=None):
+    """Lay out `fig` (unless it is the caller's, `ax`), write it as a PNG atomically when `path` is
+    given, and return it."""
+    return finish_figure(fig, path, own=ax is None)
 
 
 def fill_band(ax, grid, draws, label: str) -> None:
@@ -60,9 +59,10 @@ def fill_band(ax, grid, draws, label: str) -> None:
                     label=label)  # fmt: skip
 
 
-def plot_ladder(steps: Sequence[dict], path, title: str = "Porian et al. reconciliation ladder") -> None:
-    """Exponent a with its 95 % CI per ladder step, against Kaplan's 0.88 / 0.73 and Hoffmann's 0.5."""
-    fig, (ax,) = figure(1)
+def plot_ladder(steps: Sequence[dict], path=None, title: str = "Porian et al. reconciliation ladder", *, ax=None):
+    """Exponent a with its 95 % CI per ladder step, against Kaplan's 0.88 / 0.73 and Hoffmann's 0.5.
+    Returns the figure; writes it to `path` when given; draws into `ax` when given."""
+    fig, (ax,) = figure(1, ax)
     x = np.arange(len(steps))
     a = np.array([s["a"] for s in steps])
     lo = np.array([s["a_ci"][0] for s in steps])
@@ -77,18 +77,21 @@ def plot_ladder(steps: Sequence[dict], path, title: str = "Porian et al. reconci
     ax.set_xticks(x, [s["step"] for s in steps], rotation=20, fontsize=8)
     ax.set(ylabel="a  (N* ∝ C^a)", title=title)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return save_figure(fig, path, ax)
 
 
 def plot_mup_prediction(
     result: dict,
-    path,
+    path=None,
     floor: float | None = None,
     title: str = "muP width sweep: loss prediction from the smaller widths",
-) -> None:
+    *,
+    ax=None,
+):
     """Loss vs N for a `scaling.mup_predict.predict_sweep` result: the fitted widths, the fitted
-    law extended to the held-out widths with its band, and their actual losses."""
-    fig, (ax,) = figure(1)
+    law extended to the held-out widths with its band, and their actual losses. Returns the
+    figure; writes it to `path` when given; draws into `ax` when given."""
+    fig, (ax,) = figure(1, ax)
     fitted, held = result["fitted"], result["predictions"]
     a, b, c = (result["fit"][k] for k in ("a", "b", "c"))
     n_fit = np.array([r["params"] for r in fitted], dtype=float)
@@ -126,12 +129,12 @@ def plot_mup_prediction(
         xlabel=f"N ({result.get('count', 'params')})", ylabel=f"{result.get('loss', 'loss')} (nats/token)", title=title
     )
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return save_figure(fig, path, ax)
 
 
-def plot_lr_transfer(sweeps: dict, path) -> None:
+def plot_lr_transfer(sweeps: dict, path=None):
     """Held-out loss vs learning rate, one curve per width, one panel per parametrisation
-    (the muTransfer figure); each sweep has `val_loss` over (width, lr, seed)."""
+    (the muTransfer figure); each sweep has `val_loss` over (width, lr, seed). Returns the figure."""
     fig, axes = figure(len(sweeps))
     for ax, (name, ds) in zip(axes, sweeps.items()):
         mean = ds["val_loss"].mean("seed")
@@ -145,4 +148,4 @@ def plot_lr_transfer(sweeps: dict, path) -> None:
             ax.set_ylim(finite.min() - 0.05, min(finite.max(), np.percentile(finite, 75) * 1.3) + 0.05)
         ax.set(xlabel="learning rate", ylabel="held-out loss", title=f"{name}: loss vs learning rate")
         ax.legend(fontsize=7)
-    save_figure(fig, path)
+    return save_figure(fig, path)

@@ -39,6 +39,7 @@ FOUNDATION = {"workbench"} | {
         "callbacks",
         "batches",
         "provenance",
+        "figures",
     )  # fmt: skip
 }
 SHELL = {

@@ -41,3 +41,28 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
 
 def test_notebooks_exist():
     assert NOTEBOOKS, "no notebooks found"
+
+
+def test_a_plot_helper_then_plt_show_displays_inline(monkeypatch):
+    """In Jupyter with the inline backend, a workbench plot helper's figure is shown by plt.show()
+    (the helpers never change the backend), and ax= draws into the caller's axes."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    cells = [
+        "import matplotlib.pyplot as plt\n"
+        "from scaling.report import plot_ladder\n"
+        "steps = [{'step': 'a', 'a': 0.7, 'a_ci': [0.6, 0.8]}, {'step': 'b', 'a': 0.5, 'a_ci': [0.45, 0.55]}]\n"
+        "fig = plot_ladder(steps)\n"
+        "plt.show()",
+        "fig, (left, right) = plt.subplots(1, 2)\n"
+        "assert plot_ladder(steps, ax=right) is fig and right.get_title()\n"
+        "plt.show()",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    for cell in notebook.cells:
+        kinds = [o.get("output_type") for o in cell.outputs]
+        assert "error" not in kinds, cell.outputs
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.outputs

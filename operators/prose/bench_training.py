@@ -44,6 +44,7 @@ from operators.prose.module import (
 from operators.prose.samples import ProseData, corrupted_inputs, make_batch, prepare_data
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary
+from workbench.figures import new_figure
 
 __all__ = ["bench_config", "loss_curve_figure", "make_pool", "save_figure", "train_for"]
 
@@ -273,13 +274,10 @@ def train_for(
     }
 
 
-def loss_curve_figure(result: dict, title: str):
+def loss_curve_figure(result: dict, title: str, *, ax=None):
     """The training loss against the step (log scale), held-out loss before and after as points."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display
-
     curve = [p for p in result["loss_curve"] if p["loss"] is not None]
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.subplots()
+    fig, ((ax,),) = new_figure((6.4, 4.0), ax=ax, **({} if ax is not None else {"layout": "constrained"}))
     steps, losses = [p["step"] for p in curve], [p["loss"] for p in curve]
     ax.plot(steps, losses, ".-", lw=1.2, ms=3, label="training (mean since the previous point)")
     for step, key, marker, what in ((1, "heldout_loss_before", "o", "held-out, untrained"),

@@ -37,7 +37,6 @@ import numpy as np
 import sympy
 import torch
 import xarray as xr
-from matplotlib.figure import Figure
 from matplotlib.mathtext import MathTextParser
 from scipy.integrate import solve_ivp
 from tqdm import tqdm
@@ -48,9 +47,10 @@ from operators.prose.model import ProseModel
 from operators.prose.samples import ProseData, corrupted_inputs, load_data, make_batch, prepare_data, run_model
 from operators.prose.skeleton import SkeletonCorruptor
 from operators.prose.tokens import Vocabulary, detokenize
-from workbench.atomic import atomic_savefig, check_writable, check_writable_dir
+from workbench.atomic import check_writable, check_writable_dir
 from workbench.config import from_dict
 from workbench.errors import InputError
+from workbench.figures import finish_figure, new_figure
 from workbench.store import atomic_write_netcdf
 
 __all__ = ["WINDOWS", "evaluate", "format_summary", "load_run", "relative_l2", "summarize"]
@@ -461,8 +461,9 @@ def _latex_lines(exprs) -> list[str]:
     return lines
 
 
-def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_examples: int = 4) -> None:
-    """Predicted vs true trajectories of the first sample of up to `n_examples` families."""
+def plot_examples(data, predicted, decoded_exprs, path=None, *, input_len: int, n_examples: int = 4):
+    """Predicted vs true trajectories of the first sample of up to `n_examples` families. Returns
+    the figure; writes it to `path` when given."""
     picks, seen = [], set()
     for i, f in enumerate(data.family):
         if int(f) not in seen:
@@ -474,8 +475,7 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
         if i not in picks:
             picks.append(i)
     picks = picks[:n_examples]
-    fig = Figure(figsize=(9, 3.2 * len(picks)))
-    axes = fig.subplots(len(picks), 1, squeeze=False)
+    fig, axes = new_figure((9, 3.2 * len(picks)), nrows=len(picks))
     t, tq = data.t, data.t[input_len:]
     for ax, i in zip(axes[:, 0], picks):
         dim = int(data.dim[i])
@@ -490,8 +490,7 @@ def plot_examples(data, predicted, decoded_exprs, path, *, input_len: int, n_exa
         title = data.families[int(data.family[i])] + (" (decoded:)" if lines else "")
         ax.set_title("\n".join([title, *lines]), fontsize=8, loc="left")
         ax.legend(fontsize=6, ncol=2, loc="upper left")
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=90)
+    return finish_figure(fig, path, dpi=90)
 
 
 def summarize(ds) -> dict[str, Any]:

@@ -167,7 +167,7 @@ def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:
     )
 
 
-def plot(result: IsoflopResult, args: argparse.Namespace, runs: pd.DataFrame, path: Path) -> None:
+def plot(result: IsoflopResult, args: argparse.Namespace, runs: pd.DataFrame, path: Path | None = None):
     """Left: IsoFLOP curves with their minima. Right: N*(C) with the fitted frontier and its 95 % band."""
     fit = result.fit
     fig, (left, right) = report.figure(2)
@@ -192,4 +192,4 @@ def plot(result: IsoflopResult, args: argparse.Namespace, runs: pd.DataFrame, pa
         report.fill_band(right, grid, band, f"95% CI a ∈ [{fit.a_ci[0]:.3f}, {fit.a_ci[1]:.3f}]")
     right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="N*", title="compute-optimal size")
     right.legend(fontsize=8)
-    report.save_figure(fig, path)
+    return report.save_figure(fig, path)

@@ -158,7 +158,7 @@ def dataset(result, args: argparse.Namespace) -> xr.Dataset:
     )
 
 
-def plot(result, args: argparse.Namespace, runs: pd.DataFrame, path: Path) -> None:
+def plot(result, args: argparse.Namespace, runs: pd.DataFrame, path: Path | None = None):
     """Left: runs vs N coloured by compute, with the fitted law along IsoFLOP slices. Right: N*(C)."""
     fig, (left, right) = report.figure(2)
     N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
@@ -185,4 +185,4 @@ def plot(result, args: argparse.Namespace, runs: pd.DataFrame, path: Path) -> No
         report.fill_band(right, grid, band, "95% bootstrap band")
     right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="N*", title="compute-optimal size")
     right.legend(fontsize=8)
-    report.save_figure(fig, path)
+    return report.save_figure(fig, path)

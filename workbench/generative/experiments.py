@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from workbench.atomic import atomic_savefig
+from workbench.figures import finish_figure, new_figure
 from workbench.generative.brightness import brightness_metrics
 from workbench.generative.config import BrightnessConfig, RobustnessConfig, get_arm
 from workbench.generative.data import training_data
@@ -190,9 +191,10 @@ def t_interval(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, half
 
 
-def plot_brightness(ds, path: str | Path) -> None:
-    fig = Figure(figsize=(11, 3.8))
-    axes = fig.subplots(1, 2)
+def plot_brightness(ds, path: str | Path | None = None):
+    """Left: per-image brightness of the data and of each arm's samples; right: W1 per arm with
+    95 % t-intervals over seeds. Returns the figure; writes it to `path` when given."""
+    fig, (axes,) = new_figure((11, 3.8), ncols=2)
     bins = np.linspace(-1, 1, 41)
     axes[0].hist(ds["data_brightness"].values, bins=bins, density=True, histtype="stepfilled", alpha=0.3, label="data")
     for arm in ds["arm"].values:
@@ -205,12 +207,11 @@ def plot_brightness(ds, path: str | Path) -> None:
     axes[1].bar(np.arange(ds.sizes["arm"]), mean, yerr=half, capsize=4)
     axes[1].set_xticks(np.arange(ds.sizes["arm"]), [str(a) for a in ds["arm"].values], rotation=15, fontsize=8)
     axes[1].set_ylabel("brightness W1 to data (95 % t-interval)")
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
+    return finish_figure(fig, path)
 
 
 def save_grid(images: np.ndarray, path: str | Path, columns: int = 8) -> None:
-    """A PNG grid of single-channel images in [−1, 1]."""
+    """A PNG grid of single-channel images in [−1, 1] (a file only: a bare Figure, never shown)."""
     images = np.clip(np.asarray(images)[:, 0], -1, 1)
     rows = math.ceil(len(images) / columns)
     fig = Figure(figsize=(columns, rows))

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from matplotlib.figure import Figure
 
-from workbench.atomic import atomic_savefig
+from workbench.figures import finish_figure, new_figure
 from workbench.generative.config import RobustnessConfig
 from workbench.generative.experiments import output_dir, save_grid, score_samples, train_member
 from workbench.generative.sampling import load_trained, quantize, sample_pfgmpp
@@ -201,11 +200,11 @@ def finish_robustness(config: RobustnessConfig, members: list[dict[str, Any]], e
     return "\n".join(lines), {**payload, "rows": rows}
 
 
-def plot_robustness(ds: xr.Dataset, path: str | Path | None = None) -> Figure:
+def plot_robustness(ds: xr.Dataset, path: str | Path | None = None):
     """Top: sliced W1 against perturbation strength (the clean score at strength 0); bottom: the
-    degradation, perturbed − clean. One line per D, 95 % bootstrap bands over seeds."""
-    fig = Figure(figsize=(13, 7))
-    axes = fig.subplots(2, 3)
+    degradation, perturbed − clean. One line per D, 95 % bootstrap bands over seeds. Returns the
+    figure; writes it to `path` when given."""
+    fig, axes = new_figure((13, 7), nrows=2, ncols=3)
     clean_nfe = int(ds.attrs.get("clean_nfe", 2 * int(ds.attrs.get("heun_steps", 18)) - 1))
     anchor = {"alpha": 0.0, "nfe": clean_nfe, "bits": 32}
     for col, (probe, label) in enumerate(PROBES.items()):
@@ -234,7 +233,4 @@ def plot_robustness(ds: xr.Dataset, path: str | Path | None = None) -> Figure:
         f"PFGM++ robustness ({ds.attrs.get('data')}, {ds.attrs.get('train_steps')} steps, "
         f"{ds.sizes['seed']} seeds, 95 % bootstrap bands over seeds)"
     )
-    fig.tight_layout()
-    if path is not None:
-        atomic_savefig(fig, path, dpi=120)
-    return fig
+    return finish_figure(fig, path)

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 import mup
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from workbench.atomic import atomic_savefig
 from workbench.errors import InputError
+from workbench.figures import finish_figure, new_figure
 from workbench.lm.corpora import markov_corpus
 from workbench.lm.model import GPT, GPTConfig, base_shapes, build_model, make_optimizer, set_base_shapes
 
@@ -196,10 +195,12 @@ def coord_check(
     return {variant: slopes(d, widths) for variant, d in data.items()}, data
 
 
-def plot_coord_data(data: dict[str, np.ndarray], widths: Sequence[int], path) -> None:
-    """One panel per variant: seed-mean l1 vs width (log-log), one line per module at the last step."""
-    fig = Figure(figsize=(4 * len(data), 3.5))
-    axes = fig.subplots(1, len(data), sharey=True, squeeze=False)
+def plot_coord_data(data: dict[str, np.ndarray], widths: Sequence[int], path=None):
+    """One panel per variant: seed-mean l1 vs width (log-log), one line per module at the last step.
+    Returns the figure; writes it to `path` when given."""
+    fig, axes = new_figure((4 * len(data), 3.5), ncols=len(data))
+    for ax in axes[0][1:]:
+        ax.sharey(axes[0][0])
     for ax, (variant, d) in zip(axes[0], data.items()):
         mean = d.mean(axis=0)
         for m, kind in enumerate(MODULES):
@@ -207,5 +208,4 @@ def plot_coord_data(data: dict[str, np.ndarray], widths: Sequence[int], path) ->
         ax.set(xscale="log", yscale="log", xlabel="width", title=f"{variant} (t = {d.shape[2] - 1})")
     axes[0][0].set_ylabel("mean |activation|")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
+    return finish_figure(fig, path)
