@@ -108,6 +108,25 @@ def test_rerun_resumes_only_missing_shards_bit_identical(built, tmp_path):
         _build(copy, "seed=5")
 
 
+def test_data_of_an_earlier_format_are_refused_for_reading_and_resuming(built, tmp_path):
+    """Format 1 tokenised sympy's factored targets: such a directory is neither read nor resumed
+    (shards of two formats would mix)."""
+    out, _, _ = built
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy)
+    for name in ("manifest.json", "plan.json"):
+        record = json.loads((copy / name).read_text())
+        record["format"] = 1
+        (copy / name).write_text(json.dumps(record))
+    with pytest.raises(InputError, match="holds PROSE data of format 1, this version reads and writes format 2"):
+        load_dataset(copy)
+    (copy / "shard-00001.npz").unlink()
+    with pytest.raises(InputError, match="format 1"):
+        _build(copy)
+
+
 def test_make_data_cli_end_to_end(tmp_path):
     out = tmp_path / "cli"
     args = ["prose", "make-data", TINY, "--set", f"out={out}", *[x for s in SMALL for x in ("--set", s)]]

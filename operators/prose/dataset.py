@@ -296,9 +296,11 @@ def plan_build(config: ProseDataConfig, rebuild: str) -> BuildPlan:
     plan_path = out / "plan.json"
     if plan_path.exists():
         try:
-            previous = json.loads(plan_path.read_text(encoding="utf-8"))["data"]
-        except (json.JSONDecodeError, KeyError, OSError):
+            plan = json.loads(plan_path.read_text(encoding="utf-8"))
+            previous = plan["data"]
+        except (json.JSONDecodeError, KeyError, OSError, TypeError):
             raise InputError(f"{plan_path} is unreadable; delete {out} or choose another out") from None
+        _check_format(plan.get("format", 1), out)
         changed = [k for k in DATA_KEYS if previous.get(k) != settings[k]]
         if changed:
             raise InputError(
@@ -400,6 +402,16 @@ def _plain_config(config: ProseDataConfig) -> dict[str, Any]:
 # Reading
 
 
+def _check_format(fmt: Any, out: Path) -> None:
+    """Data of another format version are refused: format 1 tokenised factored targets, and shards of
+    two formats must never mix in one build or one training run."""
+    if fmt != FORMAT_VERSION:
+        raise InputError(
+            f"{out} holds PROSE data of format {fmt}, this version reads and writes format {FORMAT_VERSION} "
+            "(targets as the expanded sums of terms); build it again with make-data into an empty out"
+        )
+
+
 def load_dataset(path: str | Path, split: str = "train") -> dict[str, Any]:
     """A make-data output as `operators.odes.generate` returns it, plus ``tokens`` and ``split``.
 
@@ -423,10 +435,12 @@ def load_dataset(path: str | Path, split: str = "train") -> dict[str, Any]:
         raise InputError(f"{out} has no manifest.json: not a `workbench prose make-data` output")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        fmt = manifest.get("format", 1)
         names, records, rebuild = tuple(manifest["families"]), manifest["shards"], manifest["rebuild"]
         d_max, p_max, t = manifest["d_max"], manifest["p_max"], np.array(manifest["t"])
     except (json.JSONDecodeError, KeyError, TypeError):
         raise InputError(f"{manifest_path} is unreadable or incomplete; rerun make-data to rewrite it") from None
+    _check_format(fmt, out)
     records = [r for r in records if r["split"] == split]
     if not records:
         raise InputError(
