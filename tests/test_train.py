@@ -97,3 +97,55 @@ def test_batch_not_divisible_by_processes_is_refused():
     module._trainer = FakeTrainer()
     with pytest.raises(ValueError, match="not divisible"):
         module.train_dataloader()
+
+
+def test_loggers_csv_and_tensorboard_carry_the_metrics_nc_values(tmp_path):
+    """train.loggers: [csv, tensorboard] writes both under <run>/logs/, with the per-step loss and the
+    final loss of metrics.nc; metrics.nc stays the record."""
+    import csv
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = create_run_dir(tmp_path, "exp", "logged")
+    result = train(SMALL, TrainConfig(max_steps=12, checkpoint_every=5, loggers=("csv", "tensorboard")), run)
+    metrics = open_dataset(run.metrics_path)
+    final = float(metrics["final_loss"])
+    assert result["final_loss"] == pytest.approx(final)
+
+    rows = list(csv.DictReader((run.path / "logs" / "csv" / "metrics.csv").open()))
+    losses = {int(r["step"]): float(r["value"]) for r in rows if r["metric"] == "loss"}
+    assert sorted(losses) == list(metrics["step"].values)
+    assert [losses[s] for s in sorted(losses)] == metrics["loss"].values.tolist()
+    assert [float(r["value"]) for r in rows if r["metric"] == "final_loss"] == [final]
+
+    events = EventAccumulator(str(run.path / "logs" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == list(metrics["step"].values)
+    assert events.Scalars("final_loss")[-1].value == pytest.approx(final, rel=1e-6)
+
+
+def test_a_resumed_run_continues_its_csv_log(tmp_path):
+    """Stopped at 25 (last checkpoint 20) and resumed to 40: the CSV holds each step once, 1..40,
+    with the values of metrics.nc."""
+    import csv
+
+    run = create_run_dir(tmp_path, "exp", "split")
+    train(SMALL, TrainConfig(max_steps=25, checkpoint_every=10, seed=3), run)
+    train(SMALL, TrainConfig(max_steps=40, checkpoint_every=10, seed=3), run)
+    rows = list(csv.DictReader((run.path / "logs" / "csv" / "metrics.csv").open()))
+    steps = [int(r["step"]) for r in rows if r["metric"] == "loss"]
+    assert steps == list(range(1, 41))
+    metrics = open_dataset(run.metrics_path)
+    assert [float(r["value"]) for r in rows if r["metric"] == "loss"] == metrics["loss"].values.tolist()
+
+
+def test_unknown_or_uninstalled_logger_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown logger 'mlflow'; choose from csv, tensorboard, wandb"):
+        TrainConfig(loggers=("csv", "mlflow"))
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(ConfigError, match="wandb needs the wandb package"):
+            TrainConfig(loggers=("wandb",))
+    assert TrainConfig(loggers=()).loggers == ()

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 import xarray as xr
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 from workbench.provenance import with_provenance
-from workbench.store import atomic_write_netcdf
+from workbench.store import atomic_write_netcdf, atomic_write_text
 
 __all__ = ["MetricsRecorder", "NonFiniteGuard", "PeriodicCheckpoint", "PeriodicEvaluation"]
 
@@ -52,10 +54,14 @@ class MetricsRecorder(Callback):
         self.losses: list[float] = []
         self.start_step = 0
         self.module = None
+        self.logged: set[tuple[str, int | None]] = set()  # (variable, step) already given to the loggers
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.start_step = int(trainer.global_step)
         self.module = pl_module
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLog):
+                logger.resume_at(self.start_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = int(trainer.global_step)
@@ -67,6 +73,9 @@ class MetricsRecorder(Callback):
         )
         self.steps.append(step)
         self.losses.append(value)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({"loss": value}, step=step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": list(self.steps), "losses": list(self.losses)}
@@ -90,6 +99,74 @@ class MetricsRecorder(Callback):
         extra = getattr(self.module, "extra_metrics", None)
         ds = extra(ds) if extra is not None else ds
         atomic_write_netcdf(with_provenance(ds, self.config), self.path)
+        self._log_to_loggers(ds, final=status != "running")
+
+    def _log_to_loggers(self, ds: xr.Dataset, final: bool) -> None:
+        """The metrics.nc values the loggers have not seen: step-indexed series (validation loss at
+        its eval steps) as they appear, and the scalars (final loss, parameter counts) at the end."""
+        trainer = getattr(self.module, "_trainer", None) if self.module is not None else None
+        if trainer is None or not trainer.loggers:
+            return
+        for name, var in ds.data_vars.items():
+            if not np.issubdtype(var.dtype, np.number):
+                continue
+            if var.ndim == 1 and var.dims[0] != "step" and "step" in var.dims[0]:
+                for at, value in zip(var[var.dims[0]].values, var.values):
+                    if (name, int(at)) not in self.logged and np.isfinite(value):
+                        self.logged.add((name, int(at)))
+                        for logger in trainer.loggers:
+                            logger.log_metrics({name: float(value)}, step=int(at))
+            elif var.ndim == 0 and final and (name, None) not in self.logged and np.isfinite(var.values):
+                self.logged.add((name, None))
+                for logger in trainer.loggers:
+                    logger.log_metrics({name: float(var.values)}, step=self.steps[-1] if self.steps else 0)
+        for logger in trainer.loggers:
+            logger.save()
+
+
+class CSVLog(Logger):
+    """The `csv` logger: one row per value, ``step,metric,value``, appended to
+    <run dir>/logs/csv/metrics.csv. Long format so that new metrics need no new header, and a
+    resumed run first drops the rows after its checkpoint's step, so the file reads as one run.
+    (Lightning's CSVLogger rewrites its file when a run resumes.)"""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.path = Path(directory) / "metrics.csv"
+
+    @property
+    def name(self) -> str:
+        return "csv"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.path.parent)
+
+    @rank_zero_only
+    def resume_at(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [lines[0], *(line for line in lines[1:] if line and int(line.split(",", 1)[0]) <= step)]
+        atomic_write_text(self.path, "\n".join(kept) + "\n")
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.is_file()
+        with self.path.open("a", encoding="utf-8") as file:
+            if new:
+                file.write("step,metric,value\n")
+            for name, value in metrics.items():
+                file.write(f"{int(step or 0)},{name},{float(value)!r}\n")
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:  # the config is in config.json
+        pass
 
 
 class PeriodicCheckpoint(Callback):

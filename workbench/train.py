@@ -28,10 +28,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workbench.config import bounds
+from workbench.errors import ConfigError
 from workbench.registry import get_trainable, trainable_for
 from workbench.store import atomic_write_bytes
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "load_weights", "train"]
+__all__ = ["LOGGERS", "NonFiniteLossError", "TrainConfig", "load_weights", "train"]
+
+# train.loggers: what each writes under <run dir>/logs/, and the package it needs (None: Lightning's own)
+LOGGERS = {
+    "csv": ("logs/csv/metrics.csv (step,metric,value rows)", None),
+    "tensorboard": ("logs/tensorboard/ (event files)", ("tensorboard", "tensorboardX")),
+    "wandb": ("logs/wandb/ (offline; `wandb sync` uploads it)", ("wandb",)),
+}
 
 LAST_CHECKPOINT = "last.ckpt"
 FINAL_WEIGHTS = "model.pt"
@@ -54,6 +62,21 @@ class TrainConfig:
     # Fixed rather than "all cores": CPU matmuls split work by thread, so a different thread
     # count on a different node would change the rounding and break exact resume/equality.
     cpu_threads: int = field(default=1, metadata=bounds(ge=1))
+    # Live scalars for the tools researchers watch (the same values that go into metrics.nc, which
+    # stays the record the analysis reads): any of csv, tensorboard, wandb (offline); [] for none.
+    loggers: tuple[str, ...] = ("csv",)
+
+    def __post_init__(self) -> None:
+        import importlib.util
+
+        for name in self.loggers:
+            if name not in LOGGERS:
+                raise ConfigError(f"train.loggers: unknown logger {name!r}; choose from {', '.join(LOGGERS)}")
+            needs = LOGGERS[name][1]
+            if needs and not any(importlib.util.find_spec(package) for package in needs):
+                raise ConfigError(f"train.loggers: {name} needs the {needs[0]} package (pip install {needs[0]})")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ConfigError(f"train.loggers: {list(self.loggers)} names a logger twice")
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +139,7 @@ def train(
         deterministic=not on_gpu,  # GPU kernels lack deterministic versions for some ops
         callbacks=[guard, recorder, saver],
         plugins=plugins,
-        logger=False,
+        logger=_loggers(config.loggers, Path(run_dir.path)) or False,
         enable_checkpointing=False,  # PeriodicCheckpoint writes last.ckpt, atomically
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -154,6 +177,28 @@ def train(
         )
         raise NonFiniteLossError(f"loss became non-finite at step {guard.tripped_at} in {run_dir.path}; {kept}")
     return summary
+
+
+def _loggers(names, run_path: Path) -> list:
+    """Lightning loggers under <run dir>/logs/; MetricsRecorder feeds them (`callbacks`)."""
+    import warnings
+
+    from lightning.pytorch import loggers
+
+    from workbench.callbacks import CSVLog
+
+    logs = run_path / "logs"
+    made = []
+    with warnings.catch_warnings():  # a resumed run finds its own log directory: expected, it appends
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        for name in names:
+            if name == "csv":
+                made.append(CSVLog(logs / "csv"))
+            elif name == "tensorboard":
+                made.append(loggers.TensorBoardLogger(logs, name="tensorboard", version="", default_hp_metric=False))
+            elif name == "wandb":
+                made.append(loggers.WandbLogger(save_dir=str(logs), name=run_path.name, offline=True))
+    return made
 
 
 def _checkpoint_step(path: Path) -> int:
