@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli import EXECUTOR_HELP, add_area, add_executor_flag, add_job_flags, add_parser, emit
+from workbench.cli import (
+    EXECUTOR_HELP,
+    add_area,
+    add_executor_flag,
+    add_job_flags,
+    add_parser,
+    add_verbosity_flags,
+    emit,
+)
 
 
 def register(areas, name: str, help_text: str) -> None:
@@ -38,6 +46,7 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment>")
     add_executor_flag(p, default=None, help="default: the executor the members ran on; " + EXECUTOR_HELP)
     p.add_argument("--wait", action="store_true", help="wait until the reruns end")
+    add_verbosity_flags(p)
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -122,7 +131,7 @@ def _submit_members(args, members, *, single: bool) -> int:
     records = sweep.submit(members, args.executor)
     run_ids = [r["run_id"] for r in records]
     if args.wait:
-        current = _wait(first.sweep_dir, run_ids)
+        current = _wait(first.sweep_dir, run_ids, args)
     else:
         current = sweep.status(first.sweep_dir)
     by_id = {m.run_id: m for m in current}
@@ -156,15 +165,21 @@ def _submit_members(args, members, *, single: bool) -> int:
     return 1 if failed else 0
 
 
-def _wait(sweep_dir, run_ids):
-    """Wait for the members; a Ctrl-C stops the waiting only (the jobs run in their own session)."""
+def _wait(sweep_dir, run_ids, args=None):
+    """Wait for the members, with a progress line at a terminal; a Ctrl-C stops the waiting only
+    (the jobs run in their own session)."""
     from jobs import sweep
+    from workbench.cli import Progress
 
+    progress = Progress(args)
     try:
-        return sweep.wait(sweep_dir, run_ids=run_ids)
+        return sweep.wait(sweep_dir, run_ids=run_ids, progress=progress)
     except KeyboardInterrupt:
+        progress.close()
         print(f"stopped waiting; the jobs go on: workbench jobs status {sweep_dir}", file=sys.stderr)
         raise
+    finally:
+        progress.close()
 
 
 def _dry_run(args, members) -> int:
@@ -276,7 +291,7 @@ def run_resubmit(args) -> int:
 
     records = sweep.resubmit(args.sweep, args.executor)
     run_ids = [r["run_id"] for r in records]
-    current = _wait(args.sweep, run_ids) if args.wait and records else sweep.status(args.sweep)
+    current = _wait(args.sweep, run_ids, args) if args.wait and records else sweep.status(args.sweep)
     chosen = [m for m in current if m.run_id in run_ids]
     failed = args.wait and any(m.state == "failed" for m in chosen)
     text = (

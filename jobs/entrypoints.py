@@ -214,6 +214,8 @@ class TrainJob(submitit.helpers.Checkpointable):
         # runs without its controller) would interleave checkpoints and metrics. Each rank
         # holds its own lock, so under DDP every rank of a second job refuses at once.
         rank = _global_rank()
+        if rank == 0:
+            _link_job_logs(run)
         lock = run.writer_lock if rank == 0 else run.path / f".writer.rank{rank}.lock"
         with writer_lock(lock, description=f"job {_job_id()}, rank {rank}"):
             result = train(
@@ -245,6 +247,27 @@ def _export_local_distributed_env(spec: JobSpec) -> None:
     submitit.helpers.TorchDistributedEnvironment().export(
         set_cuda_visible_devices=spec.gpus_per_node > 0, overwrite=True
     )
+
+
+def _link_job_logs(run: RunDir) -> None:
+    """<run>/logs/job-<id>.out and .err: links to the job's submitit stdout/stderr (one pair per
+    attempt), so a run directory holds its own logs. Best effort: a log it cannot link is not an
+    error of the run."""
+    try:
+        paths = submitit.JobEnvironment().paths
+        job_id = submitit.JobEnvironment().job_id
+    except RuntimeError:  # not inside a submitit job (called directly)
+        return
+    logs = Path(run.path) / "logs"
+    for target, suffix in ((paths.stdout, "out"), (paths.stderr, "err")):
+        link = logs / f"job-{job_id}.{suffix}"
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path(target).resolve())
+        except OSError:
+            pass
 
 
 def _global_rank() -> int:

@@ -100,12 +100,15 @@ def run_members(
     *,
     describe: Callable[[tuple, Any], str] | None = None,
     progress: Callable[[str], None] | None = None,
+    waiting: Callable[[str], None] | None = None,
     timeout_s: float | None = None,
 ) -> tuple[str, list[Any]]:
     """Run ``fn(*item)`` for every item as one job array; (executor used, results in item order).
 
     Under the debug executor the members run here, one after another, and `describe` (if given)
-    reports each through `progress`. `timeout_s` bounds the wait for the array (TimeoutError).
+    reports each through `progress`. Otherwise `waiting` (a `workbench.cli.Progress`) gets the
+    array's pending/running/done/failed counts while this waits. `timeout_s` bounds the wait
+    (TimeoutError).
     """
     name = resolve_executor(executor)
     if not items:
@@ -116,11 +119,16 @@ def run_members(
             results.append(fn(*item))
             progress(f"  {describe(item, results[-1])} ({k + 1}/{len(items)})")
         return name, results
-    return run_array(fn, list(items), spec, name, Path(folder) / "%j", timeout_s=timeout_s)
+    return run_array(fn, list(items), spec, name, Path(folder) / "%j", timeout_s=timeout_s, progress=waiting)
 
 
 def run_experiment(
-    experiment: Experiment, config: Any, executor: str = "auto", *, progress: Callable[[str], None] | None = None
+    experiment: Experiment,
+    config: Any,
+    executor: str = "auto",
+    *,
+    progress: Callable[[str], None] | None = None,
+    waiting: Callable[[str], None] | None = None,
 ) -> tuple[str, Any]:
     """Run every member of `config`'s experiment as one job array, then finish it."""
     items = list(experiment.items(config))
@@ -132,6 +140,7 @@ def run_experiment(
         experiment.folder(config),
         describe=experiment.describe,
         progress=progress,
+        waiting=waiting,
     )
     if experiment.flatten:
         results = [result for group in results for result in group]

@@ -27,7 +27,7 @@ import os
 import pickle
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -552,12 +552,16 @@ def wait(
     timeout_s: float | None = None,
     poll_s: float = 1.0,
     run_ids: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[MemberStatus]:
-    """Poll until every member (or those in run_ids) is done or failed; returns the last status."""
+    """Poll until every member (or those in run_ids) is done or failed; returns the last status.
+    `progress` gets a one-line summary at every poll (`progress_line`)."""
     start = time.monotonic()
     while True:
         current = status(sweep)
         watched = [m for m in current if run_ids is None or m.run_id in run_ids]
+        if progress is not None:
+            progress(progress_line(watched, time.monotonic() - start))
         if all(m.state in ("done", "failed") for m in watched):
             return current
         if timeout_s is not None and time.monotonic() - start > timeout_s:
@@ -566,6 +570,38 @@ def wait(
                 + ", ".join(f"{m.run_id} {m.state}" for m in watched if m.state not in ("done", "failed"))
             )
         time.sleep(poll_s)
+
+
+def progress_line(members: Sequence[MemberStatus], elapsed_s: float) -> str:
+    """``3 members: 1 pending, 1 running, 1 done, 0 failed (42 s)``; one member: its state and,
+    while it trains, its step and loss from the run's CSV log."""
+    if len(members) == 1:
+        m = members[0]
+        latest = _latest_logged(Path(m.run_dir)) if m.state == "running" else None
+        where = f": step {latest[0]}, loss {latest[1]:.4g}" if latest else ""
+        return f"{m.run_id} {m.state}{where} ({elapsed_s:.0f} s)"
+    counts = {state: sum(m.state == state for m in members) for state in ("pending", "running", "done", "failed")}
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return f"{len(members)} members: {summary} ({elapsed_s:.0f} s)"
+
+
+def _latest_logged(run_dir: Path) -> tuple[int, float] | None:
+    """(step, loss) of the last loss row in <run>/logs/csv/metrics.csv, reading only its tail."""
+    path = run_dir / "logs" / "csv" / "metrics.csv"
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - 4096))
+            tail = file.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        parts = line.split(",")
+        if len(parts) == 3 and parts[1] == "loss" and parts[0].isdigit():
+            try:
+                return int(parts[0]), float(parts[2])
+            except ValueError:
+                return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,6 +706,7 @@ def run_array(
     *,
     timeout_s: float | None = None,
     poll_s: float = 0.2,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[str, list[Any]]:
     """Run ``fn(*item)`` for every item as one job array, wait, return (executor, results).
 
@@ -692,6 +729,10 @@ def run_array(
     while True:
         queue = _squeue_states([r["job_id"] for r in records]) if name == "slurm" else {}
         states = [_state(r, _paths(r), queue) for r in records]
+        if progress is not None:
+            counts = {s: sum(state == s for state, _ in states) for s in ("pending", "running", "done", "failed")}
+            summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+            progress(f"{len(items)} members: {summary} ({time.monotonic() - start:.0f} s)")
         if all(state in ("done", "failed") for state, _ in states):
             break
         if timeout_s is not None and time.monotonic() - start > timeout_s:

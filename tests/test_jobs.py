@@ -410,3 +410,57 @@ def test_bundled_configs_by_name_and_the_runs_dir(tmp_path, monkeypatch):
                        "mlp_tny: no such file, and no bundled config of that name", "mlp_tiny")  # fmt: skip
     # a data set is not a run: make-data has no --runs-dir and ignores the variable
     assert_clean_error(run_cli("prose", "make-data", "prose_data_tiny", "--runs-dir", "x"), "unrecognized arguments")
+
+
+# --------------------------------------------------------------------- feedback while waiting
+
+
+def _at_a_terminal(*args: str) -> tuple[int, str, str]:
+    """`workbench ARGS` with stderr on a pseudo-terminal (as a person at a shell has it):
+    (exit status, stdout, what the terminal showed)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.PIPE,
+                               stderr=slave, text=True)  # fmt: skip
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out = process.stdout.read()
+    process.wait(timeout=600)
+    os.close(master)
+    return process.returncode, out, shown.decode("utf-8", errors="replace")
+
+
+@pytest.mark.slow
+def test_waiting_shows_progress_at_a_terminal_only_and_the_run_keeps_its_job_logs(tmp_path):
+    config = write_config(tmp_path, "prog", steps=300)
+    code, out, shown = _at_a_terminal("jobs", "submit", str(config), "--executor", "local", "--wait",
+                                      "--set", "train.checkpoint_every=100")  # fmt: skip
+    assert code == 0, shown
+    assert "running: step " in shown and ", loss " in shown  # the training step from the run's CSV log
+    assert "done" in out
+    run_dir = next((tmp_path / "runs" / "prog").glob("*/metrics.nc")).parent
+    links = sorted(p.name for p in (run_dir / "logs").iterdir() if p.is_symlink())
+    assert len(links) == 2 and links[0].startswith("job-") and {p[-3:] for p in links} == {"err", "out"}
+    assert all((run_dir / "logs" / name).resolve().is_file() for name in links)
+
+    code, out, shown = _at_a_terminal("jobs", "sweep", str(config), "--executor", "local", "--wait", "--set",
+                                      "experiment=prog2", "--grid", "train.seed=0,1", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["members"] and "members:" not in shown  # --json: no progress
+    code, _, shown = _at_a_terminal("jobs", "sweep", str(config), "--executor", "local", "--wait", "--set",
+                                    "experiment=prog3", "--grid", "train.seed=0,1")  # fmt: skip
+    assert code == 0 and "2 members: " in shown and "2 done, 0 failed" in shown
+    code, _, shown = _at_a_terminal("jobs", "sweep", str(config), "--executor", "local", "--wait", "-q", "--set",
+                                    "experiment=prog4", "--grid", "train.seed=0,1")  # fmt: skip
+    assert code == 0 and "members:" not in shown

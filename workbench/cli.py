@@ -16,6 +16,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -163,6 +164,7 @@ def add_job_flags(
             help="write runs under DIR instead of the config's root (also $WORKBENCH_RUNS_DIR; --set root= wins)",
         )
     add_executor_flag(parser)
+    add_verbosity_flags(parser)
     if wait:
         parser.add_argument("--wait", action="store_true", help="wait until the job(s) end, then report")
     if dry_run:
@@ -183,6 +185,51 @@ def int_list(text: str, flag: str) -> list[int]:
     if len(values) < 2 or any(v < 1 for v in values) or sorted(set(values)) != values:
         raise InputError(f"{flag} = {text!r} must list at least two increasing positive integers")
     return values
+
+
+def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress line while waiting")
+    group.add_argument("-v", "--verbose", action="store_true", help="a line for every change while waiting")
+
+
+class Progress:
+    """Feedback on stderr while long work runs, for a person at a terminal only.
+
+    Off when stderr is not a terminal, with --json and with -q: scripts and pipes see only the
+    result. Normally one status line, rewritten in place; with -v, each new status on its own line.
+    """
+
+    def __init__(self, args: argparse.Namespace | None = None, *, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        quiet = args is not None and (getattr(args, "quiet", False) or getattr(args, "json", False))
+        self.verbose = args is not None and getattr(args, "verbose", False)
+        self.enabled = not quiet and (self.stream.isatty() or os.environ.get("WORKBENCH_PROGRESS") == "1")
+        self.last, self.width = "", 0
+
+    def __call__(self, text: str) -> None:
+        if not self.enabled or text == self.last:
+            return
+        if self.verbose:  # a new line only when something other than the elapsed time changed
+            if _without_elapsed(text) == _without_elapsed(self.last):
+                return
+            self.last = text
+            self.stream.write(text + "\n")
+        else:
+            self.last = text
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.last and not self.verbose:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.last, self.width = "", 0
+
+
+def _without_elapsed(text: str) -> str:
+    return re.sub(r" \(\d+ s\)$", "", text)
 
 
 def emit(args: argparse.Namespace, text: str, payload: Any) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from scaling.methods.base import replicate_count
 from workbench.atomic import check_writable, check_writable_dir
-from workbench.cli import add_executor_flag, add_json_flag, add_parser, emit, int_list
+from workbench.cli import Progress, add_executor_flag, add_json_flag, add_parser, add_verbosity_flags, emit, int_list
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "lm_mup_demo.yaml"
 DEMO_WIDTHS = (16, 24, 32, 48, 128)  # the last is predicted: 7.1x the non-embedding parameters of 48
@@ -43,6 +43,7 @@ def register(areas, name: str, help_text: str) -> None:
         default=1000,
         help="ladder: noise-bootstrap replicates per budget (1 to 100000)",
     )
+    add_verbosity_flags(p)
     add_json_flag(p)
 
 
@@ -88,7 +89,11 @@ def run_mup(args) -> int:
     sweep = config.sweep_dir
     t0 = time.time()
     records = submit(members, args.executor)
-    statuses = wait(sweep, timeout_s=3600, poll_s=2.0)
+    waiting = Progress(args)
+    try:
+        statuses = wait(sweep, timeout_s=3600, poll_s=2.0, progress=waiting)
+    finally:
+        waiting.close()
     failed = [m for m in statuses if m.state != "done"]
     if failed:
         raise RuntimeError(
@@ -204,7 +209,11 @@ def run_ladder(args) -> int:
     steps = [(DATASET, i, args.replicates, 0) for i in range(len(PORIAN_LADDER))]
     folder = (Path(args.root) / "demo" / "submitit").absolute()
     spec = JobSpec(name="demo", timeout_min=10, signal_delay_s=60, cpus_per_task=1)
-    executor, rows = run_members(ladder_step, steps, spec, args.executor, folder, timeout_s=600)
+    waiting = Progress(args)
+    try:
+        executor, rows = run_members(ladder_step, steps, spec, args.executor, folder, timeout_s=600, waiting=waiting)
+    finally:
+        waiting.close()
     if args.plot:
         plot_ladder(rows, args.plot)
     text = "\n".join(

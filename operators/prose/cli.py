@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workbench.cli import add_area, add_job_flags, add_parser, emit
+from workbench.cli import Progress, add_area, add_job_flags, add_parser, emit
 from workbench.errors import InputError
 
 
@@ -205,7 +205,7 @@ def load_data_config(path, overrides=(), *, base_dir: Path | None = None):
 
 
 def make_data(
-    config, executor: str = "auto", *, config_path: str | None = None, overrides=(), progress=None
+    config, executor: str = "auto", *, config_path: str | None = None, overrides=(), progress=None, waiting=None
 ) -> dict[str, Any]:
     """Build the shards `config.out` lacks as one job array, then its manifest; the build's summary."""
     from jobs.experiment import run_members
@@ -233,7 +233,14 @@ def make_data(
     if config.job.folder is not None and plan.items:
         check_writable_dir(folder, "job.folder")
     name, built = run_members(
-        build_shard, plan.items, config.job, executor, folder, describe=describe_shard, progress=progress
+        build_shard,
+        plan.items,
+        config.job,
+        executor,
+        folder,
+        describe=describe_shard,
+        progress=progress,
+        waiting=waiting,
     )
     summary = finish_build(config, built, name, rebuild, good=plan.good)
     summary["rebuilt_corrupt"] = sorted(plan.corrupt)
@@ -271,7 +278,13 @@ def _make_data(args) -> int:
             {"out": str(config.out), "complete": True, "samples": counts},
         )
         return 0
-    summary = make_data(config, args.executor, config_path=args.config, overrides=args.overrides, progress=say)
+    waiting = Progress(args)
+    try:
+        summary = make_data(
+            config, args.executor, config_path=args.config, overrides=args.overrides, progress=say, waiting=waiting
+        )
+    finally:
+        waiting.close()
     rate = summary["trajectories_per_s"]
     text = (
         f"{summary['out']}: built {len(summary['built'])} shard(s), skipped {summary['skipped']} complete"

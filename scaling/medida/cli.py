@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from workbench.cli import add_area, add_job_flags, add_parser, add_set_flag, emit
+from workbench.cli import Progress, add_area, add_job_flags, add_parser, add_set_flag, emit
 from workbench.errors import ConfigError, InputError
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -233,6 +233,10 @@ def _sweep(args) -> int:
     # Members run batches of cases (flatten); the job name defaults to the sweep's name.
     experiment = Experiment(sweep.items, sweep.member_batch, sweep.finish, sweep.submitit_folder, sweep.job_spec,
                             flatten=True, describe=sweep.describe_batch)  # fmt: skip
-    text, payload = run_experiment(experiment, config, args.executor, progress=say)
+    waiting = Progress(args)
+    try:
+        text, payload = run_experiment(experiment, config, args.executor, progress=say, waiting=waiting)
+    finally:
+        waiting.close()
     emit(args, text, payload)
     return 0

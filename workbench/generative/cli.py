@@ -10,7 +10,7 @@ The interface other tools rely on:
 
 from __future__ import annotations
 
-from workbench.cli import add_area, add_job_flags, add_parser, emit
+from workbench.cli import Progress, add_area, add_job_flags, add_parser, emit
 from workbench.errors import InputError
 
 # Stable Diffusion's betas for scaled_linear, DDPM's (Ho et al. 2020, §4) for linear.
@@ -161,5 +161,10 @@ def _run_experiment(args, name: str) -> int:
     }[name]
     folder = lambda config: ex.output_dir(config) / "submitit"
     experiment = Experiment(items, member, finish, folder=folder, flatten=name == "brightness")
-    emit(args, *run_experiment(experiment, config, args.executor))
+    waiting = Progress(args)
+    try:
+        result = run_experiment(experiment, config, args.executor, waiting=waiting)
+    finally:
+        waiting.close()
+    emit(args, *result)
     return 0
