@@ -464,3 +464,14 @@ def test_waiting_shows_progress_at_a_terminal_only_and_the_run_keeps_its_job_log
     code, _, shown = _at_a_terminal("jobs", "sweep", str(config), "--executor", "local", "--wait", "-q", "--set",
                                     "experiment=prog4", "--grid", "train.seed=0,1")  # fmt: skip
     assert code == 0 and "members:" not in shown
+
+
+def test_one_sbatch_key_is_set_without_a_json_literal():
+    from jobs.entrypoints import load_job_config
+
+    config = load_job_config("mlp_tiny", ["job.sbatch.dependency=afterok:123", "job.sbatch.qos=high"])
+    assert config.job.sbatch == {"dependency": "afterok:123", "qos": "high"}
+    script = sbatch_script(config.job, "/tmp/x")
+    assert "#SBATCH --dependency=afterok:123" in script and "#SBATCH --qos=high" in script
+    with pytest.raises(ConfigError, match="job.sbatch key 'time' is set by the spec itself"):
+        load_job_config("mlp_tiny", ["job.sbatch.time=5"])

@@ -450,7 +450,12 @@ def _set_dotted(cls: type, data: dict[str, Any], key: str, value: Any, source: s
         if depth == len(parts) - 1:
             node[part] = value
             return
-        nested = _nested_config_type(_type_hints(node_cls).get(part, fields[part].type))
+        hint = _type_hints(node_cls).get(part, fields[part].type)
+        nested = _nested_config_type(hint)
+        if nested is None and depth == len(parts) - 2 and typing.get_origin(hint) is dict:
+            # a mapping field takes one key at a time: --set job.sbatch.dependency=afterok:123
+            node[part] = {**(node.get(part) or {}), parts[-1]: value}
+            return
         if nested is None:
             done = ".".join(parts[: depth + 1])
             raise ConfigError(

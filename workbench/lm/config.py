@@ -18,7 +18,15 @@ from workbench.config import bounds
 from workbench.errors import ConfigError
 from workbench.registry import Trainable
 
-__all__ = ["TRAINABLE", "GPTConfig", "GPTLMConfig", "GPTShape", "monarch_size_error"]
+__all__ = ["MUP_MISSING", "TRAINABLE", "GPTConfig", "GPTLMConfig", "GPTShape", "monarch_size_error"]
+
+# mup is not among the package's dependencies: its metadata declares torchvision, and resolving
+# that replaces a cluster's own torch with the newest PyPI build. Installed on its own, it needs
+# only torch, numpy, pandas and pyyaml.
+MUP_MISSING = (
+    "the muP language model needs the mup package, which installing this project leaves out: "
+    "pip install --no-deps 'mup>=1.0' (without --no-deps, its declared torchvision would replace your torch)"
+)
 
 
 def monarch_size_error(blocks: int, **sizes: int) -> str | None:

@@ -23,14 +23,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import mup
 import numpy as np
 import torch
 
 from workbench.errors import InputError
 from workbench.figures import finish_figure, new_figure
+from workbench.lm.config import MUP_MISSING
 from workbench.lm.corpora import markov_corpus
 from workbench.lm.model import GPT, GPTConfig, base_shapes, build_model, make_optimizer, set_base_shapes
+
+try:  # left out of the dependencies on purpose (MUP_MISSING says why)
+    import mup
+except ModuleNotFoundError:
+    raise InputError(MUP_MISSING) from None
 
 __all__ = ["HIDDEN_MODULES", "MODULES", "VARIANTS", "coord_check", "coord_data", "plot_coord_data", "slopes"]
 

@@ -34,15 +34,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import mup
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import ConfigError, InputError
-from workbench.lm.config import GPTConfig
+from workbench.lm.config import MUP_MISSING, GPTConfig
 from workbench.lm.doping import DopedMLP, frozen_units
 from workbench.lm.structured import MonarchLinear
+
+try:  # left out of the dependencies on purpose (MUP_MISSING says why)
+    import mup
+except ModuleNotFoundError:
+    raise InputError(MUP_MISSING) from None
 
 __all__ = [
     "GPT",
