@@ -12,6 +12,7 @@ from workbench.cli import (
     add_executor_flag,
     add_job_flags,
     add_parser,
+    add_set_flag,
     add_verbosity_flags,
     emit,
 )
@@ -34,6 +35,14 @@ def register(areas, name: str, help_text: str) -> None:
     )
 
     add_parser(verbs, "configs", run_configs, json=True)
+
+    p = add_parser(verbs, "sbatch", run_sbatch)
+    p.add_argument("config", help="job config file (.yaml/.json) or a bundled config's name")
+    add_set_flag(p, "model.lr=3e-4")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept key and its values (repeatable): one array task per member")  # fmt: skip
+    p.add_argument("--runs-dir", metavar="DIR", help="write runs under DIR (also $WORKBENCH_RUNS_DIR)")
+    p.add_argument("--out", help="write the script here (default: print it)")
 
     p = add_parser(verbs, "status", run_status, json=True)
     p.add_argument("sweep", help="the sweep directory, <root>/<experiment> (holds manifest.jsonl)")
@@ -82,6 +91,35 @@ def run_configs(args) -> int:
     width = max(len(r["name"]) for r in rows)
     text = "\n".join(f"{r['name']:<{width}}  {r['about'][:100]}" for r in rows)
     emit(args, text, rows)
+    return 0
+
+
+def run_sbatch(args) -> int:
+    """Write an sbatch script that runs the config (one array task per --grid member) with
+    `workbench run`, for researchers who submit their own scripts.
+
+    The #SBATCH lines come from the config's job section (with job.setup lines before the
+    command); edit the script freely. Each task runs `srun workbench run CONFIG ... ` with its
+    member index from $SLURM_ARRAY_TASK_ID; results land where `workbench jobs sweep` would put them,
+    and `workbench jobs status|collect|resubmit` work on them.
+
+    examples:
+      workbench jobs sbatch mlp_tiny --grid model.lr=3e-3,1e-2 --out sweep.sbatch && sbatch sweep.sbatch
+      workbench jobs sbatch jobs/configs/lm_mup_tiny.yaml --set job.partition=gpu --runs-dir /scratch/$USER/runs
+    """
+    from jobs.sweep import expand_grid, foreground_script, parse_grid
+    from workbench.atomic import atomic_write_text, check_writable, check_writable_dir
+
+    overrides = ([f"root={args.runs_dir}"] if args.runs_dir else []) + list(args.overrides)
+    members = expand_grid(args.config, parse_grid(args.grid) if args.grid else {}, overrides)
+    script = foreground_script(args.config, members, args.grid, overrides)
+    check_writable_dir(members[0].config.sweep_dir / "slurm", "the sweep's slurm log folder")  # made now
+    if args.out:
+        check_writable(args.out, "--out")
+        atomic_write_text(args.out, script)
+        print(f"wrote {args.out}: {len(members)} member(s); submit with: sbatch {args.out}")
+    else:
+        print(script, end="")
     return 0
 
 

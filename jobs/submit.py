@@ -89,6 +89,8 @@ def slurm_parameters(spec: JobSpec) -> dict[str, Any]:
         params["mem"] = _slurm_mem(spec.mem_gb)
     if spec.sbatch:
         params["additional_parameters"] = {str(k).replace("_", "-"): v for k, v in spec.sbatch.items()}
+    if spec.setup:
+        params["setup"] = list(spec.setup)
     return params
 
 

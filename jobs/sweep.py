@@ -25,7 +25,9 @@ import itertools
 import json
 import os
 import pickle
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -387,6 +389,114 @@ def _run_debug(job) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# Foreground: one member in this process, inside a user's sbatch script, srun or torchrun
+# --------------------------------------------------------------------------------------------
+
+FOREGROUND = "foreground"
+
+
+def launched_world() -> tuple[int, int, int]:
+    """(global rank, processes per node, nodes) of the launch this process is part of: srun's
+    SLURM_* step variables, torchrun's RANK / LOCAL_WORLD_SIZE / WORLD_SIZE, else one process."""
+    env = os.environ
+    if env.get("SLURM_STEP_ID") is not None and env.get("SLURM_NTASKS", "").isdigit():
+        tasks, nodes = int(env["SLURM_NTASKS"]), int(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES") or 1)
+        return int(env.get("SLURM_PROCID", 0)), max(1, tasks // max(nodes, 1)), nodes
+    if env.get("WORLD_SIZE", "").isdigit() and env.get("LOCAL_WORLD_SIZE", "").isdigit():
+        world, local = int(env["WORLD_SIZE"]), int(env["LOCAL_WORLD_SIZE"])
+        return int(env.get("RANK", 0)), local, max(1, world // max(local, 1))
+    return 0, 1, 1
+
+
+def foreground_id() -> str:
+    """The id a foreground run is recorded under: the SLURM job (and array task), else host:pid."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    if env.get("SLURM_JOB_ID"):
+        return env["SLURM_JOB_ID"]
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def foreground_script(
+    config_path: str, members: Sequence[Member], grid: Sequence[str], overrides: Sequence[str]
+) -> str:
+    """An sbatch script running `members` as one array, each task `srun ... workbench run` with its
+    index from $SLURM_ARRAY_TASK_ID. #SBATCH lines from the first member's JobSpec; output and
+    error go to <root>/<experiment>/slurm/ (which must exist before sbatch: SLURM opens them
+    first). No --signal line: nothing in a foreground run catches USR2, whose default ends it."""
+    import shlex
+
+    from jobs.entrypoints import resolve_config_path
+    from jobs.submit import slurm_parameters
+
+    first = members[0].config
+    spec = first.job
+    logs = first.sweep_dir / "slurm"
+    params = slurm_parameters(spec)
+    lines = ["#!/bin/bash", f"# workbench jobs sbatch: {len(members)} member(s) of {first.experiment}", ""]
+    sbatch = {
+        "job-name": params["job_name"],
+        "time": params["time"],
+        "nodes": params["nodes"],
+        "ntasks-per-node": params["ntasks_per_node"],
+        "cpus-per-task": params["cpus_per_task"],
+        "output": f"{logs}/%A_%a.out" if len(members) > 1 else f"{logs}/%j.out",
+        "error": f"{logs}/%A_%a.err" if len(members) > 1 else f"{logs}/%j.err",
+    }
+    for key in ("partition", "mem"):
+        if key in params:
+            sbatch[key] = params[key]
+    if "gpus_per_node" in params:
+        sbatch["gpus-per-node"] = params["gpus_per_node"]
+    if len(members) > 1:
+        sbatch["array"] = f"0-{len(members) - 1}%{spec.array_parallelism}"
+    sbatch.update(params.get("additional_parameters", {}))
+    lines += [f"#SBATCH --{key}={value}" for key, value in sbatch.items()]
+    lines += ["", *spec.setup, ""] if spec.setup else [""]
+    command = [sys.executable, "-m", "workbench.cli", "run", str(resolve_config_path(config_path).absolute())]
+    command += [arg for item in grid for arg in ("--grid", item)]
+    command += [arg for item in [*overrides, f"root={first.root}"] for arg in ("--set", item)]
+    lines.append("srun " + " ".join(shlex.quote(part) for part in command))
+    return "\n".join(lines) + "\n"
+
+
+def run_foreground(member: Member) -> dict[str, Any]:
+    """Train `member` in this process and record it in the sweep's manifest (executor
+    "foreground"), so `jobs status`, `collect` and `resubmit` see it like a submitted member.
+
+    Processes per node and nodes come from the launch (`launched_world`), not from the config's
+    job section: the sbatch script, srun or torchrun decided them. Rank 0 records the member and
+    its outcome; every rank trains (DDP ranks from the environment, as Lightning reads them).
+    """
+    rank, per_node, nodes = launched_world()
+    config = dataclasses.replace(
+        member.config, job=dataclasses.replace(member.config.job, tasks_per_node=per_node, nodes=nodes)
+    )
+    member = dataclasses.replace(member, config=config)
+    sweep_dir = config.sweep_dir
+    record = _record(member, FOREGROUND, foreground_id(), str(config.run_dir.path), {})
+    if rank == 0:
+        check_writable_dir(sweep_dir, "experiment directory")
+        with file_lock(sweep_dir / SUBMIT_LOCK, description="workbench run"):
+            _refuse_active(sweep_dir, [member], _statuses_if_any(sweep_dir))
+            check_run_dir(config.root, config.experiment, config.resolved_run_id, config)
+            create_run_dir(config.root, config.experiment, config.resolved_run_id, config)
+            append_manifest(sweep_dir / MANIFEST, record)
+    try:
+        result = TrainJob(config)()
+    except BaseException as error:
+        if rank == 0:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            detail = "interrupted (Ctrl-C)" if interrupted else f"{type(error).__name__}: {error}"
+            append_manifest(sweep_dir / MANIFEST, {**record, "outcome": "failed", "detail": detail})
+        raise
+    if rank == 0:
+        append_manifest(sweep_dir / MANIFEST, {**record, "outcome": "done"})
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 # Status
 # --------------------------------------------------------------------------------------------
 
@@ -437,7 +547,7 @@ def _member_status(record: Mapping[str, Any], queue: Mapping[str, str]) -> Membe
     else:
         paths = _paths(record)
         state, detail = _state(record, paths, queue, run_dir)
-        if executor != "debug":
+        if executor not in ("debug", FOREGROUND):  # a foreground run's output is where its launcher put it
             log, stdout = str(paths.stderr), str(paths.stdout)
     return MemberStatus(
         run_id=record["run_id"],
@@ -488,6 +598,13 @@ def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str], run_dir: 
     executor = record["executor"]
     if executor == "debug":
         return record.get("outcome", "failed"), record.get("detail", "")
+    if executor == FOREGROUND:  # its process records the outcome; until then its trainer holds the lock
+        if "outcome" in record:
+            return record["outcome"], record.get("detail", "")
+        busy = holder(run_dir / WRITER_LOCK) if run_dir is not None else None
+        if busy:
+            return "running", ""
+        return "failed", "its foreground process ended without a result (killed or lost); see its logs"
     outcome = _result_outcome(paths.result_pickle)
     if outcome:
         return outcome
@@ -689,7 +806,9 @@ def resubmit(sweep: str | os.PathLike[str], executor: str | None = None) -> list
         return []
     sweep_dir = manifest_path(sweep).parent
     members = [_member_from_record(records[m.run_id], sweep_dir) for m in rerun]
-    return submit(members, executor or rerun[0].executor, attempts={m.run_id: m.attempt for m in rerun})
+    # A foreground member is rerun by its own script; submitted again here, it goes to a real executor.
+    default = rerun[0].executor if rerun[0].executor != FOREGROUND else "auto"
+    return submit(members, executor or default, attempts={m.run_id: m.attempt for m in rerun})
 
 
 # --------------------------------------------------------------------------------------------

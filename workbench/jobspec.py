@@ -75,7 +75,7 @@ class JobSpec:
 
     timeout_min is whole minutes. signal_delay_s is how long before the time limit the job
     gets USR2 to checkpoint and requeue. sbatch holds extra `#SBATCH --key=value` lines
-    (e.g. {"qos": "high", "constraint": "a100"}). folder is where submitit keeps pickles and
+    (e.g. {"qos": "high", "constraint": "a100"}); setup, shell lines run before the job on SLURM. folder is where submitit keeps pickles and
     logs (default: <root>/<experiment>/submitit); on a cluster it must be on a filesystem
     the nodes share.
     """
@@ -93,6 +93,8 @@ class JobSpec:
     max_num_timeout: int = field(default=3, metadata=bounds(ge=0))
     sbatch: dict[str, str | int] = field(default_factory=dict)
     folder: Path | None = None
+    # Shell lines run before the job's command on SLURM (`module load cuda/12.4`, `source env/bin/activate`)
+    setup: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # from_dict checks types; this also catches specs built directly in Python.
@@ -118,6 +120,9 @@ class JobSpec:
             )
         for key, value in self.sbatch.items():
             _check_sbatch_item(key, value)
+        for line in self.setup:
+            if not isinstance(line, str) or "\n" in line or not line.strip():
+                raise ConfigError(f"job.setup: each item is one non-empty shell line, got {line!r}")
 
 
 def check_name(value: Any, what: str, *, path: bool = False) -> str:
