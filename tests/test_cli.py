@@ -63,7 +63,7 @@ def test_version_and_completion_script(tmp_path):
         return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split()
 
     assert complete("sc") == ["scaling"]
-    assert set(complete("jobs", "s")) == {"status", "submit", "sweep"}
+    assert set(complete("jobs", "s")) == {"sbatch", "status", "submit", "sweep"}
     assert complete("jobs", "submit", "x.yaml", "--exec") == ["--executor"]
     assert "--method" in complete("scaling", "fit", "runs.csv", "--")
     (tmp_path / "my_config.yaml").write_text("")

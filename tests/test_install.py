@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROTECTED = ("torch", "torchvision")
 
 
-def _run(*args: str, timeout: float = 900) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+def _run(*args: str, timeout: float = 900, cwd=None) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert result.returncode == 0, (args, result.stdout[-2000:], result.stderr[-2000:])
     return result.stdout
 
@@ -37,8 +37,14 @@ def test_pip_install_keeps_an_installed_torch(tmp_path):
     _run(*pip, "install", "--quiet", f"torch=={version}")
     before = _run(python, "-c", "import torch; print(torch.__version__)").strip()
 
+    # A copy of the project: building it writes build/ and *.egg-info next to its sources.
+    import shutil
+
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                                 ".pytest_cache", "runs", ".device"))  # fmt: skip
     # The resolver's plan for the README's route: nothing of torch's is installed or changed.
-    for target in (str(REPO), f"{REPO}[dev]"):
+    for target in (str(source), f"{source}[dev]"):
         report_path = tmp_path / "report.json"
         _run(*pip, "install", "--dry-run", "--quiet", "--report", str(report_path), target)
         assert _touched(json.loads(report_path.read_text())) == [], target
@@ -47,11 +53,11 @@ def test_pip_install_keeps_an_installed_torch(tmp_path):
     assert [i["metadata"]["name"] for i in json.loads(report_path.read_text())["install"]] == ["mup"]
 
     # And followed for real: torch is the same, the workbench and its muP model import.
-    _run(*pip, "install", "--quiet", str(REPO))
+    _run(*pip, "install", "--quiet", str(source))
     _run(*pip, "install", "--quiet", "--no-deps", "mup>=1.0")
     after = _run(python, "-c", "import torch; print(torch.__version__)").strip()
     assert after == before
-    _run(python, "-c", "import workbench.lm.model, workbench.cli; print(workbench.__version__)")
+    _run(python, "-c", "import workbench.lm.model, workbench.cli; print(workbench.__version__)", cwd=tmp_path)
     listed = _run(*pip, "list", "--format", "json")
     assert not [p["name"] for p in json.loads(listed) if p["name"].lower() == "torchvision"]
 

@@ -62,7 +62,7 @@ AREAS = (
         "MEDIDA: discover interpretable model errors of a KS model from sparse, noisy observations",
         bench="scaling.medida.bench",
     ),
-    Area("run", "jobs.run_cli", "run one job or sweep member in the foreground (inside sbatch, srun, torchrun)"),
+    Area("run", "jobs.run.cli", "run one job or sweep member in the foreground (inside sbatch, srun, torchrun)"),
     Area("bench", "workbench.bench", "benchmarks against reference implementations, printed as ratios"),
     Area("demo", "workbench.demo", "run the end-to-end demo: a muP width sweep as jobs, fitted and extrapolated"),
     Area("completion", "workbench.completion", "print a shell completion script (bash or zsh)"),

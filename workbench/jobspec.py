@@ -75,7 +75,8 @@ class JobSpec:
 
     timeout_min is whole minutes. signal_delay_s is how long before the time limit the job
     gets USR2 to checkpoint and requeue. sbatch holds extra `#SBATCH --key=value` lines
-    (e.g. {"qos": "high", "constraint": "a100"}); setup, shell lines run before the job on SLURM. folder is where submitit keeps pickles and
+    (e.g. {"qos": "high", "constraint": "a100"}); setup, shell lines run before the job on
+    SLURM. folder is where submitit keeps pickles and
     logs (default: <root>/<experiment>/submitit); on a cluster it must be on a filesystem
     the nodes share.
     """

@@ -1,0 +1,1 @@
+"""`workbench run`: one job or sweep member in the foreground (see cli.py)."""
