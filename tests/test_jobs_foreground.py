@@ -95,3 +95,65 @@ def test_a_users_sbatch_array_on_slurm_matches_jobs_sweep(tmp_path):
     members = json.loads(run_cli("jobs", "status", str(sweep_dir), "--json").stdout)
     job = submitted.stdout.strip().split(";")[0]
     assert sorted(m["job_id"] for m in members) == [f"{job}_0", f"{job}_1"]
+
+
+@pytest.mark.slow
+def test_two_node_ddp_through_workbench_run_equals_one_process(tmp_path):
+    """Two "nodes" (torchrun --nnodes 2 on localhost, the rendezvous a SLURM allocation would give),
+    one process each, through `workbench run`: the final weights equal one process's on the full
+    batch (float32 summation order aside), and the run is recorded once, by rank 0."""
+    import socket
+    import sys
+
+    import torch
+
+    from jobs.entrypoints import load_job_config
+    from workbench.store import RunDir
+    from workbench.train import load_weights, train
+
+    config = write_config(tmp_path, "nodes", steps=30)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(rank),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "-m",
+                "workbench.cli",
+                "run",
+                str(config),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    assert [r["world_size"] for r in results] == [2, 2]
+
+    reference = load_job_config(config)
+    run = RunDir(tmp_path / "reference", "nodes", "single")
+    run.checkpoints.mkdir(parents=True)
+    train(reference.model, reference.train, run, kind=reference.kind)
+    two, one = load_weights(RunDir(tmp_path / "runs", "nodes", Path(results[0]["run_dir"]).name)), load_weights(run)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6)
+    status = json.loads(run_cli("jobs", "status", str(tmp_path / "runs" / "nodes"), "--json").stdout)
+    assert [(m["state"], m["executor"]) for m in status] == [("done", "foreground")]
