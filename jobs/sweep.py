@@ -626,7 +626,75 @@ def _state(record: Mapping[str, Any], paths, queue: Mapping[str, str], run_dir: 
         return "running", f"{ended}, but its trainer runs on ({busy})"
     # It may have finished between the two looks.
     outcome = _result_outcome(paths.result_pickle)
-    return outcome or ("failed", f"{ended} without a result (killed or lost); see the log")
+    if outcome:
+        return outcome
+    reason = (
+        slurm_failure_reason(record["job_id"], paths.stderr, queue.get(record["job_id"]))
+        if executor == "slurm"
+        else None
+    )
+    return "failed", reason or f"{ended} without a result (killed or lost); see the log"
+
+
+# What SLURM calls a job it ended, as a person would say it (sacct's State, or slurmstepd's words
+# in the job's stderr where there is no accounting).
+_SLURM_ENDINGS = {
+    "OUT_OF_MEMORY": "killed for using more memory than it asked for (OUT_OF_MEMORY); raise job.mem_gb",
+    "TIMEOUT": "killed at its time limit (TIMEOUT); raise job.timeout_min or let it requeue (job.max_num_timeout)",
+    "NODE_FAIL": "its node failed (NODE_FAIL); resubmit it",
+    "PREEMPTED": "preempted by the scheduler (PREEMPTED); resubmit it",
+    "CANCELLED": "cancelled (CANCELLED, by scancel or an administrator)",
+    "BOOT_FAIL": "its node failed to boot (BOOT_FAIL); resubmit it",
+    "DEADLINE": "it missed its deadline (DEADLINE)",
+}
+_STEPD_WORDS = (  # slurmstepd's lines in the job's stderr, most specific first
+    ("oom_kill event", "OUT_OF_MEMORY"),
+    ("oom-kill", "OUT_OF_MEMORY"),
+    ("out of memory", "OUT_OF_MEMORY"),
+    ("due to time limit", "TIMEOUT"),
+    ("due to node failure", "NODE_FAIL"),
+    ("due to preemption", "PREEMPTED"),
+    ("cancelled at", "CANCELLED"),
+)
+
+
+def slurm_failure_reason(job_id: str, stderr: Path | None = None, queue_state: str | None = None) -> str | None:
+    """Why SLURM ended a job that left no result: sacct's State where accounting answers, else the
+    state squeue still lists it with, else slurmstepd's message at the end of the job's stderr;
+    None when none says."""
+    state = _sacct_state(job_id)
+    if state is None and queue_state in _SLURM_ENDINGS:
+        state = queue_state
+    if state is None and stderr is not None:
+        try:
+            with open(stderr, "rb") as file:
+                file.seek(max(0, os.path.getsize(stderr) - 16384))
+                tail = file.read().decode("utf-8", errors="replace").lower()
+        except OSError:
+            tail = ""
+        state = next((name for words, name in _STEPD_WORDS if words in tail), None)
+    return _SLURM_ENDINGS.get(state) if state else None
+
+
+def _sacct_state(job_id: str) -> str | None:
+    """The job's State from a real sacct (with accounting); None without one, or for the
+    stand-in that jobs/slurm/local_cluster.sh installs (it only echoes squeue)."""
+    import shutil
+
+    sacct = shutil.which("sacct")
+    stand_in = Path(__file__).resolve().parent / "slurm" / "sacct"
+    if sacct is None or Path(sacct).resolve() == stand_in:
+        return None
+    try:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State"],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.stdout.splitlines():
+        jid, _, state = line.partition("|")
+        if jid.strip() == job_id and state:
+            return state.split()[0].upper()  # "CANCELLED by 0" -> CANCELLED
+    return None
 
 
 def _result_outcome(path: Path) -> tuple[str, str] | None:
@@ -640,6 +708,8 @@ def _result_outcome(path: Path) -> tuple[str, str] | None:
     if kind == "success":
         return "done", ""
     last = [line for line in str(value).strip().splitlines() if line.strip()]
+    if last and "timed-out too many times" in last[-1]:  # submitit's USR2 handler, past max_num_timeout
+        return "failed", _SLURM_ENDINGS["TIMEOUT"] + f" ({last[-1].strip()})"
     return "failed", last[-1].strip() if last else "raised an error"
 
 

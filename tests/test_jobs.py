@@ -475,3 +475,25 @@ def test_one_sbatch_key_is_set_without_a_json_literal():
     assert "#SBATCH --dependency=afterok:123" in script and "#SBATCH --qos=high" in script
     with pytest.raises(ConfigError, match="job.sbatch key 'time' is set by the spec itself"):
         load_job_config("mlp_tiny", ["job.sbatch.time=5"])
+
+
+def test_slurm_failure_reasons_from_slurmstepd_words_without_accounting(tmp_path, monkeypatch):
+    """Without a real sacct (here: none on PATH) the reason comes from the state squeue still lists,
+    else from slurmstepd's message at the end of the job's stderr."""
+    from jobs.sweep import slurm_failure_reason
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sacct
+    log = tmp_path / "12_0_log.err"
+    words = {
+        "slurmstepd: error: Detected 1 oom_kill event in StepId=12.batch. Some of the step tasks have been OOM Killed.": "OUT_OF_MEMORY",
+        "slurmstepd: error: *** JOB 12 ON node1 CANCELLED AT 2026-12-04T10:00:00 DUE TO TIME LIMIT ***": "TIMEOUT",
+        "slurmstepd: error: *** JOB 12 ON node1 CANCELLED AT 2026-12-04T10:00:00 DUE TO NODE FAILURE ***": "NODE_FAIL",
+        "slurmstepd: error: *** JOB 12 ON node1 CANCELLED AT 2026-12-04T10:00:00 ***": "CANCELLED",
+    }  # fmt: skip
+    for line, state in words.items():
+        log.write_text("epoch 3 ...\n" + line + "\n")
+        assert f"({state}" in slurm_failure_reason("12", log)
+    log.write_text("Traceback ...\nRuntimeError: boom\n")
+    assert slurm_failure_reason("12", log) is None
+    assert "(OUT_OF_MEMORY)" in slurm_failure_reason("12", log, queue_state="OUT_OF_MEMORY")
+    assert "raise job.mem_gb" in slurm_failure_reason("12", None, queue_state="OUT_OF_MEMORY")

@@ -137,3 +137,19 @@ def test_two_task_ddp_on_the_node_matches_single_process(tmp_path):
     from tests.test_jobs import check_ddp_matches_single_process
 
     check_ddp_matches_single_process(tmp_path, "slurm")
+
+
+def test_a_job_killed_at_its_time_limit_is_reported_as_such(tmp_path):
+    """No requeue allowed (max_num_timeout 0): at the time-limit warning (USR2) submitit declines
+    to requeue and ends the job, and status names the time limit instead of submitit's exception.
+    (A job without the handler is named from squeue's TIMEOUT state or slurmstepd's "DUE TO TIME
+    LIMIT"; tests/test_jobs.py checks those words.)"""
+    from jobs import sweep as sweeps
+
+    config = write_config(tmp_path, "limit", steps=100000)
+    overrides = ["model.step_time_s=0.05", "job.timeout_min=1", "job.signal_delay_s=20", "job.max_num_timeout=0"]
+    [member] = sweeps.expand_grid(config, {}, overrides)
+    sweeps.submit([member], "slurm")
+    [final] = sweeps.wait(tmp_path / "runs" / "limit", timeout_s=400, poll_s=2)
+    assert final.state == "failed", final
+    assert final.detail.startswith("killed at its time limit (TIMEOUT)"), (final.detail, job_output(final)[-2000:])
