@@ -497,7 +497,10 @@ def summarize(ds) -> dict[str, Any]:
     """Headline numbers of an evaluation Dataset as plain Python (for --json and reports)."""
 
     def window(da) -> dict[str, dict[str, float]]:
-        return {t: {w: float(da.sel(target=t, window=w)) for w in ds["window"].values} for t in ds["target"].values}
+        return {
+            str(t): {str(w): float(da.sel(target=t, window=w)) for w in ds["window"].values}
+            for t in ds["target"].values
+        }
 
     out: dict[str, Any] = {
         "n_samples": int(ds.attrs["n_samples"]),
