@@ -176,6 +176,27 @@ def test_create_run_dir_resume_same_config_ok_different_config_rejected(tmp_path
     assert json.loads((tmp_path / "e" / "r" / "config.json").read_text())["lr"] == 1e-3
 
 
+def test_a_run_made_before_a_field_existed_resumes_when_the_field_is_at_its_default(tmp_path):
+    """Upgrading the workbench must not orphan its runs: a config.json without a field that a later
+    version added (here `train.loggers`) is the same config while the field keeps its default."""
+    from workbench.train import TrainConfig
+
+    @dataclass(frozen=True)
+    class Run:
+        lr: float = 1e-3
+        train: TrainConfig = TrainConfig()
+
+    run = create_run_dir(tmp_path, "e", "r", config=Run())
+    old = json.loads(run.config_path.read_text())
+    del old["train"]["loggers"]
+    run.config_path.write_text(json.dumps(old))
+    create_run_dir(tmp_path, "e", "r", config=Run())  # resumes
+    with pytest.raises(InputError, match=r"different config \(keys differ: train\)"):
+        create_run_dir(tmp_path, "e", "r", config=Run(train=TrainConfig(loggers=("csv", "tensorboard"))))
+    with pytest.raises(InputError, match=r"keys differ: lr"):
+        create_run_dir(tmp_path, "e", "r", config=Run(lr=0.5))
+
+
 def test_create_run_dir_without_config(tmp_path):
     rd = create_run_dir(tmp_path, "e", "r")
     assert rd.path.is_dir() and not rd.config_path.exists()

@@ -218,12 +218,49 @@ def check_run_dir(root: PathLike, experiment: str, run_id: str, config: Any = No
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read existing {run.config_path}: {exc}") from exc
         if existing != resolved:
-            changed = sorted(k for k in set(existing) | set(resolved) if existing.get(k) != resolved.get(k))
+            changed = _changed_keys(existing, resolved, config)
+        if existing != resolved and changed:
             raise InputError(
                 f"{run.config_path} already holds a different config (keys differ: "
                 f"{', '.join(changed)}); use a new run id or delete the run"
             )
     return run
+
+
+def _changed_keys(existing: Any, resolved: Any, config: Any) -> list[str]:
+    """Top-level keys whose values differ. A field that a later version added, at its default, is
+    no difference: a run directory made before the field existed is still the same run."""
+    if not (isinstance(existing, dict) and isinstance(resolved, dict)):
+        return [] if existing == resolved else ["(value)"]
+    changed = []
+    for key in sorted(set(existing) | set(resolved)):
+        value = getattr(config, key, None) if dataclasses.is_dataclass(config) else None
+        if key not in existing:
+            if not _is_default(config, key):
+                changed.append(key)
+        elif key not in resolved or (
+            _changed_keys(existing[key], resolved[key], value)
+            if isinstance(existing[key], dict)
+            else existing[key] != resolved[key]
+        ):
+            changed.append(key)
+    return changed
+
+
+def _is_default(config: Any, key: str) -> bool:
+    if not dataclasses.is_dataclass(config):
+        return False
+    field = next((f for f in dataclasses.fields(config) if f.name == key), None)
+    if field is None:
+        return False
+    if field.default is not dataclasses.MISSING:
+        default = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        return False
+    normal = lambda v: json.loads(json.dumps(to_dict(v) if dataclasses.is_dataclass(v) else v, default=_json_default))
+    return normal(getattr(config, key)) == normal(default)
 
 
 def _resolved(config: Any) -> Any:
