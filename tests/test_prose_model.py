@@ -223,6 +223,12 @@ def _first_layer_input(module: torch.nn.Module, run) -> torch.Tensor:
     return seen[0]
 
 
+def _assert_layer_normalised(tokens: torch.Tensor) -> None:
+    """Zero mean and unit variance over the features of every token (a LayerNorm at init)."""
+    torch.testing.assert_close(tokens.mean(-1), torch.zeros(tokens.shape[:2]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(tokens.var(-1, unbiased=False), torch.ones(tokens.shape[:2]), rtol=0, atol=1e-4)
+
+
 def test_data_encoder_normalizes_the_embedder_output():
     """The official DataTransformerModel.fwd applies layer_norm_emb before its first layer: the first
     layer sees zero-mean, unit-variance tokens, whatever the scale of the embedder output."""
@@ -232,8 +238,7 @@ def test_data_encoder_normalizes_the_embedder_output():
     first = model.data_encoder.layers[0]
 
     before = _first_layer_input(first, lambda: model(*inputs, query_times=times))
-    torch.testing.assert_close(before.mean(-1), torch.zeros(before.shape[:2]), rtol=0, atol=1e-5)
-    torch.testing.assert_close(before.var(-1, unbiased=False), torch.ones(before.shape[:2]), rtol=0, atol=1e-4)
+    _assert_layer_normalised(before)
     trajectory = model(*inputs, query_times=times).trajectory
     with torch.no_grad():  # scale the embedder's output by 7
         model.data_embedder.mlp[2].weight.mul_(7.0)
@@ -250,9 +255,7 @@ def test_data_decoder_normalizes_the_query_embedding():
     inputs = _random_inputs()
     times = torch.linspace(2, 6, 5)
     first = model.data_decoder.layers[0]
-    queries = _first_layer_input(first, lambda: model(*inputs, query_times=times))
-    torch.testing.assert_close(queries.mean(-1), torch.zeros(queries.shape[:2]), rtol=0, atol=1e-5)
-    torch.testing.assert_close(queries.var(-1, unbiased=False), torch.ones(queries.shape[:2]), rtol=0, atol=1e-4)
+    _assert_layer_normalised(_first_layer_input(first, lambda: model(*inputs, query_times=times)))
     trajectory = model(*inputs, query_times=times).trajectory
     with torch.no_grad():  # scale the query embedding by 5
         model.data_decoder.query.weight.mul_(5.0)
