@@ -1,0 +1,68 @@
+"""`workbench scaling plan`: an IsoFLOP study's runs, each with the budget's FLOPs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from scaling.conventions import CONVENTIONS, flops_per_token
+from scaling.plan import MIN_STEPS, plan_isoflop
+from tests.conftest import assert_clean_error, run_cli
+from workbench.errors import InputError
+
+SHAPE = {"head_dim": 8, "depth": 2, "seq_len": 32, "batch_size": 16, "vocab": 256, "mlp_ratio": 4}
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_every_run_has_the_budgets_flops_and_the_sizes_span_a_factor_8(convention):
+    budgets = [1e13, 4e13, 1.6e14]
+    plan = plan_isoflop(budgets, 5, convention, **SHAPE)
+    assert len(plan) == 15
+    for C in budgets:
+        runs = [r for r in plan if r.budget == C]
+        Ns = [r.N for r in runs]
+        assert Ns == sorted(Ns) and len(set(Ns)) == 5 and Ns[-1] / Ns[0] >= 8
+        for r in runs:
+            # recomputed independently: FLOPs per token under the convention × the tokens trained
+            per_token = flops_per_token(convention, width=r.width, depth=r.depth, vocab=256, seq_len=32,
+                                        d_ff=4 * r.width, ffn="mlp", n_heads=r.width // 8)  # fmt: skip
+            assert r.steps * 16 * 32 == r.D and r.steps >= MIN_STEPS
+            assert abs(per_token * r.D / C - 1) <= 0.01 and pytest.approx(per_token * r.D) == r.C
+            assert r.width % 8 == 0 and r.heads == r.width // 8
+        # centred on the expected optimum sqrt(C / 120)
+        assert math.isclose(math.log(np.sqrt(Ns[0] * Ns[-1])), math.log(math.sqrt(C / 120)), abs_tol=0.35)
+
+
+def test_bad_budgets_and_sizes_are_refused():
+    with pytest.raises(InputError, match="every budget must be a positive number"):
+        plan_isoflop([1e13, 0], 5, "standard", **SHAPE)
+    with pytest.raises(InputError, match="every budget must be a positive number"):
+        plan_isoflop([float("nan")], 5, "standard", **SHAPE)
+    with pytest.raises(InputError, match="too small for the smallest model .* at least 50"):
+        plan_isoflop([1e8], 5, "standard", **SHAPE)
+    with pytest.raises(InputError, match="too small for 5 sizes around its optimum"):
+        plan_isoflop([1e9], 5, "standard", **SHAPE)
+    with pytest.raises(InputError, match="not enough distinct shapes near the optimum"):
+        plan_isoflop([1e13], 400, "standard", **SHAPE)
+    with pytest.raises(InputError, match="at least 2 sizes"):
+        plan_isoflop([1e13], 1, "standard", **SHAPE)
+
+
+def test_plan_cli_json_and_clean_errors():
+    result = run_cli("scaling", "plan", "lm_mup_tiny", "--budgets", "1e13,4e13", "--sizes", "5", "--convention",
+                     "standard", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 10 and {"budget", "N", "D", "C", "width", "depth", "steps"} <= set(rows[0])
+    assert all(abs(r["C"] / r["budget"] - 1) <= 0.01 for r in rows)
+    assert_clean_error(run_cli("scaling", "plan", "lm_mup_tiny", "--budgets", "1e13,-4", "--convention", "standard"),
+                       "every budget must be a positive number")  # fmt: skip
+    assert_clean_error(run_cli("scaling", "plan", "lm_mup_tiny", "--budgets", "1e13,x", "--convention", "standard"),
+                       "give FLOPs separated by commas")  # fmt: skip
+    assert_clean_error(run_cli("scaling", "plan", "lm_mup_tiny", "--budgets", "1e7", "--convention", "kaplan"),
+                       "too small for the smallest model")  # fmt: skip
+    assert_clean_error(run_cli("scaling", "plan", "mlp_tiny", "--budgets", "1e13", "--convention", "standard"),
+                       "needs a gpt_lm job config")  # fmt: skip
