@@ -41,7 +41,7 @@ def run(args) -> int:
       workbench run mlp_tiny
       workbench run mlp_tiny --grid model.lr=3e-3,1e-2 --grid train.seed=0,1 --member 2
       srun workbench run jobs/configs/lm_mup_tiny.yaml --grid model.width=32,64   # in an sbatch --array script
-      torchrun --nproc-per-node 2 -m workbench.cli run mlp_tiny --set job.tasks_per_node=2
+      torchrun --nproc-per-node 2 -m workbench.cli run mlp_tiny   # 2 DDP processes, world from torchrun
     """
     from jobs.sweep import expand_grid, parse_grid, run_foreground
 
