@@ -444,9 +444,9 @@ def _at_a_terminal(*args: str) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_waiting_shows_progress_at_a_terminal_only_and_the_run_keeps_its_job_logs(tmp_path):
-    config = write_config(tmp_path, "prog", steps=300)
+    config = write_config(tmp_path, "prog", steps=300)  # 300 steps of >= 20 ms: the 1 s polls see training
     code, out, shown = _at_a_terminal("jobs", "submit", str(config), "--executor", "local", "--wait",
-                                      "--set", "train.checkpoint_every=100")  # fmt: skip
+                                      "--set", "train.checkpoint_every=100", "--set", "model.step_time_s=0.02")  # fmt: skip
     assert code == 0, shown
     assert "running: step " in shown and ", loss " in shown  # the training step from the run's CSV log
     assert "done" in out
