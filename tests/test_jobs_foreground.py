@@ -64,15 +64,9 @@ def test_sbatch_script_runs_members_with_workbench_run(tmp_path):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_users_sbatch_array_on_slurm_matches_jobs_sweep(tmp_path):
-    from tests.test_jobs_slurm import _slurm_unavailable
+    from tests.test_jobs_slurm import require_slurm
 
-    reason = _slurm_unavailable()
-    if reason:
-        import os
-
-        if os.environ.get("WORKBENCH_REQUIRE_SLURM"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_slurm()
     config = write_config(tmp_path, "arr", steps=20)
     grid = ["--grid", "train.seed=0,1"]
     out = tmp_path / "arr.sbatch"

@@ -53,12 +53,12 @@ class MetricsRecorder(Callback):
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.start_step = 0
-        self.module = None
+        self.module = self.trainer = None
         self.logged: set[tuple[str, int | None]] = set()  # (variable, step) already given to the loggers
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.start_step = int(trainer.global_step)
-        self.module = pl_module
+        self.module, self.trainer = pl_module, trainer
         for logger in trainer.loggers:
             if isinstance(logger, CSVLog):
                 logger.resume_at(self.start_step)
@@ -104,7 +104,7 @@ class MetricsRecorder(Callback):
     def _log_to_loggers(self, ds: xr.Dataset, final: bool) -> None:
         """The metrics.nc values the loggers have not seen: step-indexed series (validation loss at
         its eval steps) as they appear, and the scalars (final loss, parameter counts) at the end."""
-        trainer = getattr(self.module, "_trainer", None) if self.module is not None else None
+        trainer = self.trainer
         if trainer is None or not trainer.loggers:
             return
         for name, var in ds.data_vars.items():
