@@ -178,6 +178,16 @@ def inject(fault: str, waiting: subprocess.Popen, sweep_dir: Path, rng: random.R
     return True
 
 
+def inject_when_possible(fault: str, waiting: subprocess.Popen, sweep_dir: Path, rng: random.Random) -> bool:
+    """Inject at the first moment from now that the fault's target exists: on a loaded machine a
+    trainer may not have started at the drawn delay. The waiting command is only hit as it is."""
+    while not inject(fault, waiting, sweep_dir, rng):
+        if fault == "waiting" or waiting.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def settle(sweep_dir: Path, timeout_s: float = 600):
     """Poll status until nothing is pending or running, checking each answer against the truth."""
     from jobs.sweep import status
@@ -219,7 +229,7 @@ def run_trial(base: Path, executor: str, seed: int, reference: dict) -> tuple[st
     waiting = cli("jobs", "sweep", str(write_config(base, experiment)), *GRID, "--executor", executor, "--wait")
     time.sleep(delay)
     submitted = len(job_ids(sweep_dir)) == 2
-    injected = inject(fault, waiting, sweep_dir, rng)
+    injected = inject_when_possible(fault, waiting, sweep_dir, rng)
     _, err = waiting.communicate(timeout=600)
     assert "Traceback" not in err, err
     if fault == "waiting" and injected:
