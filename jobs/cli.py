@@ -161,11 +161,18 @@ def run_sweep(args) -> int:
 
 
 def _submit_members(args, members, *, single: bool) -> int:
+    if args.dry_run:
+        return _dry_run(args, members)
+    code, text, payload = submit_members(args, members, single=single)
+    emit(args, text, payload)
+    return code
+
+
+def submit_members(args, members, *, single: bool) -> tuple[int, str, dict]:
+    """Submit the members as one array (waiting with --wait): (exit code, report, --json payload)."""
     from jobs import sweep
 
     first = members[0].config
-    if args.dry_run:
-        return _dry_run(args, members)
     records = sweep.submit(members, args.executor)
     run_ids = [r["run_id"] for r in records]
     if args.wait:
@@ -199,8 +206,7 @@ def _submit_members(args, members, *, single: bool) -> int:
             + _status_table(members_now)
             + f"\nfollow: workbench jobs status {first.sweep_dir}"
         )
-    emit(args, text, payload)
-    return 1 if failed else 0
+    return (1 if failed else 0), text, payload
 
 
 def _wait(sweep_dir, run_ids, args=None):

@@ -14,8 +14,9 @@ from scaling.conventions import CONVENTIONS
 from scaling.methods import METHODS
 from scaling.methods.base import positive_float, progress_bar, replicate_count
 from scaling.report import format_table, plot_ladder
+from scaling.study import cli as study_cli
 from workbench.atomic import check_writable
-from workbench.cli import add_area, add_parser, add_set_flag, emit
+from workbench.cli import add_area, add_parser, emit
 from workbench.errors import InputError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def register(areas, name: str, help_text: str) -> None:
     _register_reconcile(verbs)
     _register_simulate(verbs)
     _register_allocate(verbs)
-    _register_plan(verbs)
+    study_cli.register(verbs)
     _register_datasets(verbs)
 
 
@@ -45,7 +46,7 @@ def register(areas, name: str, help_text: str) -> None:
 
 
 def _add_input_flags(p: argparse.ArgumentParser, *, convention_required: bool = True) -> None:
-    p.add_argument("file", nargs="?", help="CSV or netCDF table of runs (or use --dataset)")
+    p.add_argument("file", nargs="?", help="CSV/netCDF table of runs, or a gpt_lm sweep directory (or --dataset)")
     p.add_argument("--dataset", help="a bundled dataset by name (see `workbench scaling datasets`)")
     p.add_argument(
         "--where",
@@ -82,6 +83,10 @@ def _load_table(args) -> pd.DataFrame:
             raise InputError(str(error)) from None
     elif args.dataset:
         source, name = load_dataset(args.dataset), args.dataset
+    elif (sweep := study_cli.sweep_dataset(Path(args.file))) is not None:
+        from scaling.study.runs import runs_from_sweep
+
+        source, name = runs_from_sweep(sweep, args.convention, name=args.file), args.file
     else:
         source, name = read_table(Path(args.file))
     if args.where:
@@ -432,65 +437,6 @@ def _allocate(args) -> int:
             ("tokens_per_param", "D*/N*"),
             ("L_star", "L*"),
         ],
-    )
-    emit(args, text, rows)
-    return 0
-
-
-# -------------------------------------------------------------------------------------------- plan
-
-
-def _register_plan(verbs) -> None:
-    from scaling.conventions import CONVENTIONS
-
-    p = add_parser(verbs, "plan", _plan, json=True)
-    p.add_argument("config", help="a gpt_lm job config (YAML/JSON) or a bundled config's name, e.g. lm_mup_tiny")
-    p.add_argument("--budgets", required=True, help="compute budgets in FLOPs, comma-separated (e.g. 1e13,4e13)")
-    p.add_argument("--sizes", type=int, default=5, help="model sizes per budget")
-    p.add_argument("--convention", required=True, choices=CONVENTIONS, help="what N and the FLOPs count")
-    p.add_argument("--spread", type=positive_float, default=8.0, help="factor the sizes of one budget span")
-    p.add_argument("--tokens-per-param", type=positive_float, default=20.0,
-                   help="D/N at the expected optimum (Hoffmann et al.: about 20)")  # fmt: skip
-    add_set_flag(p, "model.head_dim=16")
-
-
-def _plan(args) -> int:
-    """Plan an IsoFLOP study of a gpt_lm config: K sizes per budget, tokens for equal FLOPs.
-
-    For each budget C, K widths (and, where needed, depths) log-spaced over a factor --spread around
-    N = sqrt(C / (6·tokens-per-param)), and the steps that make each run's FLOPs (under
-    --convention, attention included where it counts it) equal C to within 1 %.
-
-    examples:
-      workbench scaling plan lm_mup_tiny --budgets 1e13,4e13 --sizes 5 --convention standard
-      workbench scaling plan jobs/configs/lm_mup_tiny.yaml --budgets 1e13 --convention attention --json
-    """
-    from jobs.entrypoints import load_job_config
-    from scaling.plan import plan_isoflop
-
-    job = load_job_config(args.config, args.overrides)
-    if job.kind != "gpt_lm":
-        raise InputError(f"{args.config}: scaling plan needs a gpt_lm job config, this one is kind {job.kind!r}")
-    try:
-        budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
-    except ValueError:
-        raise InputError(f"--budgets {args.budgets!r}: give FLOPs separated by commas, e.g. 1e13,4e13") from None
-    m = job.model
-    plan = plan_isoflop(budgets, args.sizes, args.convention, head_dim=m.head_dim, depth=m.depth, seq_len=m.seq_len,
-                        batch_size=m.batch_size, vocab=256, mlp_ratio=m.mlp_ratio, spread=args.spread,
-                        tokens_per_param=args.tokens_per_param)  # fmt: skip
-    rows = [run.to_json() for run in plan]
-    text = f"IsoFLOP plan for {args.config} ({args.convention} convention; {len(rows)} runs)\n" + format_table(
-        rows,
-        [
-            ("budget", "budget"),
-            ("width", "width"),
-            ("depth", "depth"),
-            ("N", "N"),
-            ("D", "D"),
-            ("steps", "steps"),
-            ("C", "C"),
-        ],  # fmt: skip
     )
     emit(args, text, rows)
     return 0

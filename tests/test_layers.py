@@ -47,6 +47,7 @@ SHELL = {
     "workbench.bench",
     "workbench.bench_gpu",
     "workbench.demo",
+    "workbench.demo_isoflop",
     "workbench.completion",
     "jobs.experiment",
 }

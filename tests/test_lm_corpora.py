@@ -110,3 +110,28 @@ def test_missing_corpus_paths_are_input_errors(tmp_path):
     (tmp_path / "v.bin").write_bytes(np.full(200, 60000, dtype=np.uint16).tobytes())
     with pytest.raises(InputError, match="outside vocab_size = 50000"):
         file_corpus(tmp_path / "v.bin", vocab_size=50000, seq_len=8)
+
+
+def test_spectral_source_has_its_exact_entropy_rate_and_power_law_spectrum():
+    from workbench.lm.corpora import SpectralMarkovSource, spectral_corpus
+
+    source = SpectralMarkovSource(alphabet=64, decay=0.5, scale=3.0, zipf=1.0, seed=1)
+    tokens = source.sample(1 << 18, seed=5, chains=256)
+    assert tokens.min() >= 64 and tokens.max() < 64 + 64
+    # the mean negative log-likelihood of a long sample is the entropy rate (ergodic theorem);
+    # per-token std is about 1.5 nats, so 2^18 tokens give a standard error near 0.003
+    nll = -source.log_likelihood(tokens).mean()
+    assert nll == pytest.approx(source.entropy_rate(), abs=0.02)
+    # log P centred over rows (softmax's per-row constant) and columns (the Zipf term) keeps the
+    # singular values scale·√A·k^-decay, up to the small mixing of the centring
+    logits = np.log(source.probs)
+    logits -= logits.mean(axis=1, keepdims=True)
+    logits -= logits.mean(axis=0, keepdims=True)
+    s = np.linalg.svd(logits, compute_uv=False)[:32]
+    k = np.arange(1, 33)
+    assert np.polyfit(np.log(k), np.log(s), 1)[0] == pytest.approx(-0.5, abs=0.03)
+    np.testing.assert_allclose(s[:8], 3.0 * 8 * k[:8] ** -0.5, rtol=0.03)
+    corpus = spectral_corpus(4096, 512, alphabet=64, seed=1, decay=0.5)
+    assert corpus.entropy_rate == pytest.approx(source.entropy_rate())
+    with pytest.raises(InputError, match="decay"):
+        SpectralMarkovSource(decay=float("nan"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scaling.conventions import CONVENTIONS, flops_per_token
-from scaling.plan import MIN_STEPS, plan_isoflop
+from scaling.study.plan import MIN_STEPS, plan_isoflop
 from tests.conftest import assert_clean_error, run_cli
 from workbench.errors import InputError
 
@@ -66,3 +66,39 @@ def test_plan_cli_json_and_clean_errors():
                        "too small for the smallest model")  # fmt: skip
     assert_clean_error(run_cli("scaling", "plan", "mlp_tiny", "--budgets", "1e13", "--convention", "standard"),
                        "needs a gpt_lm job config")  # fmt: skip
+
+
+def test_each_run_gets_porian_corrections_and_each_can_be_switched_off():
+    from scaling.study.plan import WARMUP_SHARE, Corrections, run_settings
+
+    plan = plan_isoflop([1e13, 4e13], 5, "standard", **SHAPE)
+    longest = max(r.steps for r in plan)
+    for run, s in zip(plan, run_settings(plan, Corrections(), tokens_per_step=512, warmup_steps=300)):
+        # warm-up of N tokens (Porian et al. 2024), at most a tenth of the run; decay to the run's end
+        assert s["model.warmup_steps"] == max(1, min(math.ceil(run.N / 512), int(WARMUP_SHARE * run.steps)))
+        assert s["model.warmup_steps"] <= max(1, run.steps // 10)
+        assert s["model.lr_decay_steps"] == run.steps == s["train.max_steps"]
+        assert s["model.parametrization"] == "mup" and (s["model.width"], s["model.depth"]) == (run.width, run.depth)
+    kaplan = run_settings(plan, Corrections(False, False, False), tokens_per_step=512, warmup_steps=300)
+    assert {s["model.warmup_steps"] for s in kaplan} == {300}
+    assert {s["model.lr_decay_steps"] for s in kaplan} == {longest}
+    assert {s["model.parametrization"] for s in kaplan} == {"sp"}
+
+
+def test_a_check_sweep_centres_on_a_given_n():
+    plan = plan_isoflop([4e13], 5, "standard", **SHAPE, spread=4.0, centre=2e5)
+    Ns = [r.N for r in plan]
+    assert Ns[-1] / Ns[0] >= 4 and abs(math.log(math.sqrt(Ns[0] * Ns[-1]) / 2e5)) < 0.3
+    with pytest.raises(InputError, match="--centre"):
+        plan_isoflop([4e13], 5, "standard", **SHAPE, centre=-1.0)
+
+
+def test_plan_flags_show_the_schedule_and_kaplan_style_turns_the_corrections_off():
+    base = ["scaling", "plan", "isoflop_demo", "--budgets", "1e11,3e11", "--sizes", "5", "--convention", "standard",
+            "--tokens-per-param", "150", "--json"]  # fmt: skip
+    corrected, kaplan = run_cli(*base), run_cli(*base, "--kaplan-style")
+    assert corrected.returncode == 0 and kaplan.returncode == 0, corrected.stderr + kaplan.stderr
+    rows, k_rows = json.loads(corrected.stdout), json.loads(kaplan.stdout)
+    assert all(r["lr_decay_steps"] == r["steps"] and r["parametrization"] == "mup" for r in rows)
+    assert {r["warmup_steps"] for r in k_rows} == {100} and {r["parametrization"] for r in k_rows} == {"sp"}
+    assert {r["lr_decay_steps"] for r in k_rows} == {max(r["steps"] for r in k_rows)}

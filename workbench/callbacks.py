@@ -54,6 +54,7 @@ class MetricsRecorder(Callback):
         self.losses: list[float] = []
         self.start_step = 0
         self.module = self.trainer = None
+        self.timing: dict[str, float] = {}  # startup_s, train_s: set by workbench.train at the end
         self.logged: set[tuple[str, int | None]] = set()  # (variable, step) already given to the loggers
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -96,6 +97,8 @@ class MetricsRecorder(Callback):
             coords={"step": np.asarray(self.steps, dtype=np.int64)},
         )
         ds["loss"].attrs["description"] = "training loss (global-batch mean) after the step"
+        for name, seconds in self.timing.items():
+            ds[name] = ((), float(seconds))
         extra = getattr(self.module, "extra_metrics", None)
         ds = extra(ds) if extra is not None else ds
         atomic_write_netcdf(with_provenance(ds, self.config), self.path)

@@ -15,6 +15,8 @@ RefinedWeb IsoFLOP runs, one job per ladder step.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -28,8 +30,9 @@ DEMO_WIDTHS = (16, 24, 32, 48, 128)  # the last is predicted: 7.1x the non-embed
 
 def register(areas, name: str, help_text: str) -> None:
     p = add_parser(areas, name, run_demo, help=help_text)
-    p.add_argument("pipeline", nargs="?", default="mup", choices=("mup", "ladder"),
-                   help="mup: width sweep + loss prediction (default); ladder: Porian reconciliation")  # fmt: skip
+    p.add_argument("pipeline", nargs="?", default="mup", choices=("mup", "ladder", "isoflop"),
+                   help="mup: width sweep + loss prediction (default); ladder: Porian reconciliation; "
+                        "isoflop: a compute-optimal study and its check at a held-out budget")  # fmt: skip
     p.add_argument("--plot", help="write the figure to this PNG (mup default: <sweep dir>/prediction.png)")
     add_executor_flag(p)
     p.add_argument("--root", default="runs", help="results directory (default runs/)")
@@ -43,6 +46,10 @@ def register(areas, name: str, help_text: str) -> None:
         default=1000,
         help="ladder: noise-bootstrap replicates per budget (1 to 100000)",
     )
+    p.add_argument("--budgets", help="isoflop: the study's budgets in FLOPs, comma-separated (default 1e11,3e11,1e12)")
+    p.add_argument("--sizes", type=int, default=5, help="isoflop: model sizes per budget")
+    p.add_argument("--holdout-factor", type=float, default=4.0, help="isoflop: held-out budget / the largest")
+    p.add_argument("--holdout-sizes", type=int, default=4, help="isoflop: sizes trained at the held-out budget")
     add_verbosity_flags(p)
     add_json_flag(p)
 
@@ -62,7 +69,78 @@ def run_demo(args) -> int:
     if args.plot is not None:
         check_writable(args.plot, "--plot", suffixes=(".png",))
     check_writable_dir(Path(args.root) / "demo", "--root")
+    if args.pipeline == "isoflop":
+        return run_isoflop(args)
     return run_ladder(args) if args.pipeline == "ladder" else run_mup(args)
+
+
+def run_isoflop(args) -> int:
+    """The compute-optimal study of workbench.demo_isoflop, with its summary."""
+    from workbench.demo_isoflop import BUDGETS, run_study
+    from workbench.errors import InputError
+
+    try:
+        budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else list(BUDGETS)
+    except ValueError:
+        raise InputError(f"--budgets {args.budgets!r}: give FLOPs separated by commas, e.g. 1e11,3e11,1e12") from None
+    if len(budgets) < 3:
+        raise InputError(f"--budgets {args.budgets!r}: Approach 2 needs at least three budgets")
+    if not (args.holdout_factor > 1 and math.isfinite(args.holdout_factor)):
+        raise InputError(f"--holdout-factor {args.holdout_factor}: must be a number > 1")
+    if args.sizes < 3 or args.holdout_sizes < 2:
+        raise InputError("--sizes must be >= 3 (an interior minimum) and --holdout-sizes >= 2")
+    waiting = Progress(args)
+    say = (lambda text: None) if args.json or args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    try:
+        result = run_study(args.root, executor=args.executor, budgets=budgets, sizes=args.sizes,
+                           holdout_factor=args.holdout_factor, holdout_sizes=args.holdout_sizes,
+                           progress=waiting, say=say)  # fmt: skip
+    finally:
+        waiting.close()
+    emit(args, isoflop_text(result), result)
+    return 0
+
+
+def isoflop_text(result: dict) -> str:
+    from scaling.report import format_table
+
+    iso, par = result["prediction"]["isoflop"], result["prediction"]["parametric"]
+    measured, timing = result["measured"], result["timing"]
+
+    def ci(values):
+        return (
+            "n/a"
+            if values is None or any(v is None or v != v for v in values)
+            else f"[{values[0]:.4g}, {values[1]:.4g}]"
+        )
+
+    grid = format_table(
+        result["grid"], [("budget", "C"), ("N_star", "N*"), ("loss_star", "loss*"), ("status", "minimum")]
+    )
+    rows = [
+        {"": "Approach 2 (IsoFLOP)", "N*": iso["N_star"], "N* 95%": ci(iso["N_ci"]), "L*": iso["L_star"],
+         "L* 95%": ci(iso["L_ci"])},
+        {"": "Approach 3 (parametric)", "N*": par["N_star"], "N* 95%": ci(par["N_ci"]), "L*": par["L_star"],
+         "L* 95%": ci(par["L_ci"])},
+        {"": "measured", "N*": measured["N"], "N* 95%": "", "L*": measured["best_loss"], "L* 95%": ""},
+    ]  # fmt: skip
+    startup, train = timing["member_startup_s"], timing["member_train_s"]
+    share = startup / (startup + train) if startup + train > 0 else math.nan
+    comparison = result["comparison"]
+    return "\n".join([
+        f"IsoFLOP study ({result['convention']} convention) in {result['sweeps']['grid']}",
+        grid,
+        "",
+        f"held-out budget C = {result['holdout_budget']:.3g}:",
+        format_table(rows, [(k, k) for k in rows[0]]),
+        f"measured best loss is {100 * comparison['loss_error']:+.2f} % from Approach 3's L* "
+        f"({100 * comparison['loss_error_isoflop']:+.2f} % from Approach 2's); measured N* is "
+        f"{comparison['N_ratio']:.2f}x Approach 2's ({comparison['N_ratio_parametric']:.2f}x Approach 3's)",
+        "",
+        f"time: {timing['wall_s']:.0f} s in all ({timing['members']} runs); member start-up {startup:.0f} s and "
+        f"training {train:.0f} s summed over runs (start-up {100 * share:.0f} %); fits {timing['fit_s']:.0f} s",
+        f"figure: {Path(result['sweeps']['grid']) / 'study.png'}",
+    ])  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ muP width sweep

@@ -22,6 +22,7 @@ torch and Lightning only when `train` runs (about 15 s); the callbacks live in
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,8 +148,11 @@ def train(
         use_distributed_sampler=False,  # each rank takes its share of the batch (workbench.batches)
         num_sanity_val_steps=0,
     )
-    start = time.time()
+    startup_s, start = process_age_s(), time.time()
     trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+    # Where a short run's time goes: the process's start-up (interpreter, imports, data, model)
+    # against this leg's training, in metrics.nc.
+    recorder.timing = {"startup_s": startup_s, "train_s": time.time() - start}
 
     status = "nonfinite" if guard.tripped_at is not None else "completed"
     if status == "completed":
@@ -177,6 +181,17 @@ def train(
         )
         raise NonFiniteLossError(f"loss became non-finite at step {guard.tripped_at} in {run_dir.path}; {kept}")
     return summary
+
+
+def process_age_s() -> float:
+    """Seconds since this process started: Linux's /proc start time (field 22 of
+    /proc/self/stat, in clock ticks since boot) against the uptime; NaN elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _loggers(names, run_path: Path) -> list:

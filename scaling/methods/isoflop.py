@@ -154,6 +154,7 @@ def dataset(result: IsoflopResult, args: argparse.Namespace) -> xr.Dataset:
         # budget. The two sets are not paired and their lengths differ, so each has its own dimension.
         "a_draws": (("draw",), fit.a_draws, {"long_name": "a refitted on the i-th valid N* replicate per budget"}),
         "b_draws": (("draw_D",), fit.b_draws, {"long_name": "b refitted on the i-th valid D* replicate per budget"}),
+        "N_coef_draws": (("draw",), fit.coef_draws, {"long_name": "G of N* = G·C^a, paired with a_draws"}),
     }
     return xr.Dataset(
         data,

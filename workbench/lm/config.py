@@ -111,11 +111,15 @@ class GPTLMConfig(GPTShape):
     head_dim: int = field(default=8, metadata=bounds(ge=1))
     base_shapes: str = ""  # a .bsh file (workbench lm base-shapes); default: made from base_width
     # data
-    corpus: Literal["markov", "stdlib", "file"] = "markov"
+    corpus: Literal["markov", "spectral", "stdlib", "file"] = "markov"
     corpus_path: str = ""  # for corpus: file
     corpus_seed: int = 0  # Markov source seed
     markov_order: int = field(default=2, metadata=bounds(ge=1))  # order 1 is learnt in far fewer steps
-    markov_alphabet: int = field(default=16, metadata=bounds(ge=2, le=256))
+    markov_alphabet: int = field(default=16, metadata=bounds(ge=2, le=256))  # also the spectral source's
+    # corpus: spectral (workbench.lm.corpora.SpectralMarkovSource): singular values ∝ k^-decay
+    spectral_decay: float = field(default=0.3, metadata=bounds(ge=0))
+    spectral_scale: float = field(default=3.0, metadata=bounds(ge=0))
+    spectral_zipf: float = field(default=1.0, metadata=bounds(ge=0))
     corpus_tokens: int = field(default=1 << 18, metadata=bounds(ge=2))  # Markov train tokens / stdlib bytes
     # optimisation
     batch_size: int = field(default=16, metadata=bounds(ge=1))

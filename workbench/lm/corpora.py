@@ -1,13 +1,15 @@
 """Offline byte-level corpora for the LM sweeps, with seeded batch sampling.
 
-Three sources, all of which exist on every machine or come from a user path:
+Four sources, all of which exist on every machine or come from a user path:
 
 1. `markov_corpus`: a seeded order-k Markov source over a small alphabet whose entropy rate (the
    irreducible loss, in nats per token) is computed exactly: H = Σ_s π(s) H(P(·|s)), with π the
    stationary distribution of the chain on contexts s (Cover & Thomas, Thm 4.2.4).
-2. `stdlib_corpus`: the bytes of the installed Python standard library's `.py` files in sorted
+2. `spectral_corpus`: an order-1 chain whose transition logits have a power-law spectrum
+   (`SpectralMarkovSource`), on which both model size and tokens limit the loss at CPU scale.
+3. `stdlib_corpus`: the bytes of the installed Python standard library's `.py` files in sorted
    path order, split by file (every k-th file held out, so no file straddles the split).
-3. `file_corpus`: a user text file (bytes), a nanoGPT-layout uint16 token file (`*.bin`), or a
+4. `file_corpus`: a user text file (bytes), a nanoGPT-layout uint16 token file (`*.bin`), or a
    nanoGPT data directory holding `train.bin` and `val.bin`.
 
 Every corpus is a `TokenCorpus`; `sample_batch` draws (x, y) windows reproducibly from a seed.
@@ -25,7 +27,16 @@ import torch
 
 from workbench.errors import InputError
 
-__all__ = ["MarkovSource", "TokenCorpus", "file_corpus", "load_corpus", "markov_corpus", "stdlib_corpus"]
+__all__ = [
+    "MarkovSource",
+    "SpectralMarkovSource",
+    "TokenCorpus",
+    "file_corpus",
+    "load_corpus",
+    "markov_corpus",
+    "spectral_corpus",
+    "stdlib_corpus",
+]
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,10 @@ class MarkovSource:
             raise InputError(f"order = {order} must be >= 1 with alphabet**order <= 65536")
         self.alphabet, self.order, self.first_byte = alphabet, order, first_byte
         rng = np.random.default_rng(seed)
-        probs = rng.dirichlet(np.full(alphabet, concentration), size=alphabet**order)
+        self._set_table(rng.dirichlet(np.full(alphabet, concentration), size=alphabet**order))
+
+    def _set_table(self, probs: np.ndarray) -> None:
+        """The transition table P(next | context), floored so that the chain stays ergodic."""
         self.probs = np.maximum(probs, 1e-12)
         self.probs /= self.probs.sum(axis=1, keepdims=True)
 
@@ -136,6 +150,45 @@ class MarkovSource:
         return np.log(self.probs[context, symbols[self.order :]])
 
 
+class SpectralMarkovSource(MarkovSource):
+    """An order-1 chain whose transition logits have a power-law singular spectrum: a source on
+    which both the model size N and the tokens D limit the loss at CPU scale.
+
+    logits[i, j] = Σ_k s_k U[i, k] V[j, k] − zipf · log(j + 1),   s_k = scale · √A · k^(−decay),
+
+    with U, V random orthogonal A × A matrices (A = `alphabet`), then P = softmax over j. A model
+    of width w reads the current token through a w-dimensional embedding, so it can represent
+    about the first w terms of the sum; what it leaves out shrinks as a power of w (the model-
+    size limit), while each further term is a weaker signal that takes more tokens to estimate
+    (the data limit); cf. the spectral power-law models of Maloney, Roberts & Sully (2022). The
+    Zipf term makes next-token frequencies, and so the tokens' own frequencies, heavy-tailed.
+    The entropy rate (the loss floor) is exact, as for every MarkovSource.
+    """
+
+    def __init__(
+        self,
+        alphabet: int = 128,
+        decay: float = 0.3,
+        scale: float = 3.0,
+        zipf: float = 1.0,
+        seed: int = 0,
+        first_byte: int = 64,
+    ):
+        if not 2 <= alphabet <= 256 - first_byte:
+            raise InputError(f"alphabet = {alphabet} must be in [2, {256 - first_byte}]")
+        for name, value in (("decay", decay), ("scale", scale), ("zipf", zipf)):
+            if not (np.isfinite(value) and value >= 0):
+                raise InputError(f"spectral source: {name} = {value} must be a finite number >= 0")
+        self.alphabet, self.order, self.first_byte = alphabet, 1, first_byte
+        rng = np.random.default_rng(seed)
+        U, _ = np.linalg.qr(rng.standard_normal((alphabet, alphabet)))
+        V, _ = np.linalg.qr(rng.standard_normal((alphabet, alphabet)))
+        s = scale * np.sqrt(alphabet) * np.arange(1, alphabet + 1, dtype=float) ** -decay
+        logits = (U * s) @ V.T - zipf * np.log(np.arange(1, alphabet + 1, dtype=float))[None, :]
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        self._set_table(probs / probs.sum(axis=1, keepdims=True))
+
+
 def markov_corpus(
     n_tokens: int = 1 << 20,
     val_tokens: int = 1 << 16,
@@ -155,6 +208,29 @@ def markov_corpus(
         name=f"markov(alphabet={alphabet}, order={order}, concentration={concentration}, seed={seed})",
         train=source.sample(n_tokens, seed=2 * seed + 1),
         val=source.sample(val_tokens, seed=2 * seed + 2),
+        vocab_size=256,
+        entropy_rate=source.entropy_rate(),
+    )
+
+
+def spectral_corpus(
+    n_tokens: int = 1 << 22,
+    val_tokens: int = 1 << 16,
+    *,
+    alphabet: int = 128,
+    decay: float = 0.3,
+    scale: float = 3.0,
+    zipf: float = 1.0,
+    seed: int = 0,
+) -> TokenCorpus:
+    """Text of a SpectralMarkovSource, with its exact entropy rate; samples seeded as markov_corpus."""
+    if n_tokens < 1 or val_tokens < 1:
+        raise InputError(f"n_tokens = {n_tokens} and val_tokens = {val_tokens} must both be >= 1")
+    source = SpectralMarkovSource(alphabet, decay, scale, zipf, seed)
+    return TokenCorpus(
+        name=f"spectral(alphabet={alphabet}, decay={decay}, scale={scale}, zipf={zipf}, seed={seed})",
+        train=source.sample(n_tokens, seed=2 * seed + 1, chains=1024),
+        val=source.sample(val_tokens, seed=2 * seed + 2, chains=1024),
         vocab_size=256,
         entropy_rate=source.entropy_rate(),
     )
@@ -263,6 +339,16 @@ def load_corpus(config) -> TokenCorpus:
             max(config.corpus_tokens // 16, 4 * config.seq_len),
             alphabet=config.markov_alphabet,
             order=config.markov_order,
+            seed=config.corpus_seed,
+        )
+    elif config.corpus == "spectral":
+        corpus = spectral_corpus(
+            config.corpus_tokens,
+            max(config.corpus_tokens // 16, 4 * config.seq_len),
+            alphabet=config.markov_alphabet,
+            decay=config.spectral_decay,
+            scale=config.spectral_scale,
+            zipf=config.spectral_zipf,
             seed=config.corpus_seed,
         )
     elif config.corpus == "stdlib":

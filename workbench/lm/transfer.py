@@ -134,7 +134,8 @@ _CORPORA: dict = {}  # one corpus per process and corpus setting: every run of a
 def _train_point(task: tuple[GPTLMConfig, int, int]) -> dict:
     config, steps, seed = task
     key = (config.corpus, config.corpus_path, config.corpus_seed, config.markov_order, config.markov_alphabet,
-           config.corpus_tokens, config.seq_len)  # fmt: skip
+           config.spectral_decay, config.spectral_scale, config.spectral_zipf, config.corpus_tokens,
+           config.seq_len)  # fmt: skip
     if key not in _CORPORA:
         _CORPORA[key] = load_corpus(config)
     return train_steps(config, steps, seed, _CORPORA[key])

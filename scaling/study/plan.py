@@ -22,10 +22,12 @@ import numpy as np
 from scaling.conventions import check_convention, flops_per_token, param_count
 from workbench.errors import InputError
 
-__all__ = ["MIN_STEPS", "PlannedRun", "plan_isoflop"]
+__all__ = ["MIN_STEPS", "WARMUP_SHARE", "Corrections", "PlannedRun", "plan_isoflop", "run_settings"]
 
 # Whole steps make a run's FLOPs differ from its budget by at most half a step: 1 % needs >= 50 steps.
 MIN_STEPS = 50
+# The corrected warm-up never takes more than this share of a run's steps.
+WARMUP_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,16 @@ def plan_isoflop(
     tokens_per_param: float = 20.0,
     max_width: int = 4096,
     max_depth: int | None = None,
+    centre: float | None = None,
 ) -> list[PlannedRun]:
-    """K = `sizes` runs per budget (see the module docstring); InputError for a budget that is not
+    """K = `sizes` runs per budget (see the module docstring), centred on `centre` when it is given
+    (a predicted N*); InputError for a budget that is not
     a positive number, one too small for its smallest planned model to train MIN_STEPS steps, or
     more sizes than distinct shapes near the optimum."""
     check_convention(convention)
+    expected = centre
+    if expected is not None and not (math.isfinite(expected) and expected > 0):
+        raise InputError(f"--centre {expected}: must be a positive number of parameters")
     budgets = [float(c) for c in budgets]
     if not budgets or any(not (math.isfinite(c) and c > 0) for c in budgets):
         raise InputError(f"--budgets {','.join(map(str, budgets))}: every budget must be a positive number of FLOPs")
@@ -89,7 +96,7 @@ def plan_isoflop(
                 f"{int(L[smallest])}, N = {N[smallest]:.3g}), which would train {steps_smallest:.0f} steps of "
                 f"{tokens_per_step} tokens; a run needs at least {MIN_STEPS} for its FLOPs to match within 1 %"
             )
-        centre = math.sqrt(C / (6.0 * tokens_per_param))
+        centre = math.sqrt(C / (6.0 * tokens_per_param)) if expected is None else expected
         # targets a little wider than `spread`, so that the discrete shapes still span it
         targets = centre * (1.25 * spread) ** np.linspace(-0.5, 0.5, sizes)
         # nearest shape by log N; another depth than the config's costs as much as a 15 % miss
@@ -123,3 +130,44 @@ def plan_isoflop(
             plan.append(PlannedRun(C, int(W[i]), int(L[i]), int(W[i] // head_dim), float(N[i]), D, int(steps),
                                    float(per_token[i] * D)))  # fmt: skip
     return plan
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """The training settings Porian et al. (2024, §3.2–3.4) found necessary for Kaplan's and
+    Hoffmann's laws to agree; each can be switched off to run the Kaplan-style setting.
+
+    - `warmup`: warm up for N tokens (Porian et al.: the warm-up scaled to the model), never more
+      than WARMUP_SHARE of the run; off: the config's fixed `warmup_steps` for every run, as
+      Kaplan et al.'s fixed 3,000 steps, however short the run.
+    - `decay`: the cosine ends at each run's own last step (Hoffmann et al. 2022, §3.1 / App. B);
+      off: every run follows the schedule of the longest run of the plan, so shorter runs stop
+      partway down it (Kaplan et al. 2020's fixed horizon).
+    - `mup`: muP, so the learning rate chosen at the base width holds at every width (Yang et al.
+      2021) in place of Porian et al.'s per-size tuning; off: standard parametrisation.
+    """
+
+    warmup: bool = True
+    decay: bool = True
+    mup: bool = True
+
+
+def run_settings(plan: Sequence[PlannedRun], corrections: Corrections, *, tokens_per_step: int,
+                 warmup_steps: int) -> list[dict[str, int | str]]:  # fmt: skip
+    """The `model.*` / `train.*` settings of each planned run: its shape, length and schedule."""
+    longest = max(run.steps for run in plan)
+    settings = []
+    for run in plan:
+        if corrections.warmup:
+            warmup = min(math.ceil(run.N / tokens_per_step), max(1, int(WARMUP_SHARE * run.steps)))
+        else:
+            warmup = warmup_steps
+        settings.append({
+            "model.width": run.width,
+            "model.depth": run.depth,
+            "train.max_steps": run.steps,
+            "model.warmup_steps": max(1, warmup),
+            "model.lr_decay_steps": run.steps if corrections.decay else longest,
+            "model.parametrization": "mup" if corrections.mup else "sp",
+        })  # fmt: skip
+    return settings
