@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,17 @@ def assert_clean_error(result, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert result.stdout == ""
+
+
+def processes(fragment: str, under: Path) -> list[int]:
+    """Pids whose command line holds `fragment` and the path `under`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if fragment in cmdline and str(under) in cmdline:
+                pids.append(int(proc.name))
+    return pids

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import processes, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -120,20 +120,6 @@ def need(executor: str) -> None:
 
 
 # ------------------------------------------------------------------------------ faults
-
-
-def processes(fragment: str, under: Path) -> list[int]:
-    """Pids whose command line holds `fragment` and the path `under`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if fragment in cmdline and str(under) in cmdline:
-                pids.append(int(proc.name))
-    return pids
 
 
 def job_ids(sweep_dir: Path) -> list[str]:

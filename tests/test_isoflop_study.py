@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, processes, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -40,19 +40,6 @@ def _outcome(source: str, method: str) -> tuple[int, object]:
     return 0, {k: v for k, v in json.loads(result.stdout).items() if k != "source"}
 
 
-def _trainers(sweep_dir: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "submitit.core._submit" in cmdline and str(sweep_dir) in cmdline:
-                pids.append(int(proc.name))
-    return pids
-
-
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
@@ -63,7 +50,7 @@ def studies(tmp_path_factory):
     assert started.returncode == 0, started.stderr
     cut = root / "cut"
     deadline = time.monotonic() + 300
-    while not (pids := _trainers(cut)):
+    while not (pids := processes("submitit.core._submit", cut)):
         assert time.monotonic() < deadline, "no trainer of the study started"
         time.sleep(0.2)
     time.sleep(1.0)

@@ -34,36 +34,15 @@ TOKENS_PER_PARAM = 150.0  # D/N near the optimum of this source and model family
 CONVENTION = "standard"
 
 
-def _plan_members(
-    config: str,
-    overrides: Sequence[str],
-    budgets,
-    sizes: int,
-    *,
-    spread: float,
-    centre: float | None = None,
-    experiment: str | None = None,
-):
-    import argparse
+def _plan_members(config: str, overrides: Sequence[str], budgets, sizes: int, *, spread: float,
+                  centre: float | None = None, experiment: str | None = None):  # fmt: skip
+    from scaling.study.cli import member_settings, plan_for, plan_members
+    from scaling.study.plan import Corrections
 
-    from scaling.study.cli import _load_plan, plan_members
-    from scaling.study.plan import Corrections, run_settings
-
-    extra = [f"experiment={experiment}"] if experiment else []
-    args = argparse.Namespace(
-        config=config,
-        overrides=[*overrides, *extra],
-        budgets=",".join(map(repr, budgets)),
-        sizes=sizes,
-        convention=CONVENTION,
-        spread=spread,
-        tokens_per_param=TOKENS_PER_PARAM,
-        centre=centre,
-    )
-    job, plan = _load_plan(args)
-    m = job.model
-    settings = run_settings(plan, Corrections(), tokens_per_step=m.batch_size * m.seq_len, warmup_steps=m.warmup_steps)
-    return plan_members(args, plan, settings)
+    overrides = [*overrides, *([f"experiment={experiment}"] if experiment else [])]
+    job, plan = plan_for(config, overrides, budgets, sizes, CONVENTION, spread=spread,
+                         tokens_per_param=TOKENS_PER_PARAM, centre=centre)  # fmt: skip
+    return plan_members(config, overrides, plan, member_settings(job, plan, Corrections()))
 
 
 def _train(members, executor: str, progress: Callable[[str], None] | None):
@@ -113,7 +92,7 @@ def run_study(
 ) -> dict:
     """The study of the module docstring; returns (and writes to study.json) its numbers."""
     from scaling.isoflop import isoflop_optima
-    from scaling.study.cli import predict_from_runs
+    from scaling.study.predict import predict_from_runs
     from scaling.study.runs import runs_from_sweep
     from scaling.table import load_runs
 
@@ -161,7 +140,8 @@ def run_study(
     best = measured.loc[measured["loss"].idxmin()]
     [check_optimum] = isoflop_optima(measured, replicates=replicates)
     measured_N = check_optimum.N_star if check_optimum.ok else float(best["N"])
-    timing = {k: _timing(grid)[k] + _timing(check)[k] for k in ("startup_s", "train_s")}
+    grid_time, check_time = _timing(grid), _timing(check)
+    timing = {k: grid_time[k] + check_time[k] for k in ("startup_s", "train_s")}
     result = {
         "convention": CONVENTION,
         "budgets": budgets,

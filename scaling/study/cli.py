@@ -108,7 +108,7 @@ def _plan(args) -> int:
       workbench scaling plan isoflop_demo --budgets 1e11,3e11 --convention standard --submit --wait
       workbench scaling plan lm_mup_tiny --budgets 1e13,4e13 --convention attention --json
     """
-    from scaling.study.plan import Corrections, run_settings
+    from scaling.study.plan import Corrections
 
     job, plan = _load_plan(args)
     corrections = Corrections(
@@ -116,8 +116,7 @@ def _plan(args) -> int:
         decay=not (args.no_decay_correction or args.kaplan_style),
         mup=not (args.no_mup or args.kaplan_style),
     )
-    m = job.model
-    settings = run_settings(plan, corrections, tokens_per_step=m.batch_size * m.seq_len, warmup_steps=m.warmup_steps)
+    settings = member_settings(job, plan, corrections)
     rows = [
         run.to_json()
         | {
@@ -135,53 +134,55 @@ def _plan(args) -> int:
         return 0
     from jobs.cli import submit_members
 
-    members = plan_members(args, plan, settings)
+    members = plan_members(args.config, args.overrides, plan, settings)
     code, sweep_text, payload = submit_members(args, members, single=False)
     emit(args, text + "\n\n" + sweep_text, {"plan": rows, "sweep": payload})
     return code
 
 
 def _load_plan(args):
-    from jobs.entrypoints import load_job_config
-    from scaling.study.plan import plan_isoflop
-
-    job = load_job_config(args.config, args.overrides)
-    if job.kind != "gpt_lm":
-        raise InputError(f"{args.config}: scaling plan needs a gpt_lm job config, this one is kind {job.kind!r}")
     try:
         budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     except ValueError:
         raise InputError(f"--budgets {args.budgets!r}: give FLOPs separated by commas, e.g. 1e13,4e13") from None
+    return plan_for(args.config, args.overrides, budgets, args.sizes, args.convention, spread=args.spread,
+                    tokens_per_param=args.tokens_per_param, centre=args.centre)  # fmt: skip
+
+
+def plan_for(config: str, overrides, budgets, sizes: int, convention: str, **options):
+    """(the gpt_lm job config, its IsoFLOP plan); `options` go to `scaling.study.plan.plan_isoflop`."""
+    from jobs.entrypoints import load_job_config
+    from scaling.study.plan import plan_isoflop
+
+    job = load_job_config(config, overrides)
+    if job.kind != "gpt_lm":
+        raise InputError(f"{config}: scaling plan needs a gpt_lm job config, this one is kind {job.kind!r}")
     m = job.model
-    plan = plan_isoflop(
-        budgets,
-        args.sizes,
-        args.convention,
-        head_dim=m.head_dim,
-        depth=m.depth,
-        seq_len=m.seq_len,
-        batch_size=m.batch_size,
-        vocab=256,
-        mlp_ratio=m.mlp_ratio,
-        spread=args.spread,
-        tokens_per_param=args.tokens_per_param,
-        centre=args.centre,
-    )
+    plan = plan_isoflop(budgets, sizes, convention, head_dim=m.head_dim, depth=m.depth, seq_len=m.seq_len,
+                        batch_size=m.batch_size, vocab=256, mlp_ratio=m.mlp_ratio, **options)  # fmt: skip
     return job, plan
 
 
-def plan_members(args, plan, settings) -> list:
+def member_settings(job, plan, corrections) -> list[dict]:
+    """Each planned run's settings (`scaling.study.plan.run_settings`) for this job config."""
+    from scaling.study.plan import run_settings
+
+    m = job.model
+    return run_settings(plan, corrections, tokens_per_step=m.batch_size * m.seq_len, warmup_steps=m.warmup_steps)
+
+
+def plan_members(config: str, overrides, plan, settings) -> list:
     """One sweep member per planned run; sweep dimensions budget, width and depth."""
     from jobs.entrypoints import load_job_config
     from jobs.sweep import Member
 
     members = []
     for index, (run, own) in enumerate(zip(plan, settings)):
-        overrides = tuple(f"{key}={value}" for key, value in own.items())
-        config = load_job_config(args.config, [*args.overrides, *overrides])
+        changes = tuple(f"{key}={value}" for key, value in own.items())
+        job = load_job_config(config, [*overrides, *changes])
         run_id = f"{index:03d}_C={run.budget:.3g}_w={run.width}_L={run.depth}"
         params = {"budget": run.budget, "width": run.width, "depth": run.depth}
-        members.append(Member(dataclasses.replace(config, run_id=run_id), params, overrides))
+        members.append(Member(dataclasses.replace(job, run_id=run_id), params, changes))
     return members
 
 
@@ -277,6 +278,8 @@ def _predict(args) -> int:
             return _emit_predictions(args, predictions, f"{args.source} ({fit.attrs['method']})")
     if args.convention is None:
         raise InputError(f"{args.source}: runs need --convention to say what N counts")
+    from scaling.study.predict import predict_from_runs
+
     predictions = predict_from_runs(
         _runs_table(args, source, sweep),
         args.budget,
@@ -293,23 +296,6 @@ def _runs_table(args, source: Path, sweep):
 
     table = runs_from_sweep(sweep, args.convention, name=args.source) if sweep is not None else source
     return load_runs(table, convention=args.convention, name=args.source)
-
-
-def predict_from_runs(runs, budget: float, *, replicates: int = 1000, bootstrap: int = 200, seed: int = 0):
-    """Approach 2 and Approach 3 fitted to `runs`, each predicting at `budget` (a list of Predictions)."""
-    from scaling.fit import bootstrap_parametric, fit_parametric
-    from scaling.isoflop import estimate_noise, fit_isoflop, isoflop_optima
-    from scaling.study.predict import predict_isoflop, predict_parametric
-
-    noise, _ = estimate_noise(runs)
-    optima = isoflop_optima(runs, noise=noise, replicates=replicates, seed=seed)
-    predictions = [predict_isoflop(fit_isoflop(optima, noise=noise), budget)]
-    N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
-    law = fit_parametric(N, D, loss)
-    if bootstrap:
-        law = bootstrap_parametric(N, D, loss, law, n_boot=bootstrap, seed=seed)
-    predictions.append(predict_parametric(law, budget))
-    return predictions
 
 
 def _emit_predictions(args, predictions, source: str) -> int:

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from scaling.fit import ParametricFit
     from scaling.isoflop import IsoflopFit
 
-__all__ = ["Prediction", "loss_power_law", "predict_from_dataset", "predict_isoflop", "predict_parametric"]
+__all__ = [
+    "Prediction",
+    "loss_power_law",
+    "predict_from_dataset",
+    "predict_from_runs",
+    "predict_isoflop",
+    "predict_parametric",
+]
 
 NAN_CI = [math.nan, math.nan]
 
@@ -133,3 +140,19 @@ def predict_from_dataset(ds: xr.Dataset, C: float, *, name: str) -> Prediction:
         D_ci = [C / (6 * N_ci[1]), C / (6 * N_ci[0])]
         return Prediction("isoflop", C, N_star, N_ci, C / (6 * N_star), D_ci, L_star, L_ci)
     raise InputError(f"{name}: not a fit of method isoflop or parametric (`workbench scaling fit --out`)")
+
+
+def predict_from_runs(runs, budget: float, *, replicates: int = 1000, bootstrap: int = 200, seed: int = 0):
+    """Approach 2 and Approach 3 fitted to `runs`, each predicting at `budget` (a list of Predictions)."""
+    from scaling.fit import bootstrap_parametric, fit_parametric
+    from scaling.isoflop import estimate_noise, fit_isoflop, isoflop_optima
+
+    noise, _ = estimate_noise(runs)
+    optima = isoflop_optima(runs, noise=noise, replicates=replicates, seed=seed)
+    predictions = [predict_isoflop(fit_isoflop(optima, noise=noise), budget)]
+    N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
+    law = fit_parametric(N, D, loss)
+    if bootstrap:
+        law = bootstrap_parametric(N, D, loss, law, n_boot=bootstrap, seed=seed)
+    predictions.append(predict_parametric(law, budget))
+    return predictions

@@ -199,15 +199,27 @@ def markov_corpus(
     seed: int = 0,
 ) -> TokenCorpus:
     """A synthetic byte corpus with an exactly known entropy rate (the loss floor c)."""
+    _check_sizes(n_tokens, val_tokens)
+    source = MarkovSource(alphabet, order, concentration, seed)
+    name = f"markov(alphabet={alphabet}, order={order}, concentration={concentration}, seed={seed})"
+    return _source_corpus(source, name, n_tokens, val_tokens, seed)
+
+
+def _check_sizes(n_tokens: int, val_tokens: int) -> None:
     if n_tokens < 1 or val_tokens < 1:
         raise InputError(f"n_tokens = {n_tokens} and val_tokens = {val_tokens} must both be >= 1")
-    source = MarkovSource(alphabet, order, concentration, seed)
-    # The source (transition table) and the samples are seeded separately: the val split is
-    # fresh text from the same source, not a slice of the training stream.
+
+
+def _source_corpus(
+    source: MarkovSource, name: str, n_tokens: int, val_tokens: int, seed: int, chains: int = 64
+) -> TokenCorpus:
+    """Train and held-out text of `source`, with its exact entropy rate. The source (transition
+    table) and the samples are seeded separately: the val split is fresh text from the same
+    source, not a slice of the training stream."""
     return TokenCorpus(
-        name=f"markov(alphabet={alphabet}, order={order}, concentration={concentration}, seed={seed})",
-        train=source.sample(n_tokens, seed=2 * seed + 1),
-        val=source.sample(val_tokens, seed=2 * seed + 2),
+        name=name,
+        train=source.sample(n_tokens, seed=2 * seed + 1, chains=chains),
+        val=source.sample(val_tokens, seed=2 * seed + 2, chains=chains),
         vocab_size=256,
         entropy_rate=source.entropy_rate(),
     )
@@ -224,16 +236,10 @@ def spectral_corpus(
     seed: int = 0,
 ) -> TokenCorpus:
     """Text of a SpectralMarkovSource, with its exact entropy rate; samples seeded as markov_corpus."""
-    if n_tokens < 1 or val_tokens < 1:
-        raise InputError(f"n_tokens = {n_tokens} and val_tokens = {val_tokens} must both be >= 1")
+    _check_sizes(n_tokens, val_tokens)
     source = SpectralMarkovSource(alphabet, decay, scale, zipf, seed)
-    return TokenCorpus(
-        name=f"spectral(alphabet={alphabet}, decay={decay}, scale={scale}, zipf={zipf}, seed={seed})",
-        train=source.sample(n_tokens, seed=2 * seed + 1, chains=1024),
-        val=source.sample(val_tokens, seed=2 * seed + 2, chains=1024),
-        vocab_size=256,
-        entropy_rate=source.entropy_rate(),
-    )
+    name = f"spectral(alphabet={alphabet}, decay={decay}, scale={scale}, zipf={zipf}, seed={seed})"
+    return _source_corpus(source, name, n_tokens, val_tokens, seed, chains=1024)
 
 
 # ------------------------------------------------------------------------------------ real text
