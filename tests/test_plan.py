@@ -102,3 +102,19 @@ def test_plan_flags_show_the_schedule_and_kaplan_style_turns_the_corrections_off
     assert all(r["lr_decay_steps"] == r["steps"] and r["parametrization"] == "mup" for r in rows)
     assert {r["warmup_steps"] for r in k_rows} == {100} and {r["parametrization"] for r in k_rows} == {"sp"}
     assert {r["lr_decay_steps"] for r in k_rows} == {max(r["steps"] for r in k_rows)}
+
+
+def test_seed_replicates_are_members_of_their_own_and_bad_seeds_are_refused():
+    from scaling.study.cli import member_settings, plan_for, plan_members
+    from scaling.study.plan import Corrections
+
+    job, plan = plan_for("isoflop_demo", [], [1e11], 3, "standard", tokens_per_param=150.0)
+    settings = member_settings(job, plan, Corrections())
+    members = plan_members("isoflop_demo", [], plan, settings, [0, 3])
+    assert len(members) == 6 and len({m.config.resolved_run_id for m in members}) == 6
+    assert [m.params["seed"] for m in members] == [0, 3] * 3
+    assert [m.config.train.seed for m in members] == [0, 3] * 3
+    assert {m.config.model.width for m in members[:2]} == {plan[0].width}
+    assert "seed" not in plan_members("isoflop_demo", [], plan, settings)[0].params
+    bad = run_cli("scaling", "plan", "isoflop_demo", "--budgets", "1e11", "--convention", "standard", "--seeds", "1,1")
+    assert_clean_error(bad, "--seeds")

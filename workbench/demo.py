@@ -50,6 +50,7 @@ def register(areas, name: str, help_text: str) -> None:
     p.add_argument("--sizes", type=int, default=5, help="isoflop: model sizes per budget")
     p.add_argument("--holdout-factor", type=float, default=4.0, help="isoflop: held-out budget / the largest")
     p.add_argument("--holdout-sizes", type=int, default=4, help="isoflop: sizes trained at the held-out budget")
+    p.add_argument("--seeds", type=int, default=1, help="isoflop: training seeds per size (losses averaged)")
     add_verbosity_flags(p)
     add_json_flag(p)
 
@@ -87,13 +88,15 @@ def run_isoflop(args) -> int:
         raise InputError(f"--budgets {args.budgets!r}: Approach 2 needs at least three budgets")
     if not (args.holdout_factor > 1 and math.isfinite(args.holdout_factor)):
         raise InputError(f"--holdout-factor {args.holdout_factor}: must be a number > 1")
+    if args.seeds < 1:
+        raise InputError(f"--seeds {args.seeds}: at least one seed per size")
     if args.sizes < 3 or args.holdout_sizes < 2:
         raise InputError("--sizes must be >= 3 (an interior minimum) and --holdout-sizes >= 2")
     waiting = Progress(args)
     say = (lambda text: None) if args.json or args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     try:
         result = run_study(args.root, executor=args.executor, budgets=budgets, sizes=args.sizes,
-                           holdout_factor=args.holdout_factor, holdout_sizes=args.holdout_sizes,
+                           holdout_factor=args.holdout_factor, holdout_sizes=args.holdout_sizes, seeds=args.seeds,
                            progress=waiting, say=say)  # fmt: skip
     finally:
         waiting.close()
@@ -128,7 +131,8 @@ def isoflop_text(result: dict) -> str:
     share = startup / (startup + train) if startup + train > 0 else math.nan
     comparison = result["comparison"]
     return "\n".join([
-        f"IsoFLOP study ({result['convention']} convention) in {result['sweeps']['grid']}",
+        f"IsoFLOP study ({result['convention']} convention, {result.get('seeds', 1)} seed(s) per size) "
+        f"in {result['sweeps']['grid']}",
         grid,
         "",
         f"held-out budget C = {result['holdout_budget']:.3g}:",

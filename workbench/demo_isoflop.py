@@ -35,14 +35,15 @@ CONVENTION = "standard"
 
 
 def _plan_members(config: str, overrides: Sequence[str], budgets, sizes: int, *, spread: float,
-                  centre: float | None = None, experiment: str | None = None):  # fmt: skip
+                  centre: float | None = None, experiment: str | None = None, seeds: int = 1):  # fmt: skip
     from scaling.study.cli import member_settings, plan_for, plan_members
     from scaling.study.plan import Corrections
 
     overrides = [*overrides, *([f"experiment={experiment}"] if experiment else [])]
     job, plan = plan_for(config, overrides, budgets, sizes, CONVENTION, spread=spread,
                          tokens_per_param=TOKENS_PER_PARAM, centre=centre)  # fmt: skip
-    return plan_members(config, overrides, plan, member_settings(job, plan, Corrections()))
+    settings = member_settings(job, plan, Corrections())
+    return plan_members(config, overrides, plan, settings, list(range(seeds)) if seeds > 1 else None)
 
 
 def _train(members, executor: str, progress: Callable[[str], None] | None):
@@ -85,6 +86,7 @@ def run_study(
     holdout_factor: float = HOLDOUT_FACTOR,
     holdout_sizes: int = HOLDOUT_SIZES,
     overrides: Sequence[str] = (),
+    seeds: int = 1,
     replicates: int = 1000,
     bootstrap: int = 200,
     progress: Callable[[str], None] | None = None,
@@ -92,7 +94,7 @@ def run_study(
 ) -> dict:
     """The study of the module docstring; returns (and writes to study.json) its numbers."""
     from scaling.isoflop import isoflop_optima
-    from scaling.study.predict import predict_from_runs
+    from scaling.study.predict import fit_both, predict_isoflop, predict_parametric
     from scaling.study.runs import runs_from_sweep
     from scaling.table import load_runs
 
@@ -102,8 +104,9 @@ def run_study(
     started = time.monotonic()
     budgets = sorted(float(b) for b in budgets)
 
-    say(f"1/4 training {len(budgets)} budgets x {sizes} sizes ({', '.join(f'{b:.3g}' for b in budgets)} FLOPs)")
-    grid_members = _plan_members(CONFIG, overrides, budgets, sizes, spread=8.0)
+    listed = ", ".join(f"{b:.3g}" for b in budgets)
+    say(f"1/4 training {len(budgets)} budgets x {sizes} sizes x {seeds} seed(s) ({listed} FLOPs)")
+    grid_members = _plan_members(CONFIG, overrides, budgets, sizes, spread=8.0, seeds=seeds)
     t0 = time.monotonic()
     grid_dir, grid = _train(grid_members, executor, progress)
     grid_wall = time.monotonic() - t0
@@ -112,8 +115,8 @@ def run_study(
     t0 = time.monotonic()
     runs = load_runs(runs_from_sweep(grid, CONVENTION, name=str(grid_dir)), convention=CONVENTION, name=str(grid_dir))
     holdout = holdout_factor * budgets[-1]
-    isoflop_pred, parametric_pred = predict_from_runs(runs, holdout, replicates=replicates, bootstrap=bootstrap)
-    optima = isoflop_optima(runs, replicates=replicates)
+    optima, isoflop_fit, parametric_fit = fit_both(runs, replicates=replicates, bootstrap=bootstrap)
+    isoflop_pred, parametric_pred = predict_isoflop(isoflop_fit, holdout), predict_parametric(parametric_fit, holdout)
     fit_s = time.monotonic() - t0
 
     say(
@@ -128,6 +131,7 @@ def run_study(
         spread=HOLDOUT_SPREAD,
         centre=isoflop_pred.N_star,
         experiment=experiment,
+        seeds=seeds,
     )
     t0 = time.monotonic()
     check_dir, check = _train(check_members, executor, progress)
@@ -137,8 +141,10 @@ def run_study(
     measured = load_runs(
         runs_from_sweep(check, CONVENTION, name=str(check_dir)), convention=CONVENTION, name=str(check_dir)
     )
+    # the measured curve: each size's loss averaged over its seeds
+    measured = measured.groupby("N", as_index=False)[["D", "C", "loss"]].mean()
     best = measured.loc[measured["loss"].idxmin()]
-    [check_optimum] = isoflop_optima(measured, replicates=replicates)
+    [check_optimum] = isoflop_optima(measured, replicates=0)
     measured_N = check_optimum.N_star if check_optimum.ok else float(best["N"])
     grid_time, check_time = _timing(grid), _timing(check)
     timing = {k: grid_time[k] + check_time[k] for k in ("startup_s", "train_s")}
@@ -146,6 +152,7 @@ def run_study(
         "convention": CONVENTION,
         "budgets": budgets,
         "sizes": sizes,
+        "seeds": seeds,
         "holdout_budget": holdout,
         "grid": [
             {"budget": o.C, "status": o.status, "N_star": o.N_star, "loss_star": o.loss_star, "interior": o.ok}

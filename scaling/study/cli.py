@@ -92,6 +92,7 @@ def _register_plan(verbs) -> None:
     corrections.add_argument("--no-mup", action="store_true", help="standard parametrisation instead of muP")
     corrections.add_argument("--kaplan-style", action="store_true", help="all three corrections off")
     p.add_argument("--submit", action="store_true", help="run the plan as one job array (see --executor, --wait)")
+    p.add_argument("--seeds", help="train every planned run once per seed, e.g. 0,1,2 (default: the config's seed)")
 
 
 def _plan(args) -> int:
@@ -110,6 +111,7 @@ def _plan(args) -> int:
     """
     from scaling.study.plan import Corrections
 
+    seeds = _seeds(args.seeds)
     job, plan = _load_plan(args)
     corrections = Corrections(
         warmup=not (args.no_warmup_correction or args.kaplan_style),
@@ -134,10 +136,22 @@ def _plan(args) -> int:
         return 0
     from jobs.cli import submit_members
 
-    members = plan_members(args.config, args.overrides, plan, settings)
+    members = plan_members(args.config, args.overrides, plan, settings, seeds)
     code, sweep_text, payload = submit_members(args, members, single=False)
     emit(args, text + "\n\n" + sweep_text, {"plan": rows, "sweep": payload})
     return code
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise InputError(f"--seeds {text!r}: give distinct non-negative integers separated by commas, e.g. 0,1,2")
+    return seeds
 
 
 def _load_plan(args):
@@ -171,18 +185,24 @@ def member_settings(job, plan, corrections) -> list[dict]:
     return run_settings(plan, corrections, tokens_per_step=m.batch_size * m.seq_len, warmup_steps=m.warmup_steps)
 
 
-def plan_members(config: str, overrides, plan, settings) -> list:
-    """One sweep member per planned run; sweep dimensions budget, width and depth."""
+def plan_members(config: str, overrides, plan, settings, seeds=None) -> list:
+    """One sweep member per planned run (and per seed in `seeds`, when given); sweep dimensions
+    budget, width and depth (and seed)."""
     from jobs.entrypoints import load_job_config
     from jobs.sweep import Member
 
     members = []
     for index, (run, own) in enumerate(zip(plan, settings)):
-        changes = tuple(f"{key}={value}" for key, value in own.items())
-        job = load_job_config(config, [*overrides, *changes])
-        run_id = f"{index:03d}_C={run.budget:.3g}_w={run.width}_L={run.depth}"
-        params = {"budget": run.budget, "width": run.width, "depth": run.depth}
-        members.append(Member(dataclasses.replace(job, run_id=run_id), params, changes))
+        for seed in seeds or [None]:
+            changes = tuple(f"{key}={value}" for key, value in own.items())
+            run_id = f"{index:03d}_C={run.budget:.3g}_w={run.width}_L={run.depth}"
+            params = {"budget": run.budget, "width": run.width, "depth": run.depth}
+            if seed is not None:
+                changes += (f"train.seed={seed}",)
+                run_id += f"_s={seed}"
+                params["seed"] = seed
+            job = load_job_config(config, [*overrides, *changes])
+            members.append(Member(dataclasses.replace(job, run_id=run_id), params, changes))
     return members
 
 

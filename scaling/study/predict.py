@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Prediction",
     "loss_power_law",
+    "fit_both",
     "predict_from_dataset",
     "predict_from_runs",
     "predict_isoflop",
@@ -142,17 +143,22 @@ def predict_from_dataset(ds: xr.Dataset, C: float, *, name: str) -> Prediction:
     raise InputError(f"{name}: not a fit of method isoflop or parametric (`workbench scaling fit --out`)")
 
 
-def predict_from_runs(runs, budget: float, *, replicates: int = 1000, bootstrap: int = 200, seed: int = 0):
-    """Approach 2 and Approach 3 fitted to `runs`, each predicting at `budget` (a list of Predictions)."""
+def fit_both(runs, *, replicates: int = 1000, bootstrap: int = 200, seed: int = 0):
+    """(per-budget optima, Approach 2's fit, Approach 3's fit) of `runs`; Approach 2's bootstrap
+    uses the seed noise estimated from replicates where the runs have them."""
     from scaling.fit import bootstrap_parametric, fit_parametric
     from scaling.isoflop import estimate_noise, fit_isoflop, isoflop_optima
 
     noise, _ = estimate_noise(runs)
     optima = isoflop_optima(runs, noise=noise, replicates=replicates, seed=seed)
-    predictions = [predict_isoflop(fit_isoflop(optima, noise=noise), budget)]
     N, D, loss = (runs[c].to_numpy(float) for c in ("N", "D", "loss"))
     law = fit_parametric(N, D, loss)
     if bootstrap:
         law = bootstrap_parametric(N, D, loss, law, n_boot=bootstrap, seed=seed)
-    predictions.append(predict_parametric(law, budget))
-    return predictions
+    return optima, fit_isoflop(optima, noise=noise), law
+
+
+def predict_from_runs(runs, budget: float, *, replicates: int = 1000, bootstrap: int = 200, seed: int = 0):
+    """Approach 2 and Approach 3 fitted to `runs`, each predicting at `budget` (a list of Predictions)."""
+    _, isoflop, parametric = fit_both(runs, replicates=replicates, bootstrap=bootstrap, seed=seed)
+    return [predict_isoflop(isoflop, budget), predict_parametric(parametric, budget)]
