@@ -106,8 +106,9 @@ print(pd.DataFrame([p.to_json() for p in (iso, par)]).to_string(index=False))
 
 # %%
 measured = load_runs(holdout_table, convention=CONVENTION, name="held out")
+measured = measured.groupby("N", as_index=False)[["D", "C", "loss"]].mean()  # a size's seeds averaged
 best = measured.loc[measured["loss"].idxmin()]
-[check] = isoflop_optima(measured, noise=noise, replicates=REPLICATES)
+[check] = isoflop_optima(measured, replicates=0)  # the interpolated minimum of the averaged curve
 measured_N = check.N_star if check.ok else float(best["N"])
 print(measured[["N", "D", "loss"]].to_string(index=False))
 print(
