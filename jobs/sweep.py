@@ -46,6 +46,7 @@ from jobs.local import (
     tasks_alive,
 )
 from jobs.submit import make_executor, resolve_executor
+from workbench import interrupts
 from workbench.atomic import check_writable_dir
 from workbench.config import to_dict
 from workbench.errors import InputError
@@ -359,16 +360,20 @@ def _run_debug_members(sweep_dir: Path, records: list[dict[str, Any]], jobs) -> 
     failed (so `resubmit` finishes them) before the interrupt goes on to the caller.
     """
     interrupted = False
-    for record, job in zip(records, jobs):
-        if interrupted:
-            record.update(outcome="failed", detail="not started: the sweep was interrupted (Ctrl-C)")
-        else:
-            try:
-                record.update(_run_debug(job))
-            except KeyboardInterrupt:
-                interrupted = True
-                record.update(outcome="failed", detail="interrupted (Ctrl-C)")
-        append_manifest(sweep_dir / MANIFEST, record)
+    with interrupts.ctrl_c_noted():
+        for record, job in zip(records, jobs):
+            if interrupted:
+                record.update(outcome="failed", detail="not started: the sweep was interrupted (Ctrl-C)")
+            else:
+                try:
+                    record.update(_run_debug(job))
+                    # A Ctrl-C whose exception was swallowed (see workbench.interrupts) still stops
+                    # the sweep; a member that finished before it is done.
+                    interrupted = interrupts.requested()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    record.update(outcome="failed", detail="interrupted (Ctrl-C)")
+            append_manifest(sweep_dir / MANIFEST, record)
     if interrupted:
         raise KeyboardInterrupt
     return records

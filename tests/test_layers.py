@@ -37,6 +37,7 @@ FOUNDATION = {"workbench"} | {
         "registry",
         "train",
         "callbacks",
+        "interrupts",
         "batches",
         "provenance",
         "figures",

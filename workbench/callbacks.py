@@ -1,6 +1,7 @@
-"""The harness's Lightning callbacks: non-finite guard, metrics recorder, atomic last.ckpt.
+"""The harness's Lightning callbacks: non-finite guard, metrics recorder, atomic last.ckpt,
+noted Ctrl-C.
 
-`workbench.train.train` attaches all three to every run, whatever the model.
+`workbench.train.train` attaches all four to every run, whatever the model.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from workbench import interrupts
 from workbench.provenance import with_provenance
 from workbench.store import atomic_write_netcdf, atomic_write_text
 
-__all__ = ["MetricsRecorder", "NonFiniteGuard", "PeriodicCheckpoint", "PeriodicEvaluation"]
+__all__ = ["InterruptCheck", "MetricsRecorder", "NonFiniteGuard", "PeriodicCheckpoint", "PeriodicEvaluation"]
 
 
 def _loss_of(outputs: Any):
@@ -39,6 +41,14 @@ class NonFiniteGuard(Callback):
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             self.tripped_at = int(trainer.global_step)
             trainer.should_stop = True
+
+
+class InterruptCheck(Callback):
+    """Stops training at the next step after a Ctrl-C whose KeyboardInterrupt was swallowed
+    (raised inside a weakref callback or a ``__del__``; see `workbench.interrupts`)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        interrupts.raise_if_requested()
 
 
 class MetricsRecorder(Callback):

@@ -138,7 +138,7 @@ def train(
         max_steps=config.max_steps,
         max_epochs=-1,
         deterministic=not on_gpu,  # GPU kernels lack deterministic versions for some ops
-        callbacks=[guard, recorder, saver],
+        callbacks=[guard, recorder, saver, callbacks.InterruptCheck()],
         plugins=plugins,
         logger=_loggers(config.loggers, Path(run_dir.path)) or False,
         enable_checkpointing=False,  # PeriodicCheckpoint writes last.ckpt, atomically
