@@ -157,8 +157,9 @@ def test_an_interrupted_study_reruns_only_its_missing_members_and_fits_the_same(
 
     # the killed member once more, uninterrupted, in a sweep of its own
     [run_id] = killed
-    [record] = [json.loads(line) for line in (grid / "manifest.jsonl").read_text().splitlines()
-                if json.loads(line)["run_id"] == run_id][-1:]  # fmt: skip
+    from jobs.sweep import latest_records
+
+    [record] = [r for r in latest_records(grid) if r["run_id"] == run_id]
     settings = [arg for override in record["overrides"] for arg in ("--set", override)]
     reference = run_cli("jobs", "submit", "isoflop_demo", "--runs-dir", str(study["root"]), "--set",
                         "experiment=reference", *settings, "--executor", "local", "--wait", "--json")  # fmt: skip
@@ -197,7 +198,9 @@ def test_the_held_out_budget_is_predicted(study):
     assert measured["interpolated_status"] == "ok", measured
     assert 1 / 1.5 <= measured["N"] / iso["N_star"] <= 1.5, (measured, iso)
     # the demo trained none of the grid again: its manifest holds the 15 submissions and the one rerun
-    records = [json.loads(line) for line in (study["grid"] / "manifest.jsonl").read_text().splitlines()]
+    from workbench.store import read_manifest
+
+    records = read_manifest(study["grid"] / "manifest.jsonl")
     assert len({(r["run_id"], r["attempt"]) for r in records}) == 15 + 1
     assert (study["grid"] / "study.json").is_file() and (study["grid"] / "study.png").is_file()
 

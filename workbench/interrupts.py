@@ -41,9 +41,8 @@ def ctrl_c_noted() -> Iterator[None]:
 
     Only in the main thread (signal handlers live there), and not where SIGINT is ignored (a
     command started in the background by a shell without job control); there the block changes
-    nothing.
-    The previous handler comes back at the end, also when Lightning set SIGINT to be ignored
-    during its own shutdown.
+    nothing. The previous handler comes back at the end, also when Lightning set SIGINT to be
+    ignored during its own shutdown.
     """
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
